@@ -1,0 +1,50 @@
+# Orchestra: `make run` brings the whole stack up; `make test` runs every test.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install services db run test lint bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+services:
+	bash scripts/services.sh
+
+db: install services
+	$(BIN)/python -m scripts.createdb
+	$(BIN)/alembic upgrade head
+
+.demo-key: | db
+	$(BIN)/flask --app api keys create --tenant demo > .demo-key.tmp
+	tail -n 1 .demo-key.tmp > .demo-key && rm -f .demo-key.tmp
+
+run: db .demo-key
+	@# A key from a database that has since been dropped is useless: make a new one.
+	@$(BIN)/flask --app api keys verify "$$(cat .demo-key)" >/dev/null 2>&1 || \
+		{ rm -f .demo-key && $(MAKE) --no-print-directory .demo-key; }
+	@echo
+	@echo "API key of tenant 'demo': $$(cat .demo-key)"
+	@echo "Try:  curl -s -X POST http://127.0.0.1:$${API_PORT:-8000}/api/v1/jobs \\"
+	@echo "        -H 'Authorization: Bearer $$(cat .demo-key)' -H 'Content-Type: application/json' \\"
+	@echo "        -d '{\"kind\": \"sleep\", \"params\": {\"seconds\": 3}}'"
+	@echo "API :$${API_PORT:-8000}  relay :$${RELAY_PORT:-8001}  Flower :$${FLOWER_PORT:-5555}  (Ctrl-C stops all)"
+	@echo
+	$(BIN)/honcho start -f Procfile
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install services lint
+	$(BIN)/pytest
+
+bench: install services
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""The Flask API: `create_app()` builds it; `flask --app api` finds it."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api import cli, errors, health, jobs, metrics, openapi, ratelimit
+from app import bootstrap
+from app.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API for `settings` (default: from the environment)."""
+    from workers import make_celery  # the producer side of Celery, for app.dispatch
+
+    settings = settings or Settings.from_env()
+    bootstrap.configure_logging(settings.log_level)
+    celery = make_celery(settings)
+    bootstrap.init(settings, sender=celery.send_task)
+
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+    app.extensions["celery"] = celery
+    app.extensions["orchestra.settings"] = settings
+
+    ratelimit.install(app, settings, jobs.bp)
+    app.register_blueprint(jobs.bp, url_prefix="/api/v1")
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(cli.bp)
+    errors.register(app)
+    return app

@@ -1,0 +1,35 @@
+"""Bearer API keys: who is calling, checked before every `/api/v1` request."""
+
+from __future__ import annotations
+
+from flask import g, request
+
+from api.errors import ApiError
+from app import tenants
+from app.tenants import TenantRef
+
+
+def token_from_header(value: str | None) -> str | None:
+    """The secret of an `Authorization: Bearer <secret>` header, or None."""
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def require_key() -> None:
+    """`before_request` hook: set `g.tenant` or refuse with 401."""
+    token = token_from_header(request.headers.get("Authorization"))
+    if token is None:
+        raise ApiError(401, "UNAUTHORIZED", "missing or malformed bearer token")
+    tenant = tenants.authenticate(token)
+    if tenant is None:
+        raise ApiError(401, "UNAUTHORIZED", "unknown API key")
+    g.tenant = tenant
+
+
+def current_tenant() -> TenantRef:
+    """The tenant of this request's key."""
+    return g.tenant

@@ -1,0 +1,97 @@
+"""Reading request bodies and headers safely: every malformed input is a 4xx, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+
+from api.errors import ApiError
+
+MAX_DEPTH = 64
+_HEADER_OK = set(range(0x21, 0x7F))
+
+
+def _invalid(message: str, field: str, why: str) -> ApiError:
+    """A 422 naming the one field at fault."""
+    return ApiError(422, "VALIDATION_ERROR", message, {field: [why]})
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_tree(value) -> None:
+    """Refuse what Postgres' jsonb cannot hold (NUL characters) and absurd nesting.
+
+    Iterative, so a hostile document cannot exhaust the interpreter's stack.
+    """
+    stack = [(value, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _invalid(
+                "JSON nested too deeply",
+                ".".join(path.split(".")[:2]) or "_schema",
+                f"deeper than {MAX_DEPTH} levels",
+            )
+        if isinstance(node, str) and "\x00" in node:
+            raise _invalid(
+                "NUL character in a string", path or "_schema", "contains a NUL character"
+            )
+        if isinstance(node, dict):
+            items = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            continue
+        for key, child in items:
+            if isinstance(key, str) and "\x00" in key:
+                raise _invalid(
+                    "NUL character in a key", path or "_schema", "a key contains a NUL character"
+                )
+            stack.append((child, f"{path}.{key}" if path else str(key), depth + 1))
+
+
+def json_body(optional: bool = False) -> dict:
+    """The request's JSON object; `{}` for an absent body when `optional`."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        if optional:
+            return {}
+        raise _invalid("a JSON body is required", "_schema", "missing body")
+    if request.mimetype != "application/json":
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(
+            400, "BAD_JSON", "the body is not valid JSON", {"_schema": [str(exc)[:200]]}
+        ) from None
+    if not isinstance(data, dict):
+        raise _invalid("the body must be a JSON object", "_schema", "expected an object")
+    _check_tree(data)
+    return data
+
+
+def header(name: str, max_len: int = 255) -> str | None:
+    """A printable-ASCII header value of at most `max_len` characters, or None if absent."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not value or len(value) > max_len or any(ord(c) not in _HEADER_OK for c in value):
+        raise _invalid(
+            f"bad {name} header", name, f"1-{max_len} printable ASCII characters, no spaces"
+        )
+    return value
+
+
+def query(schema) -> dict:
+    """The query string loaded through a marshmallow schema (NUL characters refused first)."""
+    args = request.args.to_dict()
+    for key, value in args.items():
+        if "\x00" in key or "\x00" in value:
+            raise _invalid(
+                "NUL character in the query", key.replace("\x00", ""), "contains a NUL character"
+            )
+    return schema.load(args)

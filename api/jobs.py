@@ -1,0 +1,80 @@
+"""Jobs routes: thin adapters over `app.jobs`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, url_for
+
+from api import schemas
+from api.auth import current_tenant, require_key
+from api.body import header, json_body, query
+from app import events, jobs
+
+bp = Blueprint("jobs", __name__)
+bp.before_request(require_key)
+
+
+@bp.post("/jobs")
+def submit():
+    """Submit a generation job (202), or find the one an `Idempotency-Key` made (200)."""
+    req = schemas.job_submit.load(json_body())
+    job, created = jobs.submit(
+        current_tenant(),
+        req,
+        idempotency_key=header("Idempotency-Key"),
+        correlation_id=header("X-Correlation-ID"),
+    )
+    resp = jsonify(job)
+    resp.status_code = 202 if created else 200
+    resp.headers["Location"] = url_for("jobs.get_job", job_id=job["id"])
+    if not created:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    """One job."""
+    return jsonify(jobs.get(current_tenant(), job_id))
+
+
+@bp.get("/jobs")
+def list_jobs():
+    """The tenant's jobs, newest first, with keyset pagination."""
+    q = query(schemas.job_list_query)
+    items, next_cursor = jobs.list_jobs(current_tenant(), q, q["limit"], q.get("cursor"))
+    return jsonify({"items": items, "next_cursor": next_cursor})
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    """Cancel a job (202); 409 if it already ended."""
+    json_body(optional=True)
+    return jsonify(jobs.cancel(current_tenant(), job_id)), 202
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry(job_id: str):
+    """Queue a failed or cancelled job again (202)."""
+    json_body(optional=True)
+    return jsonify(jobs.retry(current_tenant(), job_id)), 202
+
+
+@bp.get("/jobs/<job_id>/events")
+def job_events(job_id: str):
+    """The job's events after `since`, in `seq` order."""
+    since = query(schemas.since_query)["since"]
+    return jsonify({"items": jobs.job_events(current_tenant(), job_id, since)})
+
+
+@bp.get("/jobs/<job_id>/result")
+def result(job_id: str):
+    """The artifact the job's generator wrote, with its content type."""
+    content_type, body = jobs.artifact(current_tenant(), job_id)
+    return Response(body, content_type=content_type)
+
+
+@bp.get("/event-types")
+def event_types():
+    """Every event type with the JSON Schema of its payload."""
+    items = [{"event_type": t, "schema": schema} for t, schema in events.EVENT_TYPES.items()]
+    return jsonify({"items": items})

@@ -1,0 +1,26 @@
+"""Wire the domain for one process: settings, database, Redis and the dispatch seam."""
+
+from __future__ import annotations
+
+import logging
+
+from app import config, db, dispatch, pubsub
+from app.config import Settings
+
+
+def init(settings: Settings, sender=None) -> Settings:
+    """Called once by each entry point (API, relay, worker, CLI), never at import."""
+    config.install(settings)
+    db.init(settings.database_url, timeout_s=max(1.0, settings.dependency_timeout_s))
+    pubsub.init(settings.redis_url, settings.channel_prefix, settings.dependency_timeout_s)
+    if sender is not None:
+        dispatch.configure(sender)
+    return settings
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every process: time, level, logger, message."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )

@@ -1,0 +1,123 @@
+"""One `Settings` object, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of every process, with the contract's defaults."""
+
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/orchestra"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = ""  # empty: same as redis_url
+    bind_host: str = "127.0.0.1"
+    api_port: int = 8000
+    relay_port: int = 8001
+    flower_port: int = 5555
+    flower_basic_auth: str = ""
+    # Pub/sub channels are global to a Redis server (not per db), so every channel name
+    # carries this prefix; tests give each run its own.
+    channel_prefix: str = "orchestra"
+    max_body_bytes: int = 256 * 1024
+    agent_heartbeat_timeout_s: float = 60.0
+    worker_lost_redelivery_s: float = 60.0
+    retry_backoff_base_s: float = 2.0
+    retry_backoff_max_s: float = 300.0
+    default_max_retries: int = 3
+    default_timeout_s: float = 3600.0
+    sweep_interval_s: float = 1.0
+    # An event or dispatch younger than this is left to the process that made it.
+    outbox_grace_s: float = 2.0
+    dependency_timeout_s: float = 1.0
+    log_level: str = "INFO"
+    relay_cors_origins: str = "*"
+    relay_async_mode: str = "gevent"
+    # Hosts the `http` generator may call (comma-separated); empty allows any host.
+    http_allowed_hosts: str = ""
+    # Requests per key on /api/v1, in Flask-Limiter's notation ("600/minute;50/second").
+    rate_limit: str = "600/minute"
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The Celery broker: `BROKER_URL`, else `REDIS_URL`."""
+        return self.broker_url or self.redis_url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: `os.environ`, after loading `.env`)."""
+        if env is None:
+            from dotenv import load_dotenv
+
+            load_dotenv(override=False)
+            env = os.environ
+        d = cls()
+        return cls(
+            database_url=env.get("DATABASE_URL") or d.database_url,
+            redis_url=env.get("REDIS_URL") or d.redis_url,
+            broker_url=env.get("BROKER_URL", ""),
+            bind_host=env.get("BIND_HOST") or d.bind_host,
+            api_port=_env_int(env, "API_PORT", d.api_port),
+            relay_port=_env_int(env, "RELAY_PORT", d.relay_port),
+            flower_port=_env_int(env, "FLOWER_PORT", d.flower_port),
+            flower_basic_auth=env.get("FLOWER_BASIC_AUTH", ""),
+            channel_prefix=env.get("CHANNEL_PREFIX") or d.channel_prefix,
+            max_body_bytes=_env_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
+            agent_heartbeat_timeout_s=_env_float(
+                env, "AGENT_HEARTBEAT_TIMEOUT_S", d.agent_heartbeat_timeout_s
+            ),
+            worker_lost_redelivery_s=_env_float(
+                env, "WORKER_LOST_REDELIVERY_S", d.worker_lost_redelivery_s
+            ),
+            retry_backoff_base_s=_env_float(env, "RETRY_BACKOFF_BASE_S", d.retry_backoff_base_s),
+            retry_backoff_max_s=_env_float(env, "RETRY_BACKOFF_MAX_S", d.retry_backoff_max_s),
+            default_max_retries=_env_int(env, "DEFAULT_MAX_RETRIES", d.default_max_retries),
+            default_timeout_s=_env_float(env, "DEFAULT_TIMEOUT_S", d.default_timeout_s),
+            sweep_interval_s=_env_float(env, "SWEEP_INTERVAL_S", d.sweep_interval_s),
+            outbox_grace_s=_env_float(env, "OUTBOX_GRACE_S", d.outbox_grace_s),
+            dependency_timeout_s=_env_float(env, "DEPENDENCY_TIMEOUT_S", d.dependency_timeout_s),
+            log_level=env.get("LOG_LEVEL") or d.log_level,
+            relay_cors_origins=env.get("RELAY_CORS_ORIGINS") or d.relay_cors_origins,
+            relay_async_mode=env.get("RELAY_ASYNC_MODE") or d.relay_async_mode,
+            http_allowed_hosts=env.get("HTTP_ALLOWED_HOSTS", ""),
+            rate_limit=env.get("RATE_LIMIT") or d.rate_limit,
+        )
+
+    def with_(self, **changes) -> Settings:
+        """A copy with some fields changed (tests pass their own settings)."""
+        return replace(self, **changes)
+
+    def as_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        out = {}
+        for f in fields(self):
+            out[f.name.upper()] = str(getattr(self, f.name))
+        return out
+
+
+_current: Settings | None = None
+
+
+def install(settings: Settings) -> Settings:
+    """Make `settings` this process's settings (done once, by the entry point)."""
+    global _current
+    _current = settings
+    return settings
+
+
+def current() -> Settings:
+    """This process's settings (the defaults until an entry point installs its own)."""
+    return _current or Settings()

@@ -1,0 +1,47 @@
+"""`ServiceError` and its kinds: what the domain says went wrong, each with a code."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A failure the caller can understand; adapters map `kind` to a status."""
+
+    kind = "error"
+    code = "ERROR"
+
+    def __init__(self, message: str, details: dict | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code:
+            self.code = code
+
+
+class NotFound(ServiceError):
+    kind = "not_found"
+    code = "NOT_FOUND"
+
+
+class ValidationFailed(ServiceError):
+    kind = "validation"
+    code = "VALIDATION_ERROR"
+
+
+class Conflict(ServiceError):
+    kind = "conflict"
+    code = "CONFLICT"
+
+
+class InvalidTransition(Conflict):
+    code = "INVALID_TRANSITION"
+
+
+class Unavailable(ServiceError):
+    """A dependency (database, redis, broker) could not be reached."""
+
+    kind = "unavailable"
+    code = "DEPENDENCY_UNAVAILABLE"
+
+    def __init__(self, dependency: str, reason: str = ""):
+        super().__init__(f"{dependency} is unavailable", {"dependency": [reason or "unreachable"]})
+        self.dependency = dependency

@@ -1,0 +1,184 @@
+"""The event envelope: recorded in the caller's transaction, published after commit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import redis
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from app import db, pubsub
+from app.models import Event, EventCounter
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_VERSION = "1.0"
+JOB_STATUS_UPDATED = "job.status.updated"
+JOB_PROGRESS_UPDATED = "job.progress.updated"
+
+_STATUS = {"enum": ["queued", "processing", "retrying", "completed", "failed", "cancelled"]}
+_ERROR = {
+    "type": "object",
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    "required": ["code", "message"],
+}
+# The JSON Schema of each event type's payload (served at /api/v1/event-types).
+EVENT_TYPES: dict[str, dict] = {
+    JOB_STATUS_UPDATED: {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string", "format": "uuid"},
+            "status": _STATUS,
+            "previous_status": {"anyOf": [_STATUS, {"type": "null"}]},
+            "attempt": {"type": "integer", "minimum": 0},
+            "result": {},
+            "result_url": {"type": ["string", "null"]},
+            "error": _ERROR,
+        },
+        "required": ["job_id", "status", "previous_status", "attempt"],
+    },
+    JOB_PROGRESS_UPDATED: {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string", "format": "uuid"},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "message": {"type": "string"},
+        },
+        "required": ["job_id", "progress"],
+    },
+}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whom an event is about, and the context every envelope of it carries."""
+
+    type: str
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant: str
+    correlation_id: str | None = None
+    card_id: str | None = None
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 UTC with a `Z`, milliseconds."""
+    if ts is None:
+        return None
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _next_seq(conn: Connection, subject: Subject) -> int:
+    # The upsert locks the counter row until commit: concurrent writers of one subject
+    # queue here, so seq is gapless and ordered by commit.
+    stmt = insert(EventCounter).values(subject_type=subject.type, subject_id=subject.id, last_seq=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[EventCounter.subject_type, EventCounter.subject_id],
+        set_={"last_seq": EventCounter.last_seq + 1},
+    ).returning(EventCounter.last_seq)
+    return conn.execute(stmt).scalar_one()
+
+
+def record(conn: Connection, subject: Subject, event_type: str, payload: dict, source: str) -> dict:
+    """Store one event in the caller's transaction and return its envelope."""
+    row = {
+        "id": uuid.uuid4(),
+        "tenant_id": subject.tenant_id,
+        "subject_type": subject.type,
+        "subject_id": subject.id,
+        "seq": _next_seq(conn, subject),
+        "event_type": event_type,
+        "source_service": source,
+        "payload": payload,
+        "meta": {
+            "tenant": subject.tenant,
+            "correlation_id": subject.correlation_id,
+            "card_id": subject.card_id,
+            "version": ENVELOPE_VERSION,
+        },
+        "created_at": datetime.now(UTC),
+    }
+    conn.execute(insert(Event).values(**row))
+    return envelope({**row, "metadata": row["meta"]})
+
+
+def envelope(row) -> dict:
+    """The wire form of a stored event (a row or a mapping of the `events` columns)."""
+    r = row if isinstance(row, dict) else row._mapping
+    return {
+        "event_id": str(r["id"]),
+        "event_type": r["event_type"],
+        "seq": r["seq"],
+        "timestamp": iso(r["created_at"]),
+        "source_service": r["source_service"],
+        "subject": {"type": r["subject_type"], "id": str(r["subject_id"])},
+        "payload": r["payload"],
+        "metadata": r["metadata"],
+    }
+
+
+_COLUMNS = [
+    Event.id,
+    Event.event_type,
+    Event.seq,
+    Event.created_at,
+    Event.source_service,
+    Event.subject_type,
+    Event.subject_id,
+    Event.payload,
+    Event.meta,
+]
+
+
+def for_subject(
+    conn: Connection, subject_type: str, subject_id, since: int = 0, until: int | None = None
+) -> list[dict]:
+    """The envelopes of one subject with `since < seq <= until`, in `seq` order."""
+    q = select(*_COLUMNS).where(
+        Event.subject_type == subject_type, Event.subject_id == subject_id, Event.seq > since
+    )
+    if until is not None:
+        q = q.where(Event.seq <= until)
+    return [envelope(r) for r in conn.execute(q.order_by(Event.seq))]
+
+
+def mark_published(conn: Connection, event_ids: list[str]) -> None:
+    """Take events out of the outbox."""
+    if event_ids:
+        conn.execute(
+            update(Event)
+            .where(Event.id.in_([uuid.UUID(i) for i in event_ids]))
+            .values(published_at=datetime.now(UTC))
+        )
+
+
+def publish_pending(grace_s: float, limit: int = 500) -> int:
+    """Publish events committed but not yet published (older than `grace_s`); return the count.
+
+    Runs from the beat sweep. Rows are locked (SKIP LOCKED) so two sweeps never
+    publish the same batch; subscribers drop duplicates by `seq` anyway.
+    """
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+    with db.transaction() as conn:
+        rows = conn.execute(
+            select(*_COLUMNS)
+            .where(Event.published_at.is_(None), Event.created_at < cutoff)
+            .order_by(Event.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        envelopes = [envelope(r) for r in rows]
+        try:
+            pubsub.publish(envelopes)
+        except redis.RedisError as exc:
+            log.warning("outbox sweep: redis unavailable, %d events wait: %s", len(rows), exc)
+            return 0
+        mark_published(conn, [e["event_id"] for e in envelopes])
+    if envelopes:
+        log.info("outbox sweep published %d events", len(envelopes))
+    return len(envelopes)

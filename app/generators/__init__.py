@@ -1,0 +1,129 @@
+"""Generators: the plugins that do a job's work, one per job `kind`.
+
+A generator has a `name`, a JSON Schema for its `params` and a `run(params, ctx)` that
+returns a `Output` or raises `TransientError` (retried with backoff) or `PermanentError`.
+Third-party generators register through the `orchestra.generators` entry point group.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from jsonschema import Draft202012Validator
+
+from app.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "orchestra.generators"
+
+
+class TransientError(Exception):
+    """A failure worth retrying (a timeout, a 503 from a service)."""
+
+
+class PermanentError(Exception):
+    """A failure no retry will mend (bad input, a refusal)."""
+
+
+class Cancelled(Exception):
+    """The job was cancelled; raised by `Context` at a checkpoint."""
+
+
+@dataclass
+class Output:
+    """What a run produced: the job's `result`, and optionally a URL and an artifact."""
+
+    result: Any
+    result_url: str | None = None
+    artifact: tuple[str, bytes] | None = None  # (content type, body)
+
+
+class Context(Protocol):
+    """What a generator may ask of the run it is part of."""
+
+    job_id: str
+    attempt: int
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record progress (0..1); raises `Cancelled` if the job was cancelled."""
+
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` if the job was cancelled since the last check."""
+
+
+class Generator(Protocol):
+    name: str
+    params_schema: dict
+
+    def run(self, params: dict, ctx: Context) -> Output: ...
+
+
+CANCEL_CHECK_S = 0.5
+
+
+def wait(seconds: float, ctx: Context) -> None:
+    """Sleep `seconds`, checking for cancel at least every `CANCEL_CHECK_S`."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, CANCEL_CHECK_S))
+        ctx.check_cancelled()
+
+
+_registry: dict[str, Generator] = {}
+_validators: dict[str, Draft202012Validator] = {}
+_loaded_entry_points = False
+
+
+def register(generator: Generator) -> Generator:
+    """Add a generator to the registry (its schema is checked once, here)."""
+    Draft202012Validator.check_schema(generator.params_schema)
+    _registry[generator.name] = generator
+    _validators[generator.name] = Draft202012Validator(generator.params_schema)
+    return generator
+
+
+def _load_entry_points() -> None:
+    global _loaded_entry_points
+    if _loaded_entry_points:
+        return
+    _loaded_entry_points = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            plugin = ep.load()
+            register(plugin() if isinstance(plugin, type) else plugin)
+        except Exception:  # noqa: BLE001 - a broken plugin must not take the service down
+            log.exception("generator plugin %s failed to load", ep.name)
+
+
+def all_generators() -> dict[str, Generator]:
+    """Every registered generator by name (built-ins and entry points)."""
+    from app.generators import builtin  # noqa: F401 - registers the built-ins
+
+    _load_entry_points()
+    return dict(_registry)
+
+
+def get(kind: str) -> Generator:
+    """The generator for `kind`, or `ValidationFailed` naming the known ones."""
+    gens = all_generators()
+    if kind not in gens:
+        known = ", ".join(sorted(gens))
+        raise ValidationFailed("unknown job kind", {"kind": [f"unknown kind; known: {known}"]})
+    return gens[kind]
+
+
+def validate_params(kind: str, params: Any) -> None:
+    """Check `params` against the generator's JSON Schema, field by field."""
+    get(kind)
+    errors = sorted(_validators[kind].iter_errors(params), key=lambda e: list(e.path))
+    if errors:
+        details: dict[str, list[str]] = {}
+        for err in errors:
+            key = ".".join(["params", *(str(p) for p in err.path)])
+            details.setdefault(key, []).append(err.message)
+        raise ValidationFailed("params rejected by the generator", details)

@@ -1,0 +1,70 @@
+"""The built-in generators: `echo`, `sleep`, `fail` and `http`."""
+
+from __future__ import annotations
+
+import json
+
+from app.generators import Context, Output, PermanentError, TransientError, register, wait
+from app.generators.http import Http
+
+
+class Echo:
+    """Completes with `result` equal to `params`, and writes them as a JSON artifact."""
+
+    name = "echo"
+    params_schema = {"type": "object"}
+
+    def run(self, params: dict, ctx: Context) -> Output:
+        body = json.dumps(params).encode()
+        return Output(result=params, artifact=("application/json", body))
+
+
+class Sleep:
+    """Sleeps `seconds`, reporting progress `steps` times; honours cancel between slices."""
+
+    name = "sleep"
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "seconds": {"type": "number", "minimum": 0, "maximum": 86400},
+            "steps": {"type": "integer", "minimum": 1, "maximum": 10000},
+        },
+        "required": ["seconds"],
+        "additionalProperties": False,
+    }
+
+    def run(self, params: dict, ctx: Context) -> Output:
+        seconds = float(params["seconds"])
+        steps = int(params.get("steps") or max(1, min(100, round(seconds))))
+        for step in range(1, steps + 1):
+            wait(seconds / steps, ctx)
+            ctx.progress(step / steps, f"step {step}/{steps}")
+        return Output(result={"slept": params["seconds"]})
+
+
+class Fail:
+    """Raises `message`; when `transient`, only the first `times` attempts fail."""
+
+    name = "fail"
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "message": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "transient": {"type": "boolean"},
+            "times": {"type": "integer", "minimum": 0, "maximum": 1000},
+        },
+        "required": ["message"],
+        "additionalProperties": False,
+    }
+
+    def run(self, params: dict, ctx: Context) -> Output:
+        if not params.get("transient"):
+            raise PermanentError(params["message"])
+        times = params.get("times")
+        if times is None or ctx.attempt <= times:
+            raise TransientError(params["message"])
+        return Output(result={"attempts": ctx.attempt})
+
+
+for _gen in (Echo(), Sleep(), Fail(), Http()):
+    register(_gen)

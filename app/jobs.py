@@ -1,0 +1,315 @@
+"""The job service: submit, the state machine's transitions, cancel, retry and queries."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+
+from app import config, db, events, generators
+from app.errors import InvalidTransition, NotFound, ValidationFailed
+from app.events import Subject, iso
+from app.models import TERMINAL, Event, Job, JobArtifact, JobStatus, Tenant
+from app.outbox import UnitOfWork, unit_of_work
+from app.tenants import TenantRef
+
+S = JobStatus
+DEFAULT_PRIORITY = 5  # of 0-9, 9 the most urgent
+
+# Which status may follow which. Terminal states move only through an explicit retry.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    S.QUEUED: frozenset({S.PROCESSING, S.CANCELLED}),
+    S.PROCESSING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.RETRYING}),
+    S.RETRYING: frozenset({S.PROCESSING, S.CANCELLED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset({S.QUEUED}),
+    S.CANCELLED: frozenset({S.QUEUED}),
+}
+
+PUBLIC_FIELDS = (
+    "id kind params status progress result result_url error attempts max_retries priority "
+    "card_id correlation_id timeout_s cancel_requested created_at started_at finished_at "
+    "updated_at"
+).split()
+_TIMES = {"created_at", "started_at", "finished_at", "updated_at"}
+_JOB = Job.__table__
+
+
+def can_transition(current: str, new: str) -> bool:
+    """Whether the state machine allows `current` -> `new`."""
+    return JobStatus(new) in TRANSITIONS[JobStatus(current)]
+
+
+def public(job) -> dict:
+    """The contract's view of a job row."""
+    out = {}
+    for name in PUBLIC_FIELDS:
+        value = job[name]
+        if name in _TIMES:
+            value = iso(value)
+        elif name == "id":
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def subject(job) -> Subject:
+    """The event subject of a job row (which carries its tenant's name as `tenant`)."""
+    return Subject(
+        "job", job["id"], job["tenant_id"], job["tenant"], job["correlation_id"], job["card_id"]
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_uuid(job_id) -> uuid.UUID:
+    try:
+        return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    except ValueError:
+        raise NotFound("no such job") from None
+
+
+def _select_job():
+    return select(_JOB, Tenant.name.label("tenant")).join(Tenant, Tenant.id == Job.tenant_id)
+
+
+def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> dict:
+    """One job row (with `tenant`), optionally locked; `NotFound` if absent or not the tenant's."""
+    q = _select_job().where(Job.id == _as_uuid(job_id))
+    if tenant_id is not None:
+        q = q.where(Job.tenant_id == tenant_id)
+    if lock:
+        q = q.with_for_update(of=_JOB)
+    row = conn.execute(q).mappings().first()
+    if row is None:
+        raise NotFound("no such job")
+    return dict(row)
+
+
+def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
+    """Move a locked job to `status`, write `values`, record `job.status.updated`."""
+    if not can_transition(job["status"], status):
+        raise InvalidTransition(
+            f"a {job['status']} job cannot become {status.value}",
+            {"status": [f"is {job['status']}"]},
+        )
+    now = _now()
+    values.update(status=status.value, updated_at=now)
+    if status in TERMINAL:
+        values.setdefault("finished_at", now)
+    row = (
+        uow.conn.execute(update(_JOB).where(Job.id == job["id"]).values(**values).returning(_JOB))
+        .mappings()
+        .one()
+    )
+    new = {**dict(row), "tenant": job["tenant"]}
+    payload = {
+        "job_id": str(job["id"]),
+        "status": status.value,
+        "previous_status": job["status"],
+        "attempt": new["attempts"],
+    }
+    if status == S.COMPLETED:
+        payload.update(result=new["result"], result_url=new["result_url"])
+    if new["error"] is not None and status in (S.FAILED, S.RETRYING, S.CANCELLED):
+        payload["error"] = new["error"]
+    uow.record(subject(new), events.JOB_STATUS_UPDATED, payload)
+    return new
+
+
+def submit(
+    tenant: TenantRef, req: dict, idempotency_key: str | None = None, correlation_id=None
+) -> tuple[dict, bool]:
+    """Create a queued job (or find the one this idempotency key made); `(job, created)`."""
+    generators.validate_params(req["kind"], req["params"])
+    settings = config.current()
+    now = _now()
+    countdown = float(req.get("countdown_s") or 0)
+    values = {
+        "id": uuid.uuid4(),
+        "tenant_id": tenant.id,
+        "kind": req["kind"],
+        "params": req["params"],
+        "status": S.QUEUED.value,
+        "max_retries": req.get("max_retries", settings.default_max_retries),
+        "priority": req.get("priority", DEFAULT_PRIORITY),
+        "card_id": req.get("card_id"),
+        "correlation_id": correlation_id or str(uuid.uuid4()),
+        "timeout_s": req.get("timeout_s") or settings.default_timeout_s,
+        "idempotency_key": idempotency_key,
+        "dispatch_token": uuid.uuid4(),
+        "run_after": now + timedelta(seconds=countdown),
+        "created_at": now,
+        "updated_at": now,
+    }
+    with unit_of_work("api") as uow:
+        row = (
+            uow.conn.execute(
+                insert(_JOB)
+                .values(**values)
+                .on_conflict_do_nothing(
+                    index_elements=["tenant_id", "idempotency_key"],
+                    index_where=Job.idempotency_key.isnot(None),
+                )
+                .returning(_JOB)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            existing = (
+                uow.conn.execute(
+                    _select_job().where(
+                        Job.tenant_id == tenant.id, Job.idempotency_key == idempotency_key
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            return public(existing), False
+        job = {**dict(row), "tenant": tenant.name}
+        uow.record(
+            subject(job),
+            events.JOB_STATUS_UPDATED,
+            {"job_id": str(job["id"]), "status": "queued", "previous_status": None, "attempt": 0},
+        )
+        if countdown <= 0:
+            uow.send_after_commit(job)
+    return public(job), True
+
+
+def get(tenant: TenantRef, job_id) -> dict:
+    """One of the tenant's jobs."""
+    with db.transaction() as conn:
+        return public(load(conn, job_id, tenant.id))
+
+
+def _encode_cursor(job: dict) -> str:
+    raw = json.dumps([job["created_at"].isoformat(), str(job["id"])])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("bad cursor", {"cursor": ["not a cursor this API issued"]}) from None
+
+
+def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None):
+    """The tenant's jobs, newest first, keyset-paginated: `(items, next_cursor)`."""
+    q = _select_job().where(Job.tenant_id == tenant.id)
+    for name in ("status", "kind", "card_id"):
+        if filters.get(name) is not None:
+            q = q.where(getattr(Job, name) == filters[name])
+    if cursor:
+        created, job_id = _decode_cursor(cursor)
+        q = q.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
+    q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    with db.transaction() as conn:
+        rows = [dict(r) for r in conn.execute(q).mappings()]
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return [public(r) for r in rows[:limit]], next_cursor
+
+
+def cancel(tenant: TenantRef, job_id) -> dict:
+    """Cancel a job: at once if it waits, at the worker's next checkpoint if it runs."""
+    with unit_of_work("api") as uow:
+        job = load(uow.conn, job_id, tenant.id, lock=True)
+        if job["status"] == S.PROCESSING:
+            row = (
+                uow.conn.execute(
+                    update(_JOB)
+                    .where(Job.id == job["id"])
+                    .values(cancel_requested=True, updated_at=_now())
+                    .returning(_JOB)
+                )
+                .mappings()
+                .one()
+            )
+            return public({**dict(row), "tenant": job["tenant"]})
+        job = transition(uow, job, S.CANCELLED, cancel_requested=True)
+    return public(job)
+
+
+def retry(tenant: TenantRef, job_id) -> dict:
+    """Put a failed or cancelled job back in the queue; `attempts` keeps counting."""
+    with unit_of_work("api") as uow:
+        job = load(uow.conn, job_id, tenant.id, lock=True)
+        job = transition(
+            uow,
+            job,
+            S.QUEUED,
+            retry_base=job["attempts"],
+            error=None,
+            result=None,
+            result_url=None,
+            progress=0.0,
+            cancel_requested=False,
+            finished_at=None,
+            dispatch_token=uuid.uuid4(),
+            dispatched_at=None,
+            run_after=_now(),
+            run_id=None,
+        )
+        uow.send_after_commit(job)
+    return public(job)
+
+
+def job_events(tenant: TenantRef, job_id, since: int = 0) -> list[dict]:
+    """The job's events with `seq > since`, in order."""
+    with db.transaction() as conn:
+        job = load(conn, job_id, tenant.id)
+        return events.for_subject(conn, "job", job["id"], since)
+
+
+def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:
+    """The artifact the job's generator wrote: `(content_type, body)`."""
+    with db.transaction() as conn:
+        job = load(conn, job_id, tenant.id)
+        row = conn.execute(
+            select(JobArtifact.content_type, JobArtifact.body).where(
+                JobArtifact.job_id == job["id"]
+            )
+        ).first()
+    if row is None:
+        raise NotFound("this job has no result artifact")
+    return row.content_type, bytes(row.body)
+
+
+def stats(window_s: float = 3600.0) -> dict:
+    """Counts by kind and status, run durations of the last `window_s`, and outbox backlog."""
+    since = _now() - timedelta(seconds=window_s)
+    duration = func.extract("epoch", Job.finished_at - Job.attempt_started_at)
+    with db.transaction() as conn:
+        counts = conn.execute(
+            select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+        ).all()
+        durations = conn.execute(
+            select(Job.kind, func.count(), func.coalesce(func.sum(duration), 0.0))
+            .where(Job.status == S.COMPLETED.value, Job.finished_at >= since)
+            .group_by(Job.kind)
+        ).all()
+        unpublished = conn.execute(
+            select(func.count()).select_from(Event).where(Event.published_at.is_(None))
+        ).scalar_one()
+        undispatched = conn.execute(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.dispatched_at.is_(None), Job.status.in_([S.QUEUED.value, S.RETRYING.value]))
+        ).scalar_one()
+    return {
+        "counts": [tuple(r) for r in counts],
+        "durations": [(k, n, float(total)) for k, n, total in durations],
+        "unpublished_events": unpublished,
+        "undispatched_jobs": undispatched,
+    }

@@ -1,0 +1,258 @@
+"""Running a job on a worker: claim it, run its generator, record how it ended.
+
+Every write re-reads the job under a row lock and checks that this run still owns it
+(`run_id`), so a duplicate or late message, or a run the orphan sweep gave away, never
+moves the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from app import config, db, events, generators
+from app.errors import NotFound, Unavailable, ValidationFailed
+from app.generators import Cancelled, Output, PermanentError, TransientError
+from app.jobs import load, subject, transition
+from app.models import Job, JobArtifact, JobStatus
+from app.outbox import unit_of_work
+
+log = logging.getLogger(__name__)
+S = JobStatus
+
+# Finishing a run that did its work is worth waiting for a database that restarts.
+_persist = retry(
+    retry=retry_if_exception_type(Unavailable),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    stop=stop_after_delay(120),
+    reraise=True,
+)
+
+
+class Superseded(Exception):
+    """This run no longer owns the job (it was cancelled, reaped or finished elsewhere)."""
+
+
+def backoff_s(retry_number: int, base: float, cap: float) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped.
+
+    Hand-written because the delay is stored on the job row (the sweep dispatches it), not
+    slept by a retry loop, so tenacity's and Celery's wait helpers do not fit.
+    """
+    delay = min(cap, base * (2 ** max(0, retry_number - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Run:
+    """One attempt of a job on this worker; the `Context` its generator sees."""
+
+    job_id: str
+    run_id: uuid.UUID
+    attempt: int
+    kind: str
+    params: dict
+
+    def _owned(self, conn, lock: bool) -> dict:
+        job = load(conn, self.job_id, lock=lock)
+        if job["run_id"] != self.run_id or job["status"] != S.PROCESSING:
+            raise Superseded(self.job_id)
+        return job
+
+    @_persist
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` if the job was cancelled; `Superseded` if it is no longer ours."""
+        with db.transaction() as conn:
+            if self._owned(conn, lock=False)["cancel_requested"]:
+                raise Cancelled(self.job_id)
+
+    @_persist
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record progress and its event; a cancelled job stops here."""
+        fraction = min(1.0, max(0.0, float(fraction)))
+        with unit_of_work("worker") as uow:
+            job = self._owned(uow.conn, lock=True)
+            if job["cancel_requested"]:
+                raise Cancelled(self.job_id)
+            uow.conn.execute(
+                update(Job)
+                .where(Job.id == job["id"])
+                .values(progress=fraction, heartbeat_at=_now(), updated_at=_now())
+            )
+            payload = {"job_id": self.job_id, "progress": fraction}
+            if message:
+                payload["message"] = message
+            uow.record(subject(job), events.JOB_PROGRESS_UPDATED, payload)
+
+    def heartbeat(self) -> None:
+        """Renew this run's lease, so the orphan sweep leaves it alone."""
+        with db.transaction() as conn:
+            conn.execute(
+                update(Job)
+                .where(Job.id == uuid.UUID(self.job_id), Job.run_id == self.run_id)
+                .values(heartbeat_at=_now())
+            )
+
+
+@_persist
+def claim(job_id: str, token: str, worker: str) -> Run | None:
+    """Take the job for one attempt, if this message is its current dispatch and it waits."""
+    with unit_of_work("worker") as uow:
+        try:
+            job = load(uow.conn, job_id, lock=True)
+        except NotFound:
+            log.warning("job %s: no such job, message dropped", job_id)
+            return None
+        if str(job["dispatch_token"]) != token or job["status"] not in (S.QUEUED, S.RETRYING):
+            log.info(
+                "job %s: stale or duplicate message (status %s) dropped", job_id, job["status"]
+            )
+            return None
+        now = _now()
+        job = transition(
+            uow,
+            job,
+            S.PROCESSING,
+            attempts=job["attempts"] + 1,
+            run_id=uuid.uuid4(),
+            worker=worker,
+            heartbeat_at=now,
+            attempt_started_at=now,
+            started_at=job["started_at"] or now,
+            dispatched_at=job["dispatched_at"] or now,
+            progress=0.0,
+            error=None,
+        )
+    return Run(str(job["id"]), job["run_id"], job["attempts"], job["kind"], job["params"])
+
+
+@_persist
+def complete(run: Run, out: Output) -> None:
+    """Record the generator's output; the job is `completed`."""
+    with unit_of_work("worker") as uow:
+        job = run._owned(uow.conn, lock=True)
+        if out.artifact is not None:
+            content_type, body = out.artifact
+            uow.conn.execute(JobArtifact.__table__.delete().where(JobArtifact.job_id == job["id"]))
+            uow.conn.execute(
+                JobArtifact.__table__.insert().values(
+                    job_id=job["id"], content_type=content_type, body=body
+                )
+            )
+        transition(
+            uow, job, S.COMPLETED, result=out.result, result_url=out.result_url, progress=1.0
+        )
+
+
+@_persist
+def fail(run: Run, code: str, message: str, transient: bool) -> str:
+    """Record a failed attempt: `retrying` with backoff while the budget lasts, else `failed`."""
+    with unit_of_work("worker") as uow:
+        job = run._owned(uow.conn, lock=True)
+        return end_attempt(uow, job, code, message, transient)["status"]
+
+
+def end_attempt(uow, job: dict, code: str, message: str, transient: bool) -> dict:
+    """Decide what follows a failed attempt of a locked job (also used by the orphan sweep)."""
+    error = {"code": code, "message": message[:4000]}
+    if job["cancel_requested"]:
+        return transition(uow, job, S.CANCELLED, error=error, run_id=None)
+    retries_used = job["attempts"] - job["retry_base"] - 1
+    if not transient or retries_used >= job["max_retries"]:
+        return transition(uow, job, S.FAILED, error=error, run_id=None)
+    settings = config.current()
+    delay = backoff_s(retries_used + 1, settings.retry_backoff_base_s, settings.retry_backoff_max_s)
+    return transition(
+        uow,
+        job,
+        S.RETRYING,
+        error=error,
+        run_id=None,
+        dispatch_token=uuid.uuid4(),
+        dispatched_at=None,
+        run_after=_now() + timedelta(seconds=delay),
+    )
+
+
+@_persist
+def cancelled(run: Run) -> None:
+    """The generator stopped at a checkpoint because the job was cancelled."""
+    with unit_of_work("worker") as uow:
+        job = run._owned(uow.conn, lock=True)
+        transition(uow, job, S.CANCELLED, run_id=None)
+
+
+class _Heartbeat:
+    """Renews a run's lease from a thread while its generator works."""
+
+    def __init__(self, run: Run, interval_s: float):
+        self._run, self._interval = run, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="heartbeat")
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._run.heartbeat()
+            except Exception as exc:  # noqa: BLE001 - keep beating; the sweep is the judge
+                log.warning("job %s: heartbeat failed: %s", self._run.job_id, exc)
+
+
+def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) -> str | None:
+    """Run one dispatch of a job end to end; return how it ended (or None if not ours)."""
+    run = claim(job_id, token, worker)
+    if run is None:
+        return None
+    settings = config.current()
+    try:
+        with _Heartbeat(run, max(0.5, settings.worker_lost_redelivery_s / 6)):
+            out = _run_generator(run, timeout_errors)
+    except Superseded:
+        log.info("job %s: run %s superseded, its outcome dropped", job_id, run.run_id)
+        return None
+    return out
+
+
+def _run_generator(run: Run, timeout_errors: tuple) -> str:
+    try:
+        generator = generators.get(run.kind)
+        output = generator.run(run.params, run)
+    except Cancelled:
+        cancelled(run)
+        return "cancelled"
+    except Superseded:
+        raise
+    except Unavailable as exc:
+        # The database stayed away longer than `_persist` waits: end this attempt as a
+        # transient failure, so it is retried rather than lost.
+        return fail(run, "DEPENDENCY_UNAVAILABLE", exc.message, transient=True)
+    except timeout_errors:
+        return fail(run, "TIMEOUT", "the job outlived its timeout_s", transient=False)
+    except TransientError as exc:
+        return fail(run, "TRANSIENT_ERROR", str(exc) or type(exc).__name__, transient=True)
+    except (PermanentError, ValidationFailed) as exc:
+        return fail(run, "GENERATOR_ERROR", str(exc) or type(exc).__name__, transient=False)
+    except Exception as exc:  # noqa: BLE001 - a generator bug fails its job, not the worker
+        log.exception("job %s: generator %s raised", run.job_id, run.kind)
+        return fail(run, "UNEXPECTED_ERROR", f"{type(exc).__name__}: {exc}", transient=False)
+    complete(run, output)
+    return "completed"

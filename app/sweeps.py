@@ -1,0 +1,144 @@
+"""The beat's sweeps: what the happy path left undone, retried from Postgres until done."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import redis
+from sqlalchemy import and_, func, or_, select, update
+
+from app import config, db, dispatch, events, outbox
+from app.jobs import load, transition
+from app.models import Job, JobStatus
+from app.outbox import unit_of_work
+from app.runs import end_attempt
+
+log = logging.getLogger(__name__)
+S = JobStatus
+_WAITING = (S.QUEUED.value, S.RETRYING.value)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def dispatch_due(limit: int = 500) -> int:
+    """Send every waiting job that is due and not yet on the broker; return how many."""
+    settings = config.current()
+    now = _now()
+    settled = now - timedelta(seconds=settings.outbox_grace_s)
+    with db.transaction() as conn:
+        rows = (
+            conn.execute(
+                select(Job.id, Job.dispatch_token, Job.priority, Job.timeout_s)
+                .where(
+                    Job.dispatched_at.is_(None),
+                    Job.status.in_(_WAITING),
+                    Job.run_after <= now,
+                    # A fresh job is being sent by the process that made it; give it a moment.
+                    or_(Job.updated_at < settled, Job.run_after > Job.updated_at),
+                )
+                .order_by(Job.run_after)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            .mappings()
+            .all()
+        )
+        sent_jobs = []
+        for row in rows:
+            if not outbox.try_send(dict(row)):
+                break
+            sent_jobs.append(dict(row))
+        outbox.mark_dispatched(conn, sent_jobs)
+        sent = len(sent_jobs)
+    if sent:
+        log.info("dispatch sweep sent %d jobs", sent)
+    return sent
+
+
+def reap_orphans(limit: int = 100) -> int:
+    """Give back the jobs whose worker stopped renewing its lease (killed, machine lost)."""
+    settings = config.current()
+    # Half the allowed time to notice, so the new run starts within WORKER_LOST_REDELIVERY_S.
+    stale = _now() - timedelta(seconds=settings.worker_lost_redelivery_s / 2)
+    ids = _ids_where(and_(Job.status == S.PROCESSING.value, Job.heartbeat_at < stale), limit)
+    for job_id in ids:
+        with unit_of_work("beat") as uow:
+            job = load(uow.conn, job_id, lock=True)
+            if job["status"] != S.PROCESSING or job["heartbeat_at"] >= stale:
+                continue
+            log.warning(
+                "job %s: worker %s lost, attempt %d", job_id, job["worker"], job["attempts"]
+            )
+            end_attempt(uow, job, "WORKER_LOST", f"worker {job['worker']} stopped", True)
+    return len(ids)
+
+
+def reap_timeouts(limit: int = 100) -> int:
+    """Fail the runs that outlived `timeout_s` without their worker noticing."""
+    # The worker's own time limit normally ends them; this catches a hard-killed one.
+    limit_s = Job.timeout_s + dispatch.HARD_LIMIT_GRACE_S
+    overdue = Job.attempt_started_at + func.make_interval(0, 0, 0, 0, 0, 0, limit_s)
+    ids = _ids_where(and_(Job.status == S.PROCESSING.value, overdue < func.now()), limit)
+    for job_id in ids:
+        with unit_of_work("beat") as uow:
+            job = load(uow.conn, job_id, lock=True)
+            if job["status"] == S.PROCESSING:
+                transition(
+                    uow,
+                    job,
+                    S.FAILED,
+                    error={"code": "TIMEOUT", "message": "the job outlived its timeout_s"},
+                    run_id=None,
+                )
+    return len(ids)
+
+
+def _ids_where(condition, limit: int) -> list[uuid.UUID]:
+    with db.transaction() as conn:
+        return list(conn.execute(select(Job.id).where(condition).limit(limit)).scalars())
+
+
+def redispatch_if_broker_lost(broker: redis.Redis) -> int:
+    """If the broker lost its data (a Redis restart without persistence), send again.
+
+    A marker key lives in the broker's Redis; when it is gone, every message sent before
+    may be gone too, so every waiting job is marked undispatched for `dispatch_due`.
+    Duplicates are harmless: a message claims a job only with its current token.
+    """
+    key = f"{config.current().channel_prefix}:broker-epoch"
+    if not broker.set(key, uuid.uuid4().hex, nx=True):
+        return 0
+    with db.transaction() as conn:
+        count = conn.execute(
+            update(Job)
+            .where(Job.status.in_(_WAITING), Job.dispatched_at.isnot(None))
+            # A new token too: a late "sent" mark of the lost message cannot match any more.
+            .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
+        ).rowcount
+    if count:
+        log.warning("broker epoch marker missing: %d waiting jobs will be sent again", count)
+    return count
+
+
+def run_all(broker: redis.Redis | None) -> dict:
+    """One pass of every sweep, each isolated from the others' failures."""
+    grace = config.current().outbox_grace_s
+    steps = {
+        "published": lambda: events.publish_pending(grace),
+        "redispatched": lambda: redispatch_if_broker_lost(broker) if broker else 0,
+        "dispatched": dispatch_due,
+        "orphans": reap_orphans,
+        "timeouts": reap_timeouts,
+    }
+    done = {}
+    for name, step in steps.items():
+        try:
+            done[name] = step()
+        except Exception:  # noqa: BLE001 - one failing sweep must not starve the others
+            log.exception("sweep %s failed", name)
+            done[name] = None
+    return done

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run` measures the job pipeline beside raw Celery baselines."""

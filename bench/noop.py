@@ -1,0 +1,64 @@
+"""The baseline: a raw Celery no-op task on the same Redis db (`celery -A bench.noop worker`).
+
+The task only records that it ran (INCR a counter, optionally RPUSH a flag), so what the
+baseline measures is Celery and Redis alone, configured as Orchestra configures its tasks:
+results ignored, acks late, prefetch 1.
+"""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery
+
+from app.config import Settings
+
+TASK = "bench.noop"
+QUEUE = "bench_noop"
+# The same concurrency and log level as the Orchestra worker it is compared with.
+WORKER_COMMAND = f"celery -A bench.noop worker -c 2 -Q {QUEUE} -n noop-$$@%h --loglevel INFO"
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _redis(url: str) -> redis.Redis:
+    """One Redis client per URL and process (redis-py resets its pool after a fork)."""
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url)
+    return client
+
+
+def make_app(redis_url: str) -> Celery:
+    """A bare Celery app on `redis_url` with the no-op task registered."""
+    celery = Celery("bench_noop")
+    celery.conf.update(
+        broker_url=redis_url,
+        broker_connection_retry_on_startup=True,
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+    )
+
+    @celery.task(name=TASK)
+    def noop(counter: str, flag: str | None = None) -> None:
+        """Count this run; push `flag` when a caller waits for this very task."""
+        pipe = _redis(redis_url).pipeline(transaction=False)
+        pipe.incr(counter)
+        if flag:
+            pipe.rpush(flag, 1)
+        pipe.execute()
+
+    return celery
+
+
+def send(producer: Celery, counter: str, flag: str | None = None) -> None:
+    """Put one no-op on the broker, the way `app.dispatch` sends a job (`send_task`)."""
+    producer.send_task(TASK, args=[counter, flag], queue=QUEUE)
+
+
+# `celery -A bench.noop` looks for this; the bench passes REDIS_URL like to every process.
+app = make_app(Settings.from_env().redis_url)

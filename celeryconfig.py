@@ -1,0 +1,71 @@
+"""Celery's configuration, derived from the one `Settings` (see `app/config.py`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+from app.config import Settings
+
+SWEEP_TASK = "orchestra.sweeps.run"
+
+
+def from_settings(s: Settings) -> dict:
+    """The Celery settings for these Orchestra settings."""
+    beat_file = hashlib.sha1(f"{s.effective_broker_url}{s.channel_prefix}".encode()).hexdigest()
+    return {
+        "broker_url": s.effective_broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2,
+        "broker_transport_options": {
+            # Lower numbers are served first on Redis; app.dispatch maps our 0-9 onto this.
+            "priority_steps": list(range(10)),
+            "queue_order_strategy": "priority",
+            "sep": ":",
+            # A message not acked within this is handed out again. Long runs are guarded by
+            # their lease (the orphan sweep), not by this, so it can stay long.
+            "visibility_timeout": 3600,
+            "socket_timeout": 5,
+            "socket_connect_timeout": 2,
+        },
+        # Publishing to a dead broker must fail fast: the outbox sweep retries it.
+        "task_publish_retry_policy": {
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        # Postgres is the truth: no result backend, results ignored.
+        "result_backend": None,
+        "task_ignore_result": True,
+        # At-least-once: ack after the run, requeue when the worker process dies.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # Task events for Flower.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": "jobs",
+        "task_routes": {
+            "orchestra.jobs.*": {"queue": "jobs"},
+            "orchestra.agents.*": {"queue": "agents"},
+            "orchestra.sweeps.*": {"queue": "sweeps"},
+        },
+        "beat_schedule": {
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": s.sweep_interval_s,
+                # A sweep nobody ran in time is replaced by the next one.
+                "options": {"expires": max(5.0, 5 * s.sweep_interval_s)},
+            }
+        },
+        "beat_schedule_filename": os.path.join(
+            tempfile.gettempdir(), f"orchestra-beat-{beat_file}"
+        ),
+        "worker_hijack_root_logger": False,
+    }

@@ -1,0 +1,1 @@
+"""Celery tasks: thin calls into `app/`, owning only serialization, retries and limits."""

@@ -1,0 +1,69 @@
+"""Fixtures shared by every test: an isolated database and Redis db for the run."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app.config import Settings
+from scripts import sandbox
+from tests.support import isolation
+
+
+@pytest.fixture(scope="session")
+def run_name() -> str:
+    """This test run's unique name."""
+    return isolation.run_id()
+
+
+@pytest.fixture(scope="session")
+def base_settings(run_name):
+    """Settings pointing at this run's own database, Redis db and channel prefix."""
+    database_url = isolation.create_database(f"orchestra_test_{run_name}")
+    redis_url = sandbox.claim_redis_db(isolation.BASE_REDIS_URL, run_name)
+    settings = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        channel_prefix=f"orchestra-test-{run_name}",
+        retry_backoff_base_s=0.2,
+        retry_backoff_max_s=1.0,
+        sweep_interval_s=0.5,
+        outbox_grace_s=1.0,
+        worker_lost_redelivery_s=6.0,
+        # Tests poll hard; the limit itself is tested with an app of its own.
+        rate_limit="100000/minute",
+        log_level="INFO",
+    )
+    yield settings
+    sandbox.release_redis_db(redis_url, run_name)
+    sandbox.drop_database(database_url)
+
+
+@pytest.fixture(scope="session")
+def domain(base_settings):
+    """The domain wired in this process (database, Redis, a real Celery producer)."""
+    from app import bootstrap
+    from workers import make_celery
+
+    celery = make_celery(base_settings)
+    bootstrap.init(base_settings, sender=celery.send_task)
+    return base_settings
+
+
+@pytest.fixture
+def tenant(domain):
+    """A fresh tenant with an API key: `(secret, TenantRef)`."""
+    from app import tenants
+
+    secret = tenants.create_key(f"t-{uuid.uuid4().hex[:10]}")
+    return secret, tenants.authenticate(secret)
+
+
+@pytest.fixture
+def other_tenant(domain):
+    """A second tenant, to show isolation."""
+    from app import tenants
+
+    secret = tenants.create_key(f"o-{uuid.uuid4().hex[:10]}")
+    return secret, tenants.authenticate(secret)

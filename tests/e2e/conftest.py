@@ -1,0 +1,83 @@
+"""End-to-end fixtures: api, two relays, two workers and beat as real processes."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.support.stack import Stack, stack_env, wait_until
+
+
+def _ping_workers(settings, expected: int) -> bool:
+    from workers import make_celery
+
+    replies = make_celery(settings).control.ping(timeout=1.0) or []
+    return len(replies) >= expected
+
+
+def start_stack(settings, workers: int = 2, relays: int = 2) -> Stack:
+    """Start the stack and wait until every part answers."""
+    stack = Stack(stack_env(settings))
+    try:
+        api = stack.start("api", API_WORKERS=2)
+        for _ in range(relays):
+            stack.start("relay")
+        for _ in range(workers):
+            stack.start("worker")
+        stack.start("beat")
+        stack.wait_http(api)
+        for relay in stack.procs_named("relay"):
+            stack.wait_http(relay)
+        wait_until(lambda: _ping_workers(settings, workers), 60, 0.5, f"{workers} workers")
+    except BaseException:
+        print(stack.logs())
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(domain):
+    """A running stack for the tests of one module."""
+    stack = start_stack(domain)
+    yield stack
+    print(stack.logs())
+    stack.stop()
+
+
+class Client:
+    """A tenant's view of the HTTP API."""
+
+    def __init__(self, base: str, secret: str):
+        self.base, self.secret = base, secret
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {secret}"
+
+    def post(self, path: str, json=None, **kw):
+        return self.http.post(self.base + path, json=json, timeout=10, **kw)
+
+    def get(self, path: str, **kw):
+        return self.http.get(self.base + path, timeout=10, **kw)
+
+    def submit(self, kind: str, params: dict, **fields) -> dict:
+        resp = self.post("/api/v1/jobs", {"kind": kind, "params": params, **fields})
+        assert resp.status_code == 202, resp.text
+        return resp.json()
+
+    def job(self, job_id: str) -> dict:
+        return self.get(f"/api/v1/jobs/{job_id}").json()
+
+    def wait_status(self, job_id: str, statuses, timeout: float = 30) -> dict:
+        statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+        return wait_until(
+            lambda: (j := self.job(job_id))["status"] in statuses and j,
+            timeout,
+            0.1,
+            f"job {job_id} to reach {statuses}",
+        )
+
+
+@pytest.fixture
+def client(stack, tenant) -> Client:
+    """An HTTP client of the stack's API, for a fresh tenant."""
+    return Client(stack.url(stack.procs_named("api")[0]), tenant[0])

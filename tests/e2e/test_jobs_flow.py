@@ -1,0 +1,296 @@
+"""A job's whole path through real processes: HTTP -> Celery -> Postgres -> Redis -> Socket.IO."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.sio import EventClient
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def seqs(events: list[dict]) -> list[int]:
+    return [e["seq"] for e in events]
+
+
+def relay_urls(stack) -> list[str]:
+    return [stack.url(p) for p in stack.procs_named("relay")]
+
+
+def test_sleep_job_followed_live_to_completed_on_two_relays(stack, client):
+    """Both relays deliver every event of a sleep job, in order, no gap, no duplicate."""
+    job = client.submit("sleep", {"seconds": 1.5, "steps": 3})
+    watchers = [EventClient(url, client.secret) for url in relay_urls(stack)]
+    try:
+        for w in watchers:
+            assert w.subscribe(f"job:{job['id']}", since=0) == {"ok": True}
+        for w in watchers:
+            events = w.wait_for_status(job["id"], "completed", timeout=30)
+            time.sleep(0.3)  # anything after the terminal event would be a defect
+            events = w.of(job["id"])
+            assert seqs(events) == list(range(1, len(events) + 1))
+            statuses = [e["payload"]["status"] for e in events if "status" in e["payload"]]
+            assert statuses == ["queued", "processing", "completed"]
+            progress = [e["payload"]["progress"] for e in events if "progress" in e["payload"]]
+            assert progress == sorted(progress) and len(progress) >= 3 and progress[-1] == 1.0
+            assert events[-1]["payload"]["result"] == {"slept": 1.5}
+            assert {e["metadata"]["correlation_id"] for e in events} == {job["correlation_id"]}
+    finally:
+        for w in watchers:
+            w.close()
+    final = client.job(job["id"])
+    assert final["status"] == "completed" and final["attempts"] == 1
+    http_events = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+    assert [e["event_id"] for e in http_events] == [e["event_id"] for e in events]
+
+
+def test_reconnecting_client_resumes_from_its_last_seq(stack, client):
+    """A client that drops mid-job and comes back with `since` misses nothing, gets no repeat."""
+    job = client.submit("sleep", {"seconds": 2, "steps": 4})
+    first = EventClient(relay_urls(stack)[0], client.secret)
+    first.subscribe(f"job:{job['id']}")
+    wait_until(lambda: len(first.of(job["id"])) >= 3, 20, 0.05, "three events")
+    first.close()
+    last = max(seqs(first.of(job["id"])))
+    client.wait_status(job["id"], "completed")
+    second = EventClient(relay_urls(stack)[1], client.secret)
+    try:
+        assert second.subscribe(f"job:{job['id']}", since=last) == {"ok": True}
+        events = second.wait_for_status(job["id"], "completed", timeout=10)
+        combined = seqs(first.of(job["id"])) + seqs(events)
+        assert combined == list(range(1, len(combined) + 1))
+    finally:
+        second.close()
+
+
+def test_card_and_tenant_rooms_receive_live_events(stack, client):
+    """`card:` and `tenant` rooms carry the events of every job in them."""
+    watcher = EventClient(relay_urls(stack)[0], client.secret)
+    try:
+        assert watcher.subscribe("card:c-42") == {"ok": True}
+        assert watcher.subscribe("tenant") == {"ok": True}
+        job = client.submit("echo", {"x": 1}, card_id="c-42")
+
+        def both_rooms_done():
+            evs = watcher.of(job["id"])
+            done = [e for e in evs if e["payload"].get("status") == "completed"]
+            return len(done) == 2 and evs
+
+        events = wait_until(both_rooms_done, 30, 0.05, "the completed event in both rooms")
+        time.sleep(0.3)  # nothing more may follow
+        events = watcher.of(job["id"])
+        # Each event arrives once per room it is in (card + tenant), in order in each.
+        ids = [e["event_id"] for e in events]
+        assert len(ids) == 2 * len(set(ids))
+        assert sorted({e["seq"] for e in events}) == list(range(1, len(ids) // 2 + 1))
+    finally:
+        watcher.close()
+
+
+def test_relay_refuses_bad_tokens_and_other_tenants_rooms(stack, client, other_tenant):
+    """No token, a wrong token, or another tenant's job: refused."""
+    import socketio
+
+    for auth in (None, {"token": "orc_wrong"}, {"token": 42}):
+        sio = socketio.Client(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            sio.connect(relay_urls(stack)[0], auth=auth, transports=["websocket"], wait_timeout=5)
+    job = client.submit("echo", {})
+    intruder = EventClient(relay_urls(stack)[0], other_tenant[0])
+    try:
+        ack = intruder.subscribe(f"job:{job['id']}")
+        assert ack["ok"] is False and ack["error"]["code"] == "NOT_FOUND"
+        assert intruder.subscribe("tenant:someone-else")["ok"] is False
+        assert intruder.subscribe("bogus")["error"]["code"] == "VALIDATION_ERROR"
+        assert intruder.subscribe("tenant") == {"ok": True}
+        client.wait_status(job["id"], "completed")
+        time.sleep(0.5)
+        assert intruder.of(job["id"]) == []
+    finally:
+        intruder.close()
+
+
+def test_cancel_a_processing_job_stops_it(stack, client):
+    """A running sleep job stops at its next checkpoint and ends `cancelled`."""
+    job = client.submit("sleep", {"seconds": 30, "steps": 30})
+    client.wait_status(job["id"], "processing")
+    asked = time.monotonic()
+    resp = client.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert resp.status_code == 202 and resp.json()["cancel_requested"] is True
+    final = client.wait_status(job["id"], "cancelled", timeout=10)
+    assert time.monotonic() - asked < 5
+    assert final["finished_at"] is not None
+    again = client.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "INVALID_TRANSITION"
+
+
+def test_cancelled_queued_job_never_runs(stack, client):
+    """A delayed job cancelled while queued never starts."""
+    job = client.submit("echo", {"a": 1}, countdown_s=2)
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    time.sleep(3.5)
+    final = client.job(job["id"])
+    assert final["status"] == "cancelled" and final["attempts"] == 0
+
+
+def test_countdown_job_waits_in_postgres_then_runs(stack, client):
+    """`countdown_s` delays the run; the beat sweep dispatches it when due."""
+    start = time.monotonic()
+    job = client.submit("echo", {"later": True}, countdown_s=2)
+    assert client.job(job["id"])["status"] == "queued"
+    final = client.wait_status(job["id"], "completed", timeout=15)
+    assert time.monotonic() - start >= 2
+    assert final["result"] == {"later": True}
+
+
+def test_transient_failures_retry_with_backoff_then_complete(stack, client):
+    """`fail` transient twice: two `retrying`, then `completed` on the third attempt."""
+    job = client.submit("fail", {"message": "flaky", "transient": True, "times": 2})
+    final = client.wait_status(job["id"], "completed", timeout=30)
+    assert final["attempts"] == 3 and final["result"] == {"attempts": 3}
+    statuses = [
+        e["payload"]["status"]
+        for e in client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+        if e["event_type"] == "job.status.updated"
+    ]
+    assert statuses == [
+        "queued", "processing", "retrying", "processing", "retrying", "processing", "completed",
+    ]
+
+
+def test_exhausted_retries_fail_then_explicit_retry_succeeds(stack, client):
+    """max_retries 1 allows 2 attempts; an explicit retry runs again, attempts keep counting."""
+    job = client.submit(
+        "fail", {"message": "not yet", "transient": True, "times": 3}, max_retries=1
+    )
+    failed = client.wait_status(job["id"], "failed", timeout=30)
+    assert failed["attempts"] == 2
+    assert failed["error"] == {"code": "TRANSIENT_ERROR", "message": "not yet"}
+    resp = client.post(f"/api/v1/jobs/{job['id']}/retry")
+    assert resp.status_code == 202 and resp.json()["status"] == "queued"
+    final = client.wait_status(job["id"], "completed", timeout=30)
+    assert final["attempts"] == 4
+
+
+def test_permanent_failure_carries_the_generators_message(stack, client):
+    """A permanent failure is not retried and keeps the generator's message."""
+    job = client.submit("fail", {"message": "model refused the prompt"})
+    final = client.wait_status(job["id"], "failed", timeout=20)
+    assert final["attempts"] == 1
+    assert final["error"]["message"] == "model refused the prompt"
+    assert client.post(f"/api/v1/jobs/{job['id']}/retry").status_code == 202
+
+
+def test_echo_result_and_artifact(stack, client):
+    """`echo` completes with its params and serves them as the result artifact."""
+    job = client.submit("echo", {"prompt": "a cat", "n": 2})
+    final = client.wait_status(job["id"], "completed")
+    assert final["result"] == {"prompt": "a cat", "n": 2}
+    resp = client.get(f"/api/v1/jobs/{job['id']}/result")
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
+    assert resp.json() == {"prompt": "a cat", "n": 2}
+    sleeper = client.submit("sleep", {"seconds": 0})
+    client.wait_status(sleeper["id"], "completed")
+    assert client.get(f"/api/v1/jobs/{sleeper['id']}/result").status_code == 404
+
+
+def test_duplicate_task_message_leaves_a_terminal_job_unchanged(stack, client, domain):
+    """The same task message delivered twice (at-least-once) does not move a finished job."""
+    from sqlalchemy import select
+
+    from app import db, dispatch
+    from app.models import Job
+    from workers import make_celery
+
+    job = client.submit("echo", {"once": True})
+    done = client.wait_status(job["id"], "completed")
+    with db.transaction() as conn:
+        row = conn.execute(select(Job).where(Job.id == job["id"])).mappings().one()
+    events_before = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+    message = {"job_id": job["id"], "token": str(row["dispatch_token"])}
+    celery = make_celery(domain)
+    for _ in range(2):
+        celery.send_task(dispatch.RUN_JOB, kwargs=message, task_id=job["id"], queue="jobs")
+    time.sleep(2.0)
+    assert client.job(job["id"]) == done
+    assert client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"] == events_before
+
+
+def test_many_jobs_all_complete_across_two_workers(stack, client):
+    """A burst of jobs is shared by both workers and every one completes."""
+    from sqlalchemy import text
+
+    from app import db
+
+    ids = [client.submit("echo", {"i": i})["id"] for i in range(40)]
+    wait_until(
+        lambda: all(client.job(i)["status"] == "completed" for i in ids), 60, 0.5, "40 jobs"
+    )
+    with db.transaction() as conn:
+        workers = conn.execute(
+            text("SELECT count(DISTINCT worker) FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": ids},
+        ).scalar_one()
+    assert workers == 2
+
+
+def test_flower_lists_the_workers_and_our_tasks_behind_basic_auth(stack, client):
+    """Flower (the Procfile's command) shows both workers and the job task, only with auth."""
+    import requests
+
+    flower = stack.start("flower", FLOWER_BASIC_AUTH="ops:s3cret")
+    base = stack.url(flower)
+    wait_until(
+        lambda: requests.get(base + "/healthcheck", timeout=2).status_code == 200,
+        30, 0.3, "flower",
+    )
+    assert requests.get(base + "/api/workers", timeout=5).status_code == 401
+    auth = ("ops", "s3cret")
+
+    def workers():
+        names = requests.get(base + "/api/workers?refresh=1", auth=auth, timeout=10).json()
+        return len([n for n in names if n.startswith("worker-")]) >= 2 and names
+
+    wait_until(workers, 30, 0.5, "flower to list two workers")
+    # Flower learns a task's name from its task-received event; its event receiver may still
+    # be connecting when the first job runs, so a job that ran too early is seen without one.
+    # Submit fresh jobs until Flower has seen one whole.
+    submitted = []
+
+    def named_task():
+        job = client.submit("echo", {"seen_by": "flower", "n": len(submitted)})
+        submitted.append(job["id"])
+        client.wait_status(job["id"], "completed")
+        seen = requests.get(base + "/api/tasks", auth=auth, timeout=5).json()
+        return next((seen[i] for i in submitted if seen.get(i, {}).get("name")), None)
+
+    tasks = wait_until(named_task, 30, 0.5, "flower to list a job's task with its name")
+    assert tasks["name"] == "orchestra.jobs.run"
+
+
+def test_metrics_report_jobs_queue_and_relay_connections(stack, client):
+    """`/metrics` on the api counts jobs by kind and status; the relay counts its clients."""
+    import re
+
+    import requests
+
+    job = client.submit("echo", {"metric": 1})
+    client.wait_status(job["id"], "completed")
+    text = requests.get(stack.url(stack.procs_named("api")[0]) + "/metrics", timeout=5).text
+    match = re.search(r'orchestra_jobs\{kind="echo",status="completed"\} (\d+)', text)
+    assert match and float(match.group(1)) >= 1
+    for name in ("orchestra_queue_depth", "orchestra_outbox_unpublished_events",
+                 "orchestra_job_run_seconds_count"):
+        assert name in text
+    relay = stack.url(stack.procs_named("relay")[0])
+    watcher = EventClient(relay, client.secret)
+    try:
+        watcher.subscribe("tenant")
+        relay_text = requests.get(relay + "/metrics", timeout=5).text
+        connections = re.search(r"^orchestra_relay_connections (\S+)", relay_text, re.M)
+        assert connections and float(connections.group(1)) >= 1
+    finally:
+        watcher.close()

@@ -1,0 +1,188 @@
+"""Losing parts: a killed worker, a Redis that restarts empty. No job is lost."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from scripts import sandbox
+from scripts.sandbox import ROOT, free_port
+from tests.e2e.conftest import Client, start_stack
+from tests.support import private_pg
+from tests.support.sio import EventClient
+from tests.support.stack import VENV_BIN, stack_env, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def status_trail(client: Client, job_id: str) -> list[str]:
+    items = client.get(f"/api/v1/jobs/{job_id}/events").json()["items"]
+    return [e["payload"]["status"] for e in items if e["event_type"] == "job.status.updated"]
+
+
+def test_killed_worker_job_runs_again_on_the_other_worker(domain, tenant):
+    """SIGKILL the worker running a job: it runs again elsewhere within the redelivery time."""
+    stack = start_stack(domain, workers=2, relays=1)
+    try:
+        client = Client(stack.url(stack.procs_named("api")[0]), tenant[0])
+        job = client.submit("sleep", {"seconds": 4, "steps": 4})
+        client.wait_status(job["id"], "processing", timeout=20)
+        victim_pid = int(running_worker_pid(client, job["id"]))
+        victim = next(p for p in stack.procs_named("worker") if p.popen.pid == victim_pid)
+        stack.kill(victim)
+        killed_at = time.monotonic()
+        final = client.wait_status(job["id"], "completed", timeout=40)
+        redelivery_s = domain.worker_lost_redelivery_s
+        assert time.monotonic() - killed_at < redelivery_s + 4 + 10
+        assert final["attempts"] == 2
+        assert status_trail(client, job["id"]) == [
+            "queued", "processing", "retrying", "processing", "completed",
+        ]
+        events = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+        retry_event = next(e for e in events if e["payload"].get("status") == "retrying")
+        assert retry_event["payload"]["error"]["code"] == "WORKER_LOST"
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.stop()
+
+
+def running_worker_pid(client: Client, job_id: str) -> str:
+    """The pid in the `worker-<pid>@host` name of the worker that runs the job."""
+    from sqlalchemy import text
+
+    from app import db
+
+    def worker():
+        with db.transaction() as conn:
+            return conn.execute(
+                text("SELECT worker FROM jobs WHERE id = :id"), {"id": job_id}
+            ).scalar_one()
+
+    name = wait_until(worker, 10, 0.1, "the job's worker name")
+    return name.split("@")[0].rsplit("-", 1)[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, without persistence, that can be killed."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="orchestra-redis-")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        wait_until(lambda: redis.Redis(port=self.port).ping(), 10, 0.1, "private redis")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_redis_restart_loses_no_job_and_no_event(domain, tenant):
+    """Redis dies (losing queued messages) and comes back empty: every job still completes,
+    and a subscriber still sees every event of a job submitted while Redis was down."""
+    redis_srv = PrivateRedis()
+    redis_srv.start()
+    settings = domain.with_(redis_url=redis_srv.url())
+    stack = start_stack(settings, workers=0, relays=1)
+    try:
+        client = Client(stack.url(stack.procs_named("api")[0]), tenant[0])
+        waiting = [client.submit("echo", {"i": i})["id"] for i in range(5)]  # no worker yet
+        redis_srv.kill()
+        during = client.submit("sleep", {"seconds": 0.5, "steps": 2})  # Redis is down
+        assert during["status"] == "queued"
+        redis_srv.start()  # empty: the 5 messages are gone
+        stack.start("worker")
+        watcher = EventClient(stack.url(stack.procs_named("relay")[0]), client.secret)
+        try:
+            assert watcher.subscribe(f"job:{during['id']}", since=0) == {"ok": True}
+            for job_id in [*waiting, during["id"]]:
+                client.wait_status(job_id, "completed", timeout=40)
+            events = watcher.wait_for_status(during["id"], "completed", timeout=10)
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        finally:
+            watcher.close()
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.stop()
+        redis_srv.cleanup()
+
+
+@pytest.mark.skipif(not private_pg.available(), reason="needs initdb/pg_ctl and root")
+def test_postgres_crash_mid_job_loses_no_job(domain):
+    """Postgres dies while a job runs: the API answers 503 meanwhile, and once it is back the
+    running job and a job submitted afterwards both complete, their events without gaps."""
+    pg = private_pg.PrivatePostgres()
+    pg.start()
+    stack = None
+    try:
+        url = sandbox.create_database(pg.url(), "orchestra")
+        sandbox.migrate(url)
+        settings = domain.with_(database_url=url)
+        secret = create_key_with_cli(settings, "pg-crash")
+        stack = start_stack(settings, workers=1, relays=1)
+        client = Client(stack.url(stack.procs_named("api")[0]), secret)
+        job = client.submit("sleep", {"seconds": 4, "steps": 8})
+        client.wait_status(job["id"], "processing", timeout=20)
+        pg.crash()
+        down = client.post("/api/v1/jobs", {"kind": "echo", "params": {}})
+        assert down.status_code in (401, 503)  # the key cannot be checked either
+        if down.status_code == 503:
+            assert down.json()["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
+        ready = client.get("/health/readiness")
+        assert ready.status_code == 503 and "database" in ready.json()["failed"]
+        time.sleep(2)
+        pg.start()
+        final = client.wait_status(job["id"], "completed", timeout=60)
+        assert final["result"] == {"slept": 4}
+        print("attempts after the crash:", final["attempts"])
+        after = client.submit("echo", {"after": "restart"})
+        assert client.wait_status(after["id"], "completed", timeout=30)["result"] == {
+            "after": "restart"
+        }
+        items = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+        assert [e["seq"] for e in items] == list(range(1, len(items) + 1))
+        assert items[-1]["payload"]["status"] == "completed"
+    except BaseException:
+        if stack:
+            print(stack.logs())
+        raise
+    finally:
+        if stack:
+            stack.stop()
+        pg.destroy()
+
+
+def create_key_with_cli(settings, tenant: str) -> str:
+    """`flask --app api keys create`, as an operator would run it."""
+    out = subprocess.run(
+        [f"{VENV_BIN}/flask", "--app", "api", "keys", "create", "--tenant", tenant],
+        cwd=ROOT, env=stack_env(settings), capture_output=True, text=True, timeout=60,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
