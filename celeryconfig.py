@@ -9,6 +9,7 @@ import tempfile
 from app.config import Settings
 
 SWEEP_TASK = "orchestra.sweeps.run"
+HEARTBEAT_TASK = "orchestra.agents.heartbeat"
 
 
 def from_settings(s: Settings) -> dict:
@@ -62,7 +63,13 @@ def from_settings(s: Settings) -> dict:
                 "schedule": s.sweep_interval_s,
                 # A sweep nobody ran in time is replaced by the next one.
                 "options": {"expires": max(5.0, 5 * s.sweep_interval_s)},
-            }
+            },
+            "agent-heartbeats": {
+                "task": HEARTBEAT_TASK,
+                "schedule": s.agent_heartbeat_interval_s,
+                # A late heartbeat pass is worthless once the next one is due.
+                "options": {"expires": s.agent_heartbeat_interval_s},
+            },
         },
         "beat_schedule_filename": os.path.join(
             tempfile.gettempdir(), f"orchestra-beat-{beat_file}"

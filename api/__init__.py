@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import cli, errors, health, jobs, metrics, openapi, ratelimit
+from api import agents, cli, errors, health, jobs, metrics, openapi, ratelimit
 from app import bootstrap
 from app.config import Settings
 
@@ -24,8 +24,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["celery"] = celery
     app.extensions["orchestra.settings"] = settings
 
-    ratelimit.install(app, settings, jobs.bp)
+    ratelimit.install(app, settings, jobs.bp, agents.bp)
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
+    app.register_blueprint(agents.bp, url_prefix="/api/v1")
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)

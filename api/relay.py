@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from app import bootstrap, db, events, pubsub, tenants
 from app.config import Settings
 from app.errors import NotFound, Unavailable
+from app.agents.core import load as load_agent
 from app.jobs import load as load_job
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,16 @@ def resolve_room(tenant: tenants.TenantRef, room) -> tuple[str, tuple[str, str] 
         except NotFound:
             raise RoomRefused("NOT_FOUND", "no such job") from None
         return f"job:{job['id']}", ("job", str(job["id"]))
-    raise RoomRefused("VALIDATION_ERROR", "room must be job:<id>, card:<id> or tenant")
+    if kind == "agent" and ident:
+        try:
+            with db.transaction() as conn:
+                agent = load_agent(conn, ident, tenant.id)
+        except NotFound:
+            raise RoomRefused("NOT_FOUND", "no such agent") from None
+        return f"agent:{agent['id']}", ("agent", str(agent["id"]))
+    raise RoomRefused(
+        "VALIDATION_ERROR", "room must be job:<id>, agent:<id>, card:<id> or tenant"
+    )
 
 
 def _send(sid: str, envelope: dict) -> None:

@@ -34,6 +34,12 @@ class Settings:
     channel_prefix: str = "orchestra"
     max_body_bytes: int = 256 * 1024
     agent_heartbeat_timeout_s: float = 60.0
+    # How often workers run each running agent's health hook (well under the timeout).
+    agent_heartbeat_interval_s: float = 10.0
+    # The longest a lifecycle hook or in-worker capability may run before it fails TIMEOUT.
+    agent_command_timeout_s: float = 30.0
+    # Log lines kept per agent; older ones are dropped as new ones arrive.
+    agent_log_retain: int = 1000
     worker_lost_redelivery_s: float = 60.0
     retry_backoff_base_s: float = 2.0
     retry_backoff_max_s: float = 300.0
@@ -79,6 +85,13 @@ class Settings:
             agent_heartbeat_timeout_s=_env_float(
                 env, "AGENT_HEARTBEAT_TIMEOUT_S", d.agent_heartbeat_timeout_s
             ),
+            agent_heartbeat_interval_s=_env_float(
+                env, "AGENT_HEARTBEAT_INTERVAL_S", d.agent_heartbeat_interval_s
+            ),
+            agent_command_timeout_s=_env_float(
+                env, "AGENT_COMMAND_TIMEOUT_S", d.agent_command_timeout_s
+            ),
+            agent_log_retain=_env_int(env, "AGENT_LOG_RETAIN", d.agent_log_retain),
             worker_lost_redelivery_s=_env_float(
                 env, "WORKER_LOST_REDELIVERY_S", d.worker_lost_redelivery_s
             ),

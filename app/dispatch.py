@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from app import config
+
 RUN_JOB = "orchestra.jobs.run"
 JOBS_QUEUE = "jobs"
+RUN_COMMAND = "orchestra.agents.run_command"
+AGENTS_QUEUE = "agents"
 # After its soft limit (`timeout_s`) a run gets this long to record TIMEOUT before it is killed.
 HARD_LIMIT_GRACE_S = 15
 
@@ -39,6 +43,25 @@ def send_job(job: dict) -> None:
         queue=JOBS_QUEUE,
         # Redis sorts lower numbers first; our contract says 9 is most urgent.
         priority=9 - int(job["priority"]),
+        soft_time_limit=timeout,
+        time_limit=timeout + HARD_LIMIT_GRACE_S,
+    )
+
+
+def send_command(command: dict) -> None:
+    """Send an agent command (a row with id, agent_id, dispatch_token) to a worker.
+
+    The command id is the Celery task id. Its hard limit leaves the hook its soft limit
+    (`AGENT_COMMAND_TIMEOUT_S`) plus a grace to record TIMEOUT.
+    """
+    if _sender is None:
+        raise RuntimeError("app.dispatch.configure() was not called in this process")
+    timeout = config.current().agent_command_timeout_s
+    _sender(
+        RUN_COMMAND,
+        kwargs={"command_id": str(command["id"]), "token": str(command["dispatch_token"])},
+        task_id=str(command["id"]),
+        queue=AGENTS_QUEUE,
         soft_time_limit=timeout,
         time_limit=timeout + HARD_LIMIT_GRACE_S,
     )

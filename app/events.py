@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 ENVELOPE_VERSION = "1.0"
 JOB_STATUS_UPDATED = "job.status.updated"
 JOB_PROGRESS_UPDATED = "job.progress.updated"
+AGENT_CREATED = "agent.created"
+AGENT_UPDATED = "agent.updated"
+AGENT_DELETED = "agent.deleted"
+AGENT_STATUS_CHANGED = "agent.status.changed"
+AGENT_COMMAND_UPDATED = "agent.command.updated"
+EXECUTION_STARTED = "agent.capability.execution.started"
+EXECUTION_COMPLETED = "agent.capability.execution.completed"
+EXECUTION_FAILED = "agent.capability.execution.failed"
 
 _STATUS = {"enum": ["queued", "processing", "retrying", "completed", "failed", "cancelled"]}
 _ERROR = {
@@ -26,6 +34,22 @@ _ERROR = {
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
     "required": ["code", "message"],
 }
+_UUID = {"type": "string", "format": "uuid"}
+_AGENT_STATUS = {"enum": ["stopped", "starting", "running", "error", "inactive"]}
+_COMMAND_STATUS = {"enum": ["queued", "processing", "completed", "failed"]}
+_EXECUTION = {
+    "command_id": _UUID,
+    "agent_id": _UUID,
+    "capability": {"type": "string"},
+    "job_id": {"anyOf": [_UUID, {"type": "null"}]},
+}
+_EXECUTION_KEYS = ["command_id", "agent_id", "capability", "job_id"]
+
+
+def _object(properties: dict, required: list[str]) -> dict:
+    return {"type": "object", "properties": properties, "required": required}
+
+
 # The JSON Schema of each event type's payload (served at /api/v1/event-types).
 EVENT_TYPES: dict[str, dict] = {
     JOB_STATUS_UPDATED: {
@@ -50,6 +74,51 @@ EVENT_TYPES: dict[str, dict] = {
         },
         "required": ["job_id", "progress"],
     },
+    AGENT_CREATED: _object(
+        {
+            "agent_id": _UUID,
+            "name": {"type": "string"},
+            "type": {"type": "string"},
+            "version": {"type": "integer", "minimum": 1},
+        },
+        ["agent_id", "name", "type", "version"],
+    ),
+    AGENT_UPDATED: _object(
+        {
+            "agent_id": _UUID,
+            "version": {"type": "integer", "minimum": 1},
+            "reason": {"enum": ["patch", "revert"]},
+            "reverted_to": {"type": "integer", "minimum": 1},
+        },
+        ["agent_id", "version", "reason"],
+    ),
+    AGENT_DELETED: _object({"agent_id": _UUID}, ["agent_id"]),
+    AGENT_STATUS_CHANGED: _object(
+        {
+            "agent_id": _UUID,
+            "status": _AGENT_STATUS,
+            "previous_status": {"anyOf": [_AGENT_STATUS, {"type": "null"}]},
+            "reason": {"type": "string"},
+            "error": _ERROR,
+        },
+        ["agent_id", "status", "previous_status"],
+    ),
+    AGENT_COMMAND_UPDATED: _object(
+        {
+            "command_id": _UUID,
+            "agent_id": _UUID,
+            "command": {"enum": ["start", "stop", "restart", "status", "execute"]},
+            "status": _COMMAND_STATUS,
+            "previous_status": {"anyOf": [_COMMAND_STATUS, {"type": "null"}]},
+            "job_id": {"anyOf": [_UUID, {"type": "null"}]},
+            "result": {},
+            "error": _ERROR,
+        },
+        ["command_id", "agent_id", "command", "status", "previous_status"],
+    ),
+    EXECUTION_STARTED: _object(_EXECUTION, _EXECUTION_KEYS),
+    EXECUTION_COMPLETED: _object({**_EXECUTION, "result": {}}, [*_EXECUTION_KEYS, "result"]),
+    EXECUTION_FAILED: _object({**_EXECUTION, "error": _ERROR}, [*_EXECUTION_KEYS, "error"]),
 }
 
 

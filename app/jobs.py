@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import config, db, events, generators
-from app.errors import InvalidTransition, NotFound, ValidationFailed
+from app import config, db, events, generators, pages
+from app.errors import InvalidTransition, NotFound
 from app.events import Subject, iso
 from app.models import TERMINAL, Event, Job, JobArtifact, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
@@ -121,6 +118,11 @@ def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
     if new["error"] is not None and status in (S.FAILED, S.RETRYING, S.CANCELLED):
         payload["error"] = new["error"]
     uow.record(subject(new), events.JOB_STATUS_UPDATED, payload)
+    if status in TERMINAL and new["agent_command_id"] is not None:
+        # Imported here: agents build on jobs, and only this callback points back.
+        from app.agents.commands import job_ended
+
+        job_ended(uow, new)
     return new
 
 
@@ -128,6 +130,20 @@ def submit(
     tenant: TenantRef, req: dict, idempotency_key: str | None = None, correlation_id=None
 ) -> tuple[dict, bool]:
     """Create a queued job (or find the one this idempotency key made); `(job, created)`."""
+    with unit_of_work("api") as uow:
+        job, created = create(uow, tenant, req, idempotency_key, correlation_id)
+    return public(job), created
+
+
+def create(
+    uow: UnitOfWork,
+    tenant: TenantRef,
+    req: dict,
+    idempotency_key: str | None = None,
+    correlation_id: str | None = None,
+    agent_command_id: uuid.UUID | None = None,
+) -> tuple[dict, bool]:
+    """Insert a queued job in the caller's transaction; `(job row, created)`."""
     generators.validate_params(req["kind"], req["params"])
     settings = config.current()
     now = _now()
@@ -145,64 +161,50 @@ def submit(
         "timeout_s": req.get("timeout_s") or settings.default_timeout_s,
         "idempotency_key": idempotency_key,
         "dispatch_token": uuid.uuid4(),
+        "agent_command_id": agent_command_id,
         "run_after": now + timedelta(seconds=countdown),
         "created_at": now,
         "updated_at": now,
     }
-    with unit_of_work("api") as uow:
-        row = (
+    row = (
+        uow.conn.execute(
+            insert(_JOB)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=["tenant_id", "idempotency_key"],
+                index_where=Job.idempotency_key.isnot(None),
+            )
+            .returning(_JOB)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        existing = (
             uow.conn.execute(
-                insert(_JOB)
-                .values(**values)
-                .on_conflict_do_nothing(
-                    index_elements=["tenant_id", "idempotency_key"],
-                    index_where=Job.idempotency_key.isnot(None),
+                _select_job().where(
+                    Job.tenant_id == tenant.id, Job.idempotency_key == idempotency_key
                 )
-                .returning(_JOB)
             )
             .mappings()
-            .first()
+            .one()
         )
-        if row is None:
-            existing = (
-                uow.conn.execute(
-                    _select_job().where(
-                        Job.tenant_id == tenant.id, Job.idempotency_key == idempotency_key
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            return public(existing), False
-        job = {**dict(row), "tenant": tenant.name}
-        uow.record(
-            subject(job),
-            events.JOB_STATUS_UPDATED,
-            {"job_id": str(job["id"]), "status": "queued", "previous_status": None, "attempt": 0},
-        )
-        if countdown <= 0:
-            uow.send_after_commit(job)
-    return public(job), True
+        return dict(existing), False
+    job = {**dict(row), "tenant": tenant.name}
+    uow.record(
+        subject(job),
+        events.JOB_STATUS_UPDATED,
+        {"job_id": str(job["id"]), "status": "queued", "previous_status": None, "attempt": 0},
+    )
+    if countdown <= 0:
+        uow.send_after_commit(job)
+    return job, True
 
 
 def get(tenant: TenantRef, job_id) -> dict:
     """One of the tenant's jobs."""
     with db.transaction() as conn:
         return public(load(conn, job_id, tenant.id))
-
-
-def _encode_cursor(job: dict) -> str:
-    raw = json.dumps([job["created_at"].isoformat(), str(job["id"])])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, job_id = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("bad cursor", {"cursor": ["not a cursor this API issued"]}) from None
 
 
 def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None):
@@ -212,12 +214,12 @@ def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | N
         if filters.get(name) is not None:
             q = q.where(getattr(Job, name) == filters[name])
     if cursor:
-        created, job_id = _decode_cursor(cursor)
+        created, job_id = pages.decode_cursor(cursor)
         q = q.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
     q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     with db.transaction() as conn:
         rows = [dict(r) for r in conn.execute(q).mappings()]
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = pages.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return [public(r) for r in rows[:limit]], next_cursor
 
 

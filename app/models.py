@@ -7,11 +7,13 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -93,6 +95,8 @@ class Job(Base):
     # Dispatch outbox: a job is due when `dispatched_at` is null and `run_after` has passed.
     # A message carries `dispatch_token`; only the current token may claim the job.
     dispatch_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # The agent `execute` command that submitted this job: called back when the job ends.
+    agent_command_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     run_after: Mapped[datetime] = _now()
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The current run: its id, its worker and its lease (refreshed while it runs).
@@ -173,3 +177,159 @@ class EventCounter(Base):
     subject_type: Mapped[str] = mapped_column(String(32), primary_key=True)
     subject_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     last_seq: Mapped[int] = mapped_column(Integer)
+
+
+class AgentStatus(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    ERROR = "error"
+    INACTIVE = "inactive"
+
+
+class CommandStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Agent(Base):
+    """A registered agent: its current version's fields and its lifecycle state."""
+
+    __tablename__ = "agents"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    config: Mapped[dict] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[dict | None] = mapped_column(JSONB)
+    last_heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('stopped','starting','running','error','inactive')",
+            name="ck_agents_status",
+        ),
+        Index(
+            "uq_agents_tenant_name",
+            "tenant_id",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index("ix_agents_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+        Index(
+            "ix_agents_live",
+            "last_heartbeat",
+            postgresql_where=text("deleted_at IS NULL AND status IN ('running','inactive')"),
+        ),
+    )
+
+
+class AgentVersion(Base):
+    """Every version an agent has had; a patch or revert adds one, none is rewritten."""
+
+    __tablename__ = "agent_versions"
+    agent_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text)
+    config: Mapped[dict] = mapped_column(JSONB)
+    reason: Mapped[str] = mapped_column(String(32))  # create, patch, revert
+    created_by: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now()
+
+
+class AgentCommand(Base):
+    """One command to an agent. An agent's commands run one at a time, in `seq` order.
+
+    An `execute` whose capability submitted a job stays `processing` with `job_id` set
+    until the job ends, but no longer holds up the agent's later commands.
+    """
+
+    __tablename__ = "agent_commands"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    command: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[dict | None] = mapped_column(JSONB)
+    error: Mapped[dict | None] = mapped_column(JSONB)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    correlation_id: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(16))
+    dispatch_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued','processing','completed','failed')", name="ck_commands_status"
+        ),
+        CheckConstraint(
+            "command IN ('start','stop','restart','status','execute')", name="ck_commands_command"
+        ),
+        # The agent's mailbox: its commands not yet done with their turn.
+        Index(
+            "ix_commands_mailbox",
+            "agent_id",
+            "seq",
+            postgresql_where=text(
+                "status = 'queued' OR (status = 'processing' AND job_id IS NULL)"
+            ),
+        ),
+        Index("ix_commands_agent_seq", "agent_id", text("seq DESC")),
+    )
+
+
+class AgentLog(Base):
+    """Lines written by an agent's hooks and capabilities, bounded per agent."""
+
+    __tablename__ = "agent_logs"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    command_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+
+    __table_args__ = (Index("ix_agent_logs_agent_id", "agent_id", text("id DESC")),)
+
+
+class AuditEntry(Base):
+    """Who (which key) did what to which agent, and when; kept after the agent is deleted."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    key_prefix: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    details: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+
+    __table_args__ = (
+        Index("ix_audit_tenant_id", "tenant_id", text("id DESC")),
+        Index("ix_audit_subject", "subject_type", "subject_id", text("id DESC")),
+    )

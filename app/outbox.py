@@ -1,7 +1,8 @@
 """The unit of work: state, events and dispatch intent commit together; then we act.
 
-After commit, events are published and due jobs sent to the broker; what fails here
-stays in Postgres (`events.published_at` / `jobs.dispatched_at` null) for the beat sweep.
+After commit, events are published and due work (job runs, agent commands) sent to the
+broker; what fails here stays in Postgres (`events.published_at` / `dispatched_at` null)
+for the beat sweep.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis
 from sqlalchemy import Connection, tuple_, update
 
 from app import db, dispatch, events, pubsub
-from app.models import Job
+from app.models import AgentCommand, Job
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class UnitOfWork:
     conn: Connection | None = None
     source: str = "api"
     events: list[dict] = field(default_factory=list)
-    jobs_to_send: list[dict] = field(default_factory=list)
+    to_send: list[tuple[str, dict]] = field(default_factory=list)
 
     def record(self, subject: events.Subject, event_type: str, payload: dict) -> dict:
         """Record an event in this transaction; it is published after commit."""
@@ -40,9 +41,9 @@ class UnitOfWork:
         self.events.append(env)
         return env
 
-    def send_after_commit(self, job: dict) -> None:
-        """Send this job to a worker once the transaction has committed."""
-        self.jobs_to_send.append(job)
+    def send_after_commit(self, row: dict, what: str = "job") -> None:
+        """Send this job (or agent command) to a worker once the transaction has committed."""
+        self.to_send.append((what, row))
 
 
 @contextmanager
@@ -58,7 +59,7 @@ def unit_of_work(source: str) -> Iterator[UnitOfWork]:
 
 def _after_commit(uow: UnitOfWork) -> None:
     published = _publish(uow.events)
-    sent = [job for job in uow.jobs_to_send if try_send(job)]
+    sent = [(what, row) for what, row in uow.to_send if try_send(what, row)]
     if published or sent:
         _marks.add(published, sent)
 
@@ -77,11 +78,11 @@ class _Marks:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._events: list[str] = []
-        self._jobs: list[dict] = []
+        self._jobs: list[tuple[str, dict]] = []
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def add(self, event_ids: list[str], jobs: list[dict]) -> None:
+    def add(self, event_ids: list[str], jobs: list[tuple[str, dict]]) -> None:
         """Queue marks; a flusher thread of this process writes them shortly."""
         with self._lock:
             self._events.extend(event_ids)
@@ -113,7 +114,8 @@ class _Marks:
         try:
             with db.transaction() as conn:
                 events.mark_published(conn, event_ids)
-                mark_dispatched(conn, jobs)
+                for what in SENDABLE:
+                    mark_dispatched(conn, what, [row for w, row in jobs if w == what])
         except Exception as exc:  # noqa: BLE001 - the flusher must live; the sweep redoes it
             log.warning("could not mark %d events / %d jobs: %s", len(event_ids), len(jobs), exc)
 
@@ -132,27 +134,35 @@ def _publish(envelopes: list[dict]) -> list[str]:
     return [e["event_id"] for e in envelopes]
 
 
-def try_send(job: dict) -> bool:
-    """Send a job to the broker; False (logged) if the broker would not take it."""
+# What waits in the outbox to be sent: how to send it, and the table that marks it sent.
+SENDABLE = {
+    "job": (dispatch.send_job, Job.__table__),
+    "command": (dispatch.send_command, AgentCommand.__table__),
+}
+
+
+def try_send(what: str, row: dict) -> bool:
+    """Send a job run or an agent command; False (logged) if the broker would not take it."""
     try:
-        dispatch.send_job(job)
-    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the sweep
-        log.warning("dispatch of job %s failed, left to the sweep: %s", job["id"], exc)
+        SENDABLE[what][0](row)
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
+        log.warning("dispatch of %s %s failed, left to the sweep: %s", what, row["id"], exc)
         return False
     return True
 
 
-def mark_dispatched(conn: Connection, jobs: list[dict]) -> None:
+def mark_dispatched(conn: Connection, what: str, rows: list[dict]) -> None:
     """Record that these dispatches (id + token) reached the broker."""
-    if not jobs:
+    if not rows:
         return
+    table = SENDABLE[what][1]
     conn.execute(
-        update(Job)
+        update(table)
         .where(
-            tuple_(Job.id, Job.dispatch_token).in_(
-                [(job["id"], job["dispatch_token"]) for job in jobs]
+            tuple_(table.c.id, table.c.dispatch_token).in_(
+                [(row["id"], row["dispatch_token"]) for row in rows]
             ),
-            Job.dispatched_at.is_(None),
+            table.c.dispatched_at.is_(None),
         )
         .values(dispatched_at=datetime.now(UTC))
     )

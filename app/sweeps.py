@@ -10,8 +10,9 @@ import redis
 from sqlalchemy import and_, func, or_, select, update
 
 from app import config, db, dispatch, events, outbox
+from app.agents import commands, heartbeats
 from app.jobs import load, transition
-from app.models import Job, JobStatus
+from app.models import AgentCommand, Job, JobStatus
 from app.outbox import unit_of_work
 from app.runs import end_attempt
 
@@ -49,10 +50,10 @@ def dispatch_due(limit: int = 500) -> int:
         )
         sent_jobs = []
         for row in rows:
-            if not outbox.try_send(dict(row)):
+            if not outbox.try_send("job", dict(row)):
                 break
             sent_jobs.append(dict(row))
-        outbox.mark_dispatched(conn, sent_jobs)
+        outbox.mark_dispatched(conn, "job", sent_jobs)
         sent = len(sent_jobs)
     if sent:
         log.info("dispatch sweep sent %d jobs", sent)
@@ -119,8 +120,14 @@ def redispatch_if_broker_lost(broker: redis.Redis) -> int:
             # A new token too: a late "sent" mark of the lost message cannot match any more.
             .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
         ).rowcount
+        # Agent commands waiting their turn on the broker were lost the same way.
+        count += conn.execute(
+            update(AgentCommand)
+            .where(AgentCommand.status == "queued", AgentCommand.dispatched_at.isnot(None))
+            .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
+        ).rowcount
     if count:
-        log.warning("broker epoch marker missing: %d waiting jobs will be sent again", count)
+        log.warning("broker epoch marker missing: %d jobs/commands will be sent again", count)
     return count
 
 
@@ -133,6 +140,9 @@ def run_all(broker: redis.Redis | None) -> dict:
         "dispatched": dispatch_due,
         "orphans": reap_orphans,
         "timeouts": reap_timeouts,
+        "commands_dispatched": commands.dispatch_due,
+        "commands_lost": commands.reap_stuck,
+        "agents_inactive": heartbeats.mark_inactive,
     }
     done = {}
     for name, step in steps.items():

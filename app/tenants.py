@@ -25,6 +25,9 @@ class TenantRef:
 
     id: uuid.UUID
     name: str
+    # The key that is asking (audit trails name it); None outside a request.
+    key_id: uuid.UUID | None = None
+    key_prefix: str | None = None
 
 
 def hash_secret(secret: str) -> str:
@@ -56,8 +59,8 @@ def authenticate(secret: str) -> TenantRef | None:
         return None
     with db.transaction() as conn:
         row = conn.execute(
-            select(Tenant.id, Tenant.name)
+            select(Tenant.id, Tenant.name, ApiKey.id.label("key_id"), ApiKey.prefix)
             .join(ApiKey, ApiKey.tenant_id == Tenant.id)
             .where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
         ).first()
-    return TenantRef(row.id, row.name) if row else None
+    return TenantRef(row.id, row.name, row.key_id, row.prefix) if row else None

@@ -13,7 +13,7 @@ from app.config import Settings
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for these settings, with Orchestra's tasks registered."""
-    celery = Celery("orchestra", include=["tasks.jobs", "tasks.sweeps"])
+    celery = Celery("orchestra", include=["tasks.jobs", "tasks.agents", "tasks.sweeps"])
     celery.conf.update(celeryconfig.from_settings(settings))
     # The worker signals wire the domain with the settings of the app that runs, not the
     # environment's: an embedded test worker runs against its test database.
@@ -27,10 +27,16 @@ def _wire(celery: Celery) -> None:
 
 
 class _QuietSweeps(logging.Filter):
-    """Drop the per-run INFO lines of the once-a-second sweep; its warnings still show."""
+    """Drop the per-run INFO lines of the periodic sweep and heartbeat passes; their
+    warnings still show."""
+
+    _PERIODIC = (celeryconfig.SWEEP_TASK, celeryconfig.HEARTBEAT_TASK)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.INFO or celeryconfig.SWEEP_TASK not in record.getMessage()
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not any(task in message for task in self._PERIODIC)
 
 
 # The app `celery -A workers` finds; building it reads the environment and connects nothing.

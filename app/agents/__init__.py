@@ -1,0 +1,7 @@
+"""Agents: a registry of versioned agents, their types (plugins), commands and heartbeats.
+
+`types` holds the plugin interface and registry, `builtin` the `echo` and `generator`
+types, `core` the agent row and its status changes, `registry` create/patch/revert/delete,
+`commands` the per-agent mailbox of lifecycle and execute commands, `heartbeats` the
+health passes, `logs` and `stats` what an agent wrote and what it cost.
+"""
