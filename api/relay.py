@@ -21,9 +21,9 @@ from flask_socketio import SocketIO
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from app import bootstrap, db, events, pubsub, tenants
+from app.agents.core import load as load_agent
 from app.config import Settings
 from app.errors import NotFound, Unavailable
-from app.agents.core import load as load_agent
 from app.jobs import load as load_job
 
 log = logging.getLogger(__name__)
