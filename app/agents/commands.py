@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from app import audit, config, db, dispatch, events, jobs, outbox
 from app.agents import core, types
@@ -487,7 +488,7 @@ def dispatch_due(limit: int = 500) -> int:
     heads = (
         select(_CMD)
         .where(IN_MAILBOX)
-        .distinct(AgentCommand.agent_id)
+        .ext(distinct_on(AgentCommand.agent_id))
         .order_by(AgentCommand.agent_id, AgentCommand.seq)
         .subquery()
     )

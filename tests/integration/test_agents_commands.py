@@ -169,8 +169,9 @@ def test_generate_completes_by_callback_when_its_job_does(agents):
     # Not polled: the command ended in the very transaction of the job's last status.
     with db.transaction() as conn:
         xmins = {
-            conn.execute(text(f"SELECT xmin::text FROM {table} WHERE id = :id"), {"id": id_})
-            .scalar_one()
+            conn.execute(
+                text(f"SELECT xmin::text FROM {table} WHERE id = :id"), {"id": id_}
+            ).scalar_one()
             for table, id_ in (("jobs", job["id"]), ("agent_commands", ok["id"]))
         }
     assert len(xmins) == 1
@@ -287,6 +288,7 @@ def test_silence_makes_an_agent_inactive_and_a_healthy_heartbeat_revives_it(agen
     agents.wait_command(aid, agents.command(aid, "start"))
     config.install(domain.with_(agent_heartbeat_timeout_s=0.3))
     try:
+
         def inactive():
             heartbeats.mark_inactive()  # the beat's sweep, run here
             return agents.get(f"/agents/{aid}")["status"] == "inactive"
@@ -318,3 +320,55 @@ def test_silence_makes_an_agent_inactive_and_a_healthy_heartbeat_revives_it(agen
     assert any(
         "unhealthy" in line["message"] for line in agents.get(f"/agents/{aid}/logs")["items"]
     )
+
+
+def test_a_command_the_broker_never_took_is_sent_by_the_sweep(agents, worker, domain):
+    from app import dispatch
+    from app.agents import commands
+
+    aid = agents.create()["id"]
+
+    def broker_down(*_, **__):
+        raise ConnectionError("broker down")
+
+    dispatch.configure(broker_down)
+    try:
+        start = agents.command(aid, "start")  # accepted: the row and its intent are stored
+    finally:
+        dispatch.configure(worker.send_task)
+    assert agents.get(f"/agents/{aid}/commands/{start['id']}")["status"] == "queued"
+    wait_until(lambda: commands.dispatch_due() >= 1, 10, 0.2, "the sweep to send the command")
+    assert agents.wait_command(aid, start)["status"] == "completed"
+
+
+def test_a_command_whose_worker_vanished_is_failed_and_the_mailbox_moves_on(agents):
+    from app.agents import commands
+    from app.models import AgentCommand
+
+    aid = agents.create()["id"]
+    agents.wait_command(aid, agents.command(aid, "start"))
+    with db.transaction() as conn:  # a worker took a restart and died mid-hook, long ago
+        conn.execute(text("UPDATE agents SET status = 'starting' WHERE id = :id"), {"id": aid})
+    lost = agents.command(aid, "status")
+    wait_until(
+        lambda: agents.get(f"/agents/{aid}/commands/{lost['id']}")["status"] != "queued",
+        10,
+        0.05,
+        "the status command to run",
+    )
+    with db.transaction() as conn:
+        conn.execute(
+            AgentCommand.__table__.update()
+            .where(AgentCommand.id == uuid.UUID(lost["id"]))
+            .values(
+                status="processing",
+                finished_at=None,
+                result=None,
+                started_at=func.now() - text("interval '1 hour'"),
+            )
+        )
+    later = agents.command(aid, "stop")
+    assert commands.reap_stuck() >= 1
+    failed = agents.get(f"/agents/{aid}/commands/{lost['id']}")
+    assert failed["status"] == "failed" and failed["error"]["code"] == "WORKER_LOST"
+    assert agents.wait_command(aid, later)["status"] == "completed"
