@@ -102,8 +102,13 @@ _OPERATIONS = [
         {"parameters": _ID},
         {"200": {"description": "the artifact, with its own content type"}, **_errors(404)},
     ),
-    ("/api/v1/event-types", "get", "Event types and the JSON Schema of their payloads", {},
-     {**_resp(200, "{items: [{event_type, schema}]}"), **_errors()}),
+    (
+        "/api/v1/event-types",
+        "get",
+        "Event types and the JSON Schema of their payloads",
+        {},
+        {**_resp(200, "{items: [{event_type, schema}]}"), **_errors()},
+    ),
     ("/health/liveness", "get", "Liveness", {"security": []}, _resp(200, "alive")),
     ("/metrics", "get", "Prometheus metrics", {"security": []}, _resp(200, "text exposition")),
     (
@@ -112,6 +117,164 @@ _OPERATIONS = [
         "Readiness of database, redis and broker",
         {"security": []},
         {**_resp(200, "healthy"), **_resp(503, "a dependency failed")},
+    ),
+]
+
+_AGENT = {"$ref": "#/components/schemas/Agent"}
+_COMMAND = {"$ref": "#/components/schemas/AgentCommand"}
+_AGENT_ID = [
+    {
+        "name": "agent_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+]
+
+
+def _body(schema) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _agent_op(suffix, method, summary, extra, ok, *errors) -> tuple:
+    """An operation on `/api/v1/agents/{agent_id}<suffix>`: 404 for another tenant's id."""
+    params = _AGENT_ID + extra.pop("parameters", [])
+    return (
+        f"/api/v1/agents/{{agent_id}}{suffix}",
+        method,
+        summary,
+        {"parameters": params, **extra},
+        {**ok, **_errors(404, *errors)},
+    )
+
+
+_ITEMS = {"type": "object", "properties": {"items": {"type": "array", "items": {}}}}
+_OPERATIONS += [
+    (
+        "/api/v1/agent-types",
+        "get",
+        "Agent types, their config schema and capabilities",
+        {},
+        {**_resp(200, "{items}", _ITEMS), **_errors()},
+    ),
+    (
+        "/api/v1/agents",
+        "post",
+        "Register an agent",
+        _body(schemas.AgentCreateSchema),
+        {**_resp(201, "created: version 1, stopped", _AGENT), **_errors(400, 409, 413, 415, 422)},
+    ),
+    (
+        "/api/v1/agents",
+        "get",
+        "List agents, newest first",
+        {"parameters": [{"in": "query", "schema": schemas.AgentListQuerySchema}]},
+        {**_resp(200, "{items, next_cursor}", _ITEMS), **_errors(422)},
+    ),
+    _agent_op("", "get", "Get an agent", {}, _resp(200, "the agent", _AGENT)),
+    _agent_op(
+        "",
+        "patch",
+        "Change an agent: a new version",
+        _body(schemas.AgentPatchSchema),
+        _resp(200, "the new version", _AGENT),
+        409,
+        415,
+        422,
+    ),
+    _agent_op(
+        "",
+        "delete",
+        "Delete an agent (a live one is stopped first)",
+        {},
+        {"204": {"description": "deleted"}},
+    ),
+    _agent_op("/versions", "get", "Every version, oldest first", {}, _resp(200, "{items}", _ITEMS)),
+    _agent_op(
+        "/revert",
+        "post",
+        "A new version equal to an old one's config",
+        _body(schemas.AgentRevertSchema),
+        _resp(200, "the new version", _AGENT),
+        415,
+        422,
+    ),
+    _agent_op(
+        "/commands",
+        "post",
+        "Queue a command (execute input checked first)",
+        _body(schemas.CommandSchema),
+        _resp(202, "queued", _COMMAND),
+        409,
+        415,
+        422,
+    ),
+    _agent_op(
+        "/commands",
+        "get",
+        "The latest commands, newest first",
+        {"parameters": [{"in": "query", "schema": schemas.LimitQuerySchema}]},
+        _resp(200, "{items}", _ITEMS),
+        422,
+    ),
+    _agent_op(
+        "/commands/{command_id}",
+        "get",
+        "One command",
+        {
+            "parameters": [
+                {
+                    "name": "command_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ]
+        },
+        _resp(200, "the command", _COMMAND),
+    ),
+    *[
+        _agent_op(
+            f"/{name}",
+            "post",
+            f"Queue a {name} command",
+            {},
+            _resp(202, "queued", _COMMAND),
+            415,
+            422,
+        )
+        for name in ("start", "stop", "restart")
+    ],
+    _agent_op("/status", "get", "Status and heartbeat", {}, _resp(200, "the status")),
+    _agent_op(
+        "/metrics",
+        "get",
+        "Counts and durations of commands and executions",
+        {},
+        _resp(200, "the metrics"),
+    ),
+    _agent_op(
+        "/logs",
+        "get",
+        "Log lines, newest last",
+        {"parameters": [{"in": "query", "schema": schemas.LimitQuerySchema}]},
+        _resp(200, "{items}", _ITEMS),
+        422,
+    ),
+    _agent_op(
+        "/events",
+        "get",
+        "The agent's events after `since`",
+        {"parameters": [{"in": "query", "schema": schemas.SinceQuerySchema}]},
+        _resp(200, "events in seq order", {"$ref": "#/components/schemas/EventList"}),
+        422,
+    ),
+    (
+        "/api/v1/audit",
+        "get",
+        "Who did what to the tenant's agents, newest first",
+        {"parameters": [{"in": "query", "schema": schemas.AuditQuerySchema}]},
+        {**_resp(200, "{items, next_before}", _ITEMS), **_errors(422)},
     ),
 ]
 
@@ -135,6 +298,8 @@ def build_spec() -> dict:
         ("Event", schemas.EventSchema),
         ("EventList", schemas.EventListSchema),
         ("ErrorEnvelope", schemas.ErrorEnvelopeSchema),
+        ("Agent", schemas.AgentSchema),
+        ("AgentCommand", schemas.AgentCommandSchema),
     ]:
         spec.components.schema(name, schema=schema)
     paths: dict[str, dict] = {}
