@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, SummaryMetricFamily
 
 from app import config, dispatch, jobs
+from app.agents import queries as agent_queries
 from app.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,46 @@ class JobsCollector:
             return
         try:
             client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-            depth = queue_depth(client, dispatch.JOBS_QUEUE)
+            depths = {
+                q: queue_depth(client, q) for q in (dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE)
+            }
         except redis.RedisError as exc:
             log.warning("metrics: broker unavailable: %s", exc)
             return
         gauge = GaugeMetricFamily("orchestra_queue_depth", "Messages waiting", labels=["queue"])
-        gauge.add_metric([dispatch.JOBS_QUEUE], depth)
+        for queue, depth in depths.items():
+            gauge.add_metric([queue], depth)
         yield gauge
+
+
+class AgentsCollector:
+    """Agents by type and status; commands by command and status."""
+
+    def collect(self):
+        try:
+            totals = agent_queries.totals()
+        except Unavailable:
+            log.warning("metrics: database unavailable")
+            return
+        agents = GaugeMetricFamily(
+            "orchestra_agents", "Agents by type and status", labels=["type", "status"]
+        )
+        for agent_type, status, n in totals["agents"]:
+            agents.add_metric([agent_type, status], n)
+        yield agents
+        commands = GaugeMetricFamily(
+            "orchestra_agent_commands",
+            "Agent commands by command and status",
+            labels=["command", "status"],
+        )
+        for command, status, n in totals["commands"]:
+            commands.add_metric([command, status], n)
+        yield commands
 
 
 _registry = CollectorRegistry()
 _registry.register(JobsCollector())
+_registry.register(AgentsCollector())
 
 
 @bp.get("/metrics")

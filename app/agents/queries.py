@@ -7,7 +7,7 @@ from sqlalchemy import case, func, select
 from app import db, events
 from app.agents import core
 from app.events import iso
-from app.models import AgentCommand, AgentLog
+from app.models import Agent, AgentCommand, AgentLog
 from app.tenants import TenantRef
 
 
@@ -107,3 +107,19 @@ def metrics(who: TenantRef, agent_id) -> dict:
             "executions": _durations(conn, agent["id"], capability),
             "last_heartbeat": iso(agent["last_heartbeat"]),
         }
+
+
+def totals() -> dict:
+    """Every tenant's agents by type and status, and commands by command and status."""
+    with db.transaction() as conn:
+        agents = conn.execute(
+            select(Agent.type, Agent.status, func.count())
+            .where(Agent.deleted_at.is_(None))
+            .group_by(Agent.type, Agent.status)
+        ).all()
+        cmds = conn.execute(
+            select(AgentCommand.command, AgentCommand.status, func.count()).group_by(
+                AgentCommand.command, AgentCommand.status
+            )
+        ).all()
+    return {"agents": [tuple(r) for r in agents], "commands": [tuple(r) for r in cmds]}

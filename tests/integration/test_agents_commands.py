@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -251,6 +252,15 @@ def test_metrics_count_and_time_commands_and_executions(agents):
     say = metrics["executions"]["say"]
     assert say["completed"] == 4 and say["failed"] == 0
     assert 0 <= say["duration_s"]["p50"] <= say["duration_s"]["max"]
+    scraped = agents.client.get("/metrics").get_data(as_text=True)
+    done = re.search(
+        r'orchestra_agent_commands\{command="execute",status="completed"\} (\S+)', scraped
+    )
+    assert done and float(done.group(1)) >= 4
+    assert re.search(
+        r'orchestra_agents\{status="running",type="echo"\} [1-9]', scraped
+    ) or re.search(r'orchestra_agents\{type="echo",status="running"\} [1-9]', scraped)
+    assert 'orchestra_queue_depth{queue="agents"}' in scraped
 
 
 def test_logs_are_bounded_per_agent_newest_last(agents, domain):
