@@ -257,7 +257,7 @@ def test_metrics_count_and_time_commands_and_executions(agents):
         r'orchestra_agent_commands\{command="execute",status="completed"\} (\S+)', scraped
     )
     assert done and float(done.group(1)) >= 4
-    assert re.search(r'orchestra_agents\{type="echo",status="running"\} [1-9]', scraped)
+    assert re.search(r'orchestra_agents\{status="running",type="echo"\} [1-9]', scraped)
     assert 'orchestra_queue_depth{queue="agents"}' in scraped
 
 
