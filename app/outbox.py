@@ -151,6 +151,17 @@ def try_send(what: str, row: dict) -> bool:
     return True
 
 
+def send_and_mark(conn: Connection, what: str, rows: list[dict]) -> int:
+    """Send rows the sweep found (stopping at the first the broker refuses); mark those sent."""
+    sent = []
+    for row in rows:
+        if not try_send(what, row):
+            break
+        sent.append(row)
+    mark_dispatched(conn, what, sent)
+    return len(sent)
+
+
 def mark_dispatched(conn: Connection, what: str, rows: list[dict]) -> None:
     """Record that these dispatches (id + token) reached the broker."""
     if not rows:

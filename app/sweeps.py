@@ -48,13 +48,7 @@ def dispatch_due(limit: int = 500) -> int:
             .mappings()
             .all()
         )
-        sent_jobs = []
-        for row in rows:
-            if not outbox.try_send("job", dict(row)):
-                break
-            sent_jobs.append(dict(row))
-        outbox.mark_dispatched(conn, "job", sent_jobs)
-        sent = len(sent_jobs)
+        sent = outbox.send_and_mark(conn, "job", [dict(r) for r in rows])
     if sent:
         log.info("dispatch sweep sent %d jobs", sent)
     return sent

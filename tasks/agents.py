@@ -8,19 +8,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 import celeryconfig
 from app import dispatch
 from app.agents import commands, heartbeats
-from app.errors import Unavailable
+from tasks import RETRY_WHILE_DATABASE_AWAY
 
 
-@shared_task(
-    name=dispatch.RUN_COMMAND,
-    bind=True,
-    # Postgres away for a moment: try again later; the message itself carries no state.
-    autoretry_for=(Unavailable,),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=None,
-)
+@shared_task(name=dispatch.RUN_COMMAND, bind=True, **RETRY_WHILE_DATABASE_AWAY)
 def run_command(self, command_id: str, token: str):
     """Run the agent command `command_id` if `token` is still its current dispatch."""
     return commands.run(command_id, token, self.request.hostname, (SoftTimeLimitExceeded,))

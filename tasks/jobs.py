@@ -6,19 +6,10 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app import dispatch, runs
-from app.errors import Unavailable
+from tasks import RETRY_WHILE_DATABASE_AWAY
 
 
-@shared_task(
-    name=dispatch.RUN_JOB,
-    bind=True,
-    # Postgres away for a moment: try again later; the message itself carries no state.
-    autoretry_for=(Unavailable,),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=None,
-)
+@shared_task(name=dispatch.RUN_JOB, bind=True, **RETRY_WHILE_DATABASE_AWAY)
 def run_job(self, job_id: str, token: str):
     """Run the job `job_id` if `token` is still its current dispatch."""
     return runs.execute(job_id, token, self.request.hostname, (SoftTimeLimitExceeded,))

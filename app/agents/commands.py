@@ -502,15 +502,10 @@ def dispatch_due(limit: int = 500) -> int:
             )
             .limit(limit)
         ).mappings()
-        sent = []
-        for row in rows:
-            if not outbox.try_send("command", dict(row)):
-                break
-            sent.append(dict(row))
-        outbox.mark_dispatched(conn, "command", sent)
+        sent = outbox.send_and_mark(conn, "command", [dict(r) for r in rows])
     if sent:
-        log.info("command sweep sent %d agent commands", len(sent))
-    return len(sent)
+        log.info("command sweep sent %d agent commands", sent)
+    return sent
 
 
 def reap_stuck(limit: int = 100) -> int:

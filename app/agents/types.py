@@ -9,18 +9,15 @@ Third-party types register through the `orchestra.agent_types` entry point group
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 
+from app import plugins
 from app.errors import ValidationFailed
-
-log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "orchestra.agent_types"
 
@@ -96,15 +93,9 @@ def register(agent_type: AgentType) -> AgentType:
 
 def _load_entry_points() -> None:
     global _loaded_entry_points
-    if _loaded_entry_points:
-        return
-    _loaded_entry_points = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            plugin = ep.load()
-            register(plugin() if isinstance(plugin, type) else plugin)
-        except Exception:  # noqa: BLE001 - a broken plugin must not take the service down
-            log.exception("agent type plugin %s failed to load", ep.name)
+    if not _loaded_entry_points:
+        _loaded_entry_points = True
+        plugins.load_entry_points(ENTRY_POINT_GROUP, register)
 
 
 def all_types() -> dict[str, AgentType]:
@@ -125,12 +116,8 @@ def get(name: str) -> AgentType:
 
 
 def _check(validator: Draft202012Validator, value: Any, prefix: str, message: str) -> None:
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
-    if errors:
-        details: dict[str, list[str]] = {}
-        for err in errors:
-            key = ".".join([prefix, *(str(p) for p in err.path)])
-            details.setdefault(key, []).append(err.message)
+    details = plugins.schema_errors(validator, value, prefix)
+    if details:
         raise ValidationFailed(message, details)
 
 

@@ -7,17 +7,14 @@ Third-party generators register through the `orchestra.generators` entry point g
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 
+from app import plugins
 from app.errors import ValidationFailed
-
-log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "orchestra.generators"
 
@@ -89,15 +86,9 @@ def register(generator: Generator) -> Generator:
 
 def _load_entry_points() -> None:
     global _loaded_entry_points
-    if _loaded_entry_points:
-        return
-    _loaded_entry_points = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            plugin = ep.load()
-            register(plugin() if isinstance(plugin, type) else plugin)
-        except Exception:  # noqa: BLE001 - a broken plugin must not take the service down
-            log.exception("generator plugin %s failed to load", ep.name)
+    if not _loaded_entry_points:
+        _loaded_entry_points = True
+        plugins.load_entry_points(ENTRY_POINT_GROUP, register)
 
 
 def all_generators() -> dict[str, Generator]:
@@ -120,10 +111,6 @@ def get(kind: str) -> Generator:
 def validate_params(kind: str, params: Any) -> None:
     """Check `params` against the generator's JSON Schema, field by field."""
     get(kind)
-    errors = sorted(_validators[kind].iter_errors(params), key=lambda e: list(e.path))
-    if errors:
-        details: dict[str, list[str]] = {}
-        for err in errors:
-            key = ".".join(["params", *(str(p) for p in err.path)])
-            details.setdefault(key, []).append(err.message)
+    details = plugins.schema_errors(_validators[kind], params, "params")
+    if details:
         raise ValidationFailed("params rejected by the generator", details)

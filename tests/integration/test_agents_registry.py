@@ -266,3 +266,64 @@ def test_every_operation_is_audited_with_the_key(http, tenant):
             .where(AuditEntry.details.cast(Text).contains(tenant[0]))
         ).scalar_one()
     assert secrets == 0
+
+
+HOSTILE = [
+    # (route: "" create, else a suffix on an existing agent; method; raw body; content type;
+    #  status; code; a details key that must be named)
+    ("", "post", "{bad", "application/json", 400, "BAD_JSON", "_schema"),
+    ("", "post", '{"name": "x", "type": "echo"}', "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE",
+     None),
+    ("", "post", '{"name": "a\\u0000b", "type": "echo"}', "application/json", 422,
+     "VALIDATION_ERROR", "name"),
+    ("", "post", '{"name": "x", "type": "echo", "config": ' + "[" * 80 + "]" * 80 + "}",
+     "application/json", 422, "VALIDATION_ERROR", "config.0"),
+    ("", "post", '{"name": "x", "type": "echo", "config": []}', "application/json", 422,
+     "VALIDATION_ERROR", "config"),
+    ("", "post", '{"name": "x", "type": "echo", "description": "' + "d" * 3000 + '"}',
+     "application/json", 422, "VALIDATION_ERROR", "description"),
+    ("", "post", '{"name": "x", "type": "echo", "config": {"healthy": NaN}}', "application/json",
+     400, "BAD_JSON", "_schema"),
+    ("", "patch", '{"name": 7}', "application/json", 422, "VALIDATION_ERROR", "name"),
+    ("/revert", "post", '{"version": 1e400}', "application/json", 422, "VALIDATION_ERROR",
+     "version"),
+    ("/revert", "post", '{"version": 99999999999999999999}', "application/json", 422,
+     "VALIDATION_ERROR", "version"),
+    ("/commands", "post", '{"command": "start", "params": []}', "application/json", 422,
+     "VALIDATION_ERROR", "params"),
+    ("/commands", "post", '{"command": "execute", "params": {"capability": "say", "input": '
+     '{"text": "' + "t" * 100_001 + '"}}}', "application/json", 422, "VALIDATION_ERROR",
+     "params.input.text"),
+    ("/commands", "post", '{"command": "execute", "params": {"capability": ["say"]}}',
+     "application/json", 422, "VALIDATION_ERROR", "params.capability"),
+    ("/start", "post", '{"params": 1}', "application/json", 422, "VALIDATION_ERROR", "params"),
+    ("/start", "post", '{"surprise": 1}', "application/json", 422, "VALIDATION_ERROR",
+     "surprise"),
+]
+
+
+@pytest.mark.parametrize("suffix,method,raw,ctype,status,code,field", HOSTILE)
+def test_hostile_agent_requests_are_4xx_field_by_field_and_write_nothing(
+    http, suffix, method, raw, ctype, status, code, field
+):
+    client, auth = http
+    url = f"{V1}/agents"
+    if suffix or method != "post":
+        url += "/" + create(http).json["id"] + suffix
+    before = agent_rows()
+    resp = getattr(client, method)(url, data=raw.encode(), content_type=ctype, headers=auth)
+    assert resp.status_code == status, resp.get_data(as_text=True)[:500]
+    error = resp.json["error"]
+    assert error["code"] == code
+    if field:
+        assert field in error["details"], error
+    assert agent_rows() == before
+
+
+def test_an_oversized_agent_body_is_413_and_writes_nothing(http, domain):
+    client, auth = http
+    before = agent_rows()
+    raw = '{"name": "big", "type": "echo", "description": "' + "x" * domain.max_body_bytes + '"}'
+    resp = client.post(f"{V1}/agents", data=raw, content_type="application/json", headers=auth)
+    assert resp.status_code == 413 and resp.json["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert agent_rows() == before

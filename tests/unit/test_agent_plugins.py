@@ -95,4 +95,4 @@ def test_a_broken_plugin_is_logged_not_fatal(tmp_path, monkeypatch, caplog):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(types, "_loaded_entry_points", False)
     assert "echo" in types.all_types()
-    assert "agent type plugin broken failed to load" in caplog.text
+    assert "plugin broken of orchestra.agent_types failed to load" in caplog.text
