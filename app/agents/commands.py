@@ -11,6 +11,7 @@ by `job_ended`, called from the job's terminal transition.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -66,6 +67,15 @@ def check(agent: dict, command: str, params: Any) -> dict:
     if not isinstance(params, dict):
         raise ValidationFailed("bad params", {"params": ["must be an object"]})
     if command != "execute":
+        unknown = sorted(set(params) - {"reason"})
+        if unknown or not isinstance(params.get("reason", ""), str):
+            bad = unknown or ["reason"]
+            raise ValidationFailed(
+                f"{command} takes only an optional reason",
+                {f"params.{k}": ["only `reason` (a string) is accepted"] for k in bad},
+            )
+        if len(params.get("reason", "")) > 200:
+            raise ValidationFailed("reason too long", {"params.reason": ["at most 200 characters"]})
         return params
     cap = types.capability(agent["type"], params.get("capability"))
     value = params.get("input", {})
@@ -338,6 +348,7 @@ def work(claimed: Claimed, timeout_errors: tuple = ()) -> Outcome:
             value = _capability(agent, cmd).run(ctx, cmd["params"]["input"])
             if isinstance(value, JobRequest):
                 return Outcome(job=value, lines=ctx.lines)
+            json.dumps(value)  # a result Postgres cannot store fails here, not at commit
             return Outcome(result=value, lines=ctx.lines)
         status = "stopped" if name == "stop" else "running"
         return Outcome(result={"status": status, "changed": True}, lines=ctx.lines)
@@ -351,7 +362,10 @@ def work(claimed: Claimed, timeout_errors: tuple = ()) -> Outcome:
         return Outcome(error={"code": "AGENT_ERROR", "message": message}, lines=ctx.lines)
 
 
-def _status(agent: dict, health: dict) -> dict:
+def _status(agent: dict, health) -> dict:
+    if not isinstance(health, dict):  # a plugin's mistake must not break the command
+        health = {"healthy": False, "report": repr(health)[:500]}
+    json.dumps(health)
     return {
         "status": agent["status"],
         "last_heartbeat": iso(agent["last_heartbeat"]),
@@ -390,7 +404,7 @@ def _end(uow: UnitOfWork, agent: dict, cmd: dict, outcome: Outcome) -> dict:
         if name in ("start", "restart"):
             agent = core.set_status(uow, agent, A.RUNNING, name, last_heartbeat=core.now())
         elif name == "stop":
-            agent = core.set_status(uow, agent, A.STOPPED, cmd["params"].get("reason", "stop"))
+            agent = core.set_status(uow, agent, A.STOPPED, cmd["params"].get("reason") or "stop")
         elif name == "status" and outcome.result["health"].get("healthy"):
             agent = beat(uow, agent)  # a healthy status check is a heartbeat too
         cmd = _update(uow, agent, cmd, status=C.COMPLETED.value, result=outcome.result)

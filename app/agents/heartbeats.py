@@ -19,7 +19,9 @@ _LIVE = (A.RUNNING.value, A.INACTIVE.value)
 
 
 def beat(uow: UnitOfWork, agent: dict) -> dict:
-    """Record a healthy heartbeat of a locked agent; an `inactive` one is `running` again."""
+    """Record a healthy heartbeat of a locked live agent; an `inactive` one runs again."""
+    if agent["status"] not in _LIVE or agent["deleted_at"] is not None:
+        return agent  # a stopped (or stopping-by-delete) agent has no heartbeat to keep
     if agent["status"] == A.INACTIVE:
         return core.set_status(uow, agent, A.RUNNING, "heartbeat", last_heartbeat=core.now())
     return core.update_agent(uow, agent, last_heartbeat=core.now())
@@ -60,7 +62,7 @@ def heartbeat_all(limit: int = 1000) -> int:
         with unit_of_work("worker") as uow:
             agent = core.load(uow.conn, agent_id, lock=True, deleted=True)
             core.write_logs(uow.conn, agent_id, lines)
-            if healthy and agent["deleted_at"] is None and agent["status"] in _LIVE:
+            if healthy:
                 beat(uow, agent)
                 healthy_count += 1
     return healthy_count

@@ -105,6 +105,11 @@ def test_start_say_stop_in_order_with_their_events(agents):
 
 def test_the_shortcuts_and_the_status_command(agents):
     aid = agents.create()["id"]
+    asleep = agents.wait_command(aid, agents.command(aid, "status"))
+    assert asleep["result"] == {
+        "status": "stopped", "last_heartbeat": None, "health": {"healthy": True}
+    }
+    assert agents.get(f"/agents/{aid}")["last_heartbeat"] is None  # no heartbeat while stopped
     started = agents.client.post(f"{V1}/agents/{aid}/start", headers=agents.auth)
     assert started.status_code == 202 and started.json["command"] == "start"
     status = agents.wait_command(aid, agents.command(aid, "status"))
@@ -122,14 +127,19 @@ def test_the_shortcuts_and_the_status_command(agents):
     }
     restarted = agents.client.post(f"{V1}/agents/{aid}/restart", headers=agents.auth).json
     assert agents.wait_command(aid, restarted)["status"] == "completed"
-    stopped = agents.client.post(f"{V1}/agents/{aid}/stop", headers=agents.auth).json
+    stopped = agents.client.post(
+        f"{V1}/agents/{aid}/stop", json={"params": {"reason": "maintenance"}}, headers=agents.auth
+    ).json
     assert agents.wait_command(aid, stopped)["result"] == {"status": "stopped", "changed": True}
-    statuses = [
-        e["payload"]["status"]
+    changes = [
+        (e["payload"]["status"], e["payload"]["reason"])
         for e in agents.events(aid)
         if e["event_type"] == "agent.status.changed"
     ]
-    assert statuses == ["starting", "running", "starting", "running", "stopped"]
+    assert changes == [
+        ("starting", "start"), ("running", "start"), ("starting", "restart"),
+        ("running", "restart"), ("stopped", "maintenance"),
+    ]
     view = agents.get(f"/agents/{aid}/status")
     assert view["status"] == "stopped" and view["last_heartbeat"] is not None
 

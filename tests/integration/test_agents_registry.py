@@ -299,6 +299,10 @@ HOSTILE = [
     ("/start", "post", '{"params": 1}', "application/json", 422, "VALIDATION_ERROR", "params"),
     ("/start", "post", '{"surprise": 1}', "application/json", 422, "VALIDATION_ERROR",
      "surprise"),
+    ("/stop", "post", '{"params": {"force": true}}', "application/json", 422, "VALIDATION_ERROR",
+     "params.force"),
+    ("/commands", "post", '{"command": "stop", "params": {"reason": 7}}', "application/json",
+     422, "VALIDATION_ERROR", "params.reason"),
 ]
 
 
