@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, url_for
 
 from api import schemas
-from api.auth import current_tenant, require_key
+from api.auth import current_tenant, requires
 from api.body import header, json_body, query
 from app import audit
 from app.agents import commands, queries, registry
 
 bp = Blueprint("agents", __name__)
-bp.before_request(require_key)
+bp.before_request(requires("agents"))
 
 
 @bp.get("/agent-types")

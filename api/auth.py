@@ -30,6 +30,23 @@ def require_key() -> None:
     g.tenant = tenant
 
 
+def requires(area: str):
+    """A `before_request` hook: a valid key holding `<area>:read` (GET) or `<area>:write`."""
+
+    def check() -> None:
+        require_key()
+        scope = f"{area}:{'read' if request.method in ('GET', 'HEAD') else 'write'}"
+        if not g.tenant.allows(scope):
+            raise ApiError(
+                403,
+                "FORBIDDEN",
+                f"this key lacks the {scope} scope",
+                {"scope": [f"requires {scope}"]},
+            )
+
+    return check
+
+
 def current_tenant() -> TenantRef:
     """The tenant of this request's key."""
     return g.tenant

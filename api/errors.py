@@ -16,6 +16,7 @@ _STATUS_BY_KIND = {"not_found": 404, "validation": 422, "conflict": 409, "unavai
 _CODE_BY_STATUS = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "CONFLICT",

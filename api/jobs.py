@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, url_for
 
 from api import schemas
-from api.auth import current_tenant, require_key
+from api.auth import current_tenant, requires
 from api.body import header, json_body, query
 from app import events, jobs
 
 bp = Blueprint("jobs", __name__)
-bp.before_request(require_key)
+bp.before_request(requires("jobs"))
 
 
 @bp.post("/jobs")

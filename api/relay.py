@@ -58,6 +58,9 @@ class Subscription:
     sid: str
     room: str
     since: int = 0
+    # The subject types this client's key may read (`job`, `agent`): a tenant room sends
+    # only those.
+    kinds: frozenset[str] = frozenset({"job", "agent"})
     last: Positions = field(default_factory=Positions)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -107,11 +110,24 @@ class RoomRefused(Exception):
         self.code, self.message = code, message
 
 
+_READ_SCOPE = {"job": "jobs:read", "agent": "agents:read"}
+
+
+def readable_kinds(tenant: tenants.TenantRef) -> frozenset[str]:
+    """The subject types whose events this key may read."""
+    return frozenset(kind for kind, scope in _READ_SCOPE.items() if tenant.allows(scope))
+
+
 def resolve_room(tenant: tenants.TenantRef, room) -> tuple[str, tuple[str, str] | None]:
     """The registry key of a room the tenant may join, and its subject if it has one."""
     if not isinstance(room, str) or not room or len(room) > 300 or "\x00" in room:
         raise RoomRefused("VALIDATION_ERROR", "room must be a non-empty string")
     kind, _, ident = room.partition(":")
+    needs = {"job": "job", "card": "job", "agent": "agent"}.get(kind)
+    kinds = readable_kinds(tenant)
+    if (needs and needs not in kinds) or (kind == "tenant" and not kinds):
+        scope = _READ_SCOPE[needs or "job"]
+        raise RoomRefused("FORBIDDEN", f"this key lacks the {scope} scope")
     if kind == "tenant":
         if ident and ident != tenant.name:
             raise RoomRefused("FORBIDDEN", "another tenant's room")
@@ -188,8 +204,11 @@ def dispatch_message(data) -> None:
     except (ValueError, KeyError, TypeError):
         log.warning("relay: malformed message dropped: %r", data[:200])
         return
+    kind = envelope["subject"]["type"]
     for room in rooms:
         for sub in registry.subscriptions(room):
+            if kind not in sub.kinds:
+                continue
             try:
                 deliver(sub, envelope)
             except Exception:  # noqa: BLE001 - one client's failure must not stop the stream
@@ -258,7 +277,7 @@ def on_subscribe(data=None):
         return _ack_error(exc.code, exc.message)
     except Unavailable as exc:
         return _ack_error(exc.code, exc.message)
-    sub = Subscription(request.sid, room, since)
+    sub = Subscription(request.sid, room, since, readable_kinds(tenant))
     with sub.lock:
         # Registered before reading Postgres, so nothing published meanwhile is missed;
         # the listener waits on the lock and then drops what the replay already sent.

@@ -1,14 +1,15 @@
-"""Tenants and their API keys. A key's secret is stored only as a hash."""
+"""Tenants and their API keys. A key's secret is stored only as a hash, with its scopes."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import db
@@ -16,6 +17,9 @@ from app.errors import ValidationFailed
 from app.models import ApiKey, Tenant
 
 SECRET_PREFIX = "orc_"
+PREFIX_LEN = 12  # kept in clear to find a key's row and to name it in audits and logs
+SCOPES = ("jobs:read", "jobs:write", "agents:read", "agents:write", "admin")
+DEFAULT_SCOPES = ("jobs:read", "jobs:write", "agents:read", "agents:write")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
@@ -28,6 +32,11 @@ class TenantRef:
     # The key that is asking (audit trails name it); None outside a request.
     key_id: uuid.UUID | None = None
     key_prefix: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    def allows(self, scope: str) -> bool:
+        """Whether this key holds `scope` (`admin` holds them all)."""
+        return scope in self.scopes or "admin" in self.scopes
 
 
 def hash_secret(secret: str) -> str:
@@ -35,32 +44,79 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(tenant_name: str) -> str:
+def create_key(tenant_name: str, scopes=DEFAULT_SCOPES) -> str:
     """Create an API key for `tenant_name` (creating the tenant if new); return the secret."""
     if not _NAME.match(tenant_name):
         raise ValidationFailed(
             "bad tenant name", {"tenant": ["lowercase letters, digits, '-' and '_', 1-100"]}
         )
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValidationFailed("bad scopes", {"scopes": [f"one or more of {', '.join(SCOPES)}"]})
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     with db.transaction() as conn:
         conn.execute(insert(Tenant).values(name=tenant_name).on_conflict_do_nothing())
         tenant_id = conn.execute(select(Tenant.id).where(Tenant.name == tenant_name)).scalar_one()
         conn.execute(
             insert(ApiKey).values(
-                tenant_id=tenant_id, prefix=secret[:12], key_hash=hash_secret(secret)
+                tenant_id=tenant_id,
+                prefix=secret[:PREFIX_LEN],
+                key_hash=hash_secret(secret),
+                scopes=sorted(set(scopes)),
             )
         )
     return secret
 
 
 def authenticate(secret: str) -> TenantRef | None:
-    """The tenant of a valid, unrevoked key, or None."""
-    if not secret or len(secret) > 200:
+    """The tenant (and scopes) of a valid, unrevoked key, or None.
+
+    The row is found by the key's clear prefix and the hashes compared in constant time,
+    so response timing says nothing about how much of a guessed hash matched.
+    """
+    if not secret or len(secret) > 200 or not secret.startswith(SECRET_PREFIX):
         return None
+    digest = hash_secret(secret)
     with db.transaction() as conn:
-        row = conn.execute(
-            select(Tenant.id, Tenant.name, ApiKey.id.label("key_id"), ApiKey.prefix)
+        rows = conn.execute(
+            select(
+                Tenant.id,
+                Tenant.name,
+                ApiKey.id.label("key_id"),
+                ApiKey.prefix,
+                ApiKey.key_hash,
+                ApiKey.scopes,
+            )
             .join(ApiKey, ApiKey.tenant_id == Tenant.id)
-            .where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
-        ).first()
-    return TenantRef(row.id, row.name, row.key_id, row.prefix) if row else None
+            .where(ApiKey.prefix == secret[:PREFIX_LEN], ApiKey.revoked_at.is_(None))
+        ).all()
+    for row in rows:
+        if hmac.compare_digest(row.key_hash, digest):
+            return TenantRef(row.id, row.name, row.key_id, row.prefix, frozenset(row.scopes))
+    return None
+
+
+def revoke(key: str) -> int:
+    """Revoke a key, named by its secret or its prefix; return how many keys were revoked."""
+    prefix = key[:PREFIX_LEN]
+    if len(prefix) < PREFIX_LEN or not prefix.startswith(SECRET_PREFIX):
+        raise ValidationFailed(
+            "bad key", {"key": [f"a secret or its first {PREFIX_LEN} characters"]}
+        )
+    where = [ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)]
+    if len(key) > PREFIX_LEN:
+        where.append(ApiKey.key_hash == hash_secret(key))
+    with db.transaction() as conn:
+        return conn.execute(update(ApiKey).where(*where).values(revoked_at=func.now())).rowcount
+
+
+def list_keys(tenant_name: str) -> list[dict]:
+    """A tenant's keys: prefix, scopes, created and revoked times (never a secret)."""
+    with db.transaction() as conn:
+        rows = conn.execute(
+            select(ApiKey.prefix, ApiKey.scopes, ApiKey.created_at, ApiKey.revoked_at)
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .where(Tenant.name == tenant_name)
+            .order_by(ApiKey.created_at)
+        ).all()
+    return [dict(r._mapping) for r in rows]

@@ -226,3 +226,39 @@ def test_workers_keep_a_healthy_agent_running_and_silence_makes_it_inactive(
     ]
     logs = client.get(f"/api/v1/agents/{aid}/logs").json()["items"]
     assert any("unhealthy" in line["message"] for line in logs)
+
+
+def test_a_key_sees_in_the_tenant_room_only_what_its_scopes_read(stack, client, tenant, relays):
+    from app import tenants
+
+    jobs_only = tenants.create_key(tenant[1].name, ["jobs:read"])
+    watcher = EventClient(relays[0], jobs_only)
+    try:
+        assert watcher.subscribe("tenant") == {"ok": True}
+        refused = watcher.subscribe(f"agent:{tenant[1].id}")
+        assert refused["ok"] is False and refused["error"]["code"] == "FORBIDDEN"
+        aid = client.post("/api/v1/agents", {"name": "hidden", "type": "echo"}).json()["id"]
+        wait_command(client, aid, command(client, aid, "start"))
+        job = client.submit("echo", {"after": "agent"})
+        wait_until(lambda: any(e["payload"].get("status") == "completed"
+                               for e in watcher.of(job["id"])), 20, 0.05, "the job's events")
+        kinds = {e["subject"]["type"] for e in watcher.events}
+    finally:
+        watcher.close()
+    assert kinds == {"job"}
+
+
+def test_a_revoked_key_cannot_connect_and_no_secret_reaches_a_log(stack, client, tenant, relays):
+    import socketio
+
+    from app import tenants
+
+    doomed = tenants.create_key(tenant[1].name)
+    EventClient(relays[0], doomed).close()
+    tenants.revoke(doomed)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        EventClient(relays[0], doomed)
+    assert client.get("/api/v1/jobs").status_code == 200
+    for proc in stack.procs:
+        text = proc.log_path.read_text(errors="replace")
+        assert tenant[0] not in text and doomed not in text, proc.name

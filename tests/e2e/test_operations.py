@@ -108,3 +108,27 @@ def test_keys_verify_accepts_a_key_and_refuses_a_made_up_one(domain, tenant):
     bad = subprocess.run([flask, "--app", "api", "keys", "verify", "orc_made_up"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
+
+
+def test_keys_cli_scopes_and_revocation(domain, lone_api):
+    env = stack_env(domain)
+
+    def flask(*args, check=True):
+        return subprocess.run([os.path.join(VENV_BIN, "flask"), "--app", "api", "keys", *args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                              check=check)
+
+    secret = flask("create", "--tenant", "cli-scoped", "--scope", "jobs:read").stdout.split()[-1]
+    base = lone_api()
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert requests.get(base + "/api/v1/jobs", headers=auth, timeout=5).status_code == 200
+    post = requests.post(base + "/api/v1/jobs", json={"kind": "echo", "params": {}}, headers=auth,
+                         timeout=5)
+    assert post.status_code == 403 and post.json()["error"]["code"] == "FORBIDDEN"
+    listed = flask("list", "--tenant", "cli-scoped").stdout
+    assert secret[:12] in listed and "jobs:read" in listed and secret not in listed
+    assert "revoked 1 key" in flask("revoke", secret[:12]).stdout
+    assert requests.get(base + "/api/v1/jobs", headers=auth, timeout=5).status_code == 401
+    assert flask("revoke", secret[:12], check=False).returncode != 0
+    bad = flask("create", "--tenant", "cli-scoped", "--scope", "root", check=False)
+    assert bad.returncode != 0 and "root" in bad.stderr

@@ -38,7 +38,7 @@ def test_events_go_to_tenant_subject_and_card_rooms():
 
 
 def test_room_names_are_checked_and_tenant_scoped():
-    me = TenantRef(uuid.uuid4(), "acme")
+    me = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"jobs:read", "agents:read"}))
     assert resolve_room(me, "tenant") == ("tenant:acme", None)
     assert resolve_room(me, "tenant:acme") == ("tenant:acme", None)
     assert resolve_room(me, "card:c1") == ("card:acme:c1", None)
@@ -85,3 +85,22 @@ def test_relay_positions_are_bounded_and_keep_the_recent(monkeypatch):
     pos[("job", "2")] = 2  # refreshed: now the most recent
     pos[("job", "9")] = 1
     assert list(pos) == [("job", "4"), ("job", "2"), ("job", "9")]
+
+
+def test_rooms_need_the_read_scope_of_what_they_carry():
+    from api.relay import readable_kinds
+
+    jobs_only = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"jobs:read"}))
+    writer = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"jobs:write", "agents:write"}))
+    admin = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"admin"}))
+    assert readable_kinds(jobs_only) == {"job"} and readable_kinds(writer) == set()
+    assert readable_kinds(admin) == {"job", "agent"}
+    assert resolve_room(jobs_only, "tenant") == ("tenant:acme", None)
+    for who, room in [(jobs_only, f"agent:{uuid.uuid4()}"), (writer, "tenant"),
+                      (writer, "card:c1"), (writer, f"job:{uuid.uuid4()}")]:
+        try:
+            resolve_room(who, room)
+        except RoomRefused as exc:
+            assert exc.code == "FORBIDDEN" and "scope" in exc.message
+        else:
+            raise AssertionError(f"{room!r} was accepted for {who.scopes}")
