@@ -36,6 +36,14 @@ def _errors(*statuses: int) -> dict:
     return out
 
 
+# Routes that take no input accept an empty JSON object (or nothing).
+_EMPTY_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
+    }
+}
+
 # (path, method, summary, extra operation fields, responses)
 _OPERATIONS = [
     (
@@ -75,14 +83,14 @@ _OPERATIONS = [
         "/api/v1/jobs/{job_id}/cancel",
         "post",
         "Cancel a job",
-        {"parameters": _ID},
+        {"parameters": _ID, **_EMPTY_BODY},
         {**_resp(202, "cancelled or cancelling", _JOB), **_errors(404, 409)},
     ),
     (
         "/api/v1/jobs/{job_id}/retry",
         "post",
         "Retry a failed or cancelled job",
-        {"parameters": _ID},
+        {"parameters": _ID, **_EMPTY_BODY},
         {**_resp(202, "queued again", _JOB), **_errors(404, 409)},
     ),
     (
@@ -238,7 +246,12 @@ _OPERATIONS += [
             f"/{name}",
             "post",
             f"Queue a {name} command",
-            {},
+            {
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": schemas.ShortcutSchema}},
+                }
+            },
             _resp(202, "queued", _COMMAND),
             415,
             422,
@@ -279,6 +292,21 @@ _OPERATIONS += [
 ]
 
 
+# Any route that reads a body can refuse it as bad JSON, too large, not JSON, or invalid.
+_BODY_ERRORS = (400, 413, 415, 422)
+
+
+def _common_errors(method: str, op: dict) -> None:
+    """Add the refusals every authenticated route (403: scope) or body-reading route shares."""
+    if op["security"]:
+        op["responses"].setdefault("403", _resp(403, "the key lacks the scope", _ERR)["403"])
+    if method in ("post", "patch"):
+        for status in _BODY_ERRORS:
+            op["responses"].setdefault(
+                str(status), _resp(status, "refused body", _ERR)[str(status)]
+            )
+
+
 def build_spec() -> dict:
     """The OpenAPI 3 document of every route."""
     spec = APISpec(
@@ -304,7 +332,13 @@ def build_spec() -> dict:
         spec.components.schema(name, schema=schema)
     paths: dict[str, dict] = {}
     for path, method, summary, extra, responses in _OPERATIONS:
-        op = {"summary": summary, "responses": responses, "security": [{"bearer": []}], **extra}
+        op = {
+            "summary": summary,
+            "responses": dict(responses),
+            "security": [{"bearer": []}],
+            **extra,
+        }
+        _common_errors(method, op)
         paths.setdefault(path, {})[method] = op
     for path, ops in paths.items():
         spec.path(path=path, operations=ops)
