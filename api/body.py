@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from flask import request
 
@@ -21,8 +22,20 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _text_fault(text: str) -> str | None:
+    """Why Postgres could not store this string, or None."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. "\ud800" escaped in the JSON
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
 def _check_tree(value) -> None:
-    """Refuse what Postgres' jsonb cannot hold (NUL characters) and absurd nesting.
+    """Refuse what Postgres' jsonb cannot hold (NUL characters, lone surrogates, infinite
+    numbers) and absurd nesting.
 
     Iterative, so a hostile document cannot exhaust the interpreter's stack.
     """
@@ -35,10 +48,11 @@ def _check_tree(value) -> None:
                 ".".join(path.split(".")[:2]) or "_schema",
                 f"deeper than {MAX_DEPTH} levels",
             )
-        if isinstance(node, str) and "\x00" in node:
-            raise _invalid(
-                "NUL character in a string", path or "_schema", "contains a NUL character"
-            )
+        if isinstance(node, str) and (fault := _text_fault(node)):
+            raise _invalid("a string Postgres cannot store", path or "_schema", fault)
+        if isinstance(node, float) and not math.isfinite(node):
+            # 1e400 parses as infinity, which no JSON column (nor JSON itself) can hold.
+            raise _invalid("number out of range", path or "_schema", "not a finite number")
         if isinstance(node, dict):
             items = node.items()
         elif isinstance(node, list):
@@ -46,10 +60,8 @@ def _check_tree(value) -> None:
         else:
             continue
         for key, child in items:
-            if isinstance(key, str) and "\x00" in key:
-                raise _invalid(
-                    "NUL character in a key", path or "_schema", "a key contains a NUL character"
-                )
+            if isinstance(key, str) and (fault := _text_fault(key)):
+                raise _invalid("a key Postgres cannot store", path or "_schema", f"a key {fault}")
             stack.append((child, f"{path}.{key}" if path else str(key), depth + 1))
 
 

@@ -73,6 +73,20 @@ BAD_BODIES = [
      "VALIDATION_ERROR", "params"),
     ('{"kind": "echo", "params": {"a": ' + "[" * 80 + "]" * 80 + "}}", "application/json", 422,
      "VALIDATION_ERROR", "params.a"),
+    ('{"kind": "echo", "params": {"a": ' + "[" * 200 + "]" * 200 + "}}", "application/json", 422,
+     "VALIDATION_ERROR", "params.a"),
+    ('{"kind": "echo", "params": {"big": 1e400}}', "application/json", 422, "VALIDATION_ERROR",
+     "params.big"),
+    ('{"kind": "echo", "params": {"big": [-1e999]}}', "application/json", 422,
+     "VALIDATION_ERROR", "params.big.0"),
+    ('{"kind": "echo", "params": {"big": ' + "9" * 5000 + "}}", "application/json", 400,
+     "BAD_JSON", "_schema"),
+    ('{"kind": "echo", "params": {}, "priority": 99999999999999999999999}', "application/json",
+     422, "VALIDATION_ERROR", "priority"),
+    ('{"kind": "echo", "params": {}, "timeout_s": 1e400}', "application/json", 422,
+     "VALIDATION_ERROR", "timeout_s"),
+    ('{"kind": "echo", "params": {"s": "\\ud800"}}', "application/json", 422,
+     "VALIDATION_ERROR", "params.s"),
 ]
 
 
