@@ -24,9 +24,14 @@ def from_settings(s: Settings) -> dict:
             "priority_steps": list(range(10)),
             "queue_order_strategy": "priority",
             "sep": ":",
-            # A message not acked within this is handed out again. Long runs are guarded by
-            # their lease (the orphan sweep), not by this, so it can stay long.
-            "visibility_timeout": 3600,
+            # A message not acked within this is handed out again: how the messages a killed
+            # worker had reserved (but not started) come back within WORKER_LOST_REDELIVERY_S.
+            # A long run's own message coming back is harmless: its claim finds the job
+            # `processing` and drops it. Runs that die mid-way are found by their lease.
+            "visibility_timeout": max(1.0, s.worker_lost_redelivery_s / 3),
+            # Surviving workers look for such messages this often, on every look.
+            "unacked_restore_interval": max(1.0, s.worker_lost_redelivery_s / 6),
+            "unacked_restore_throttle": 1,
             "socket_timeout": 5,
             "socket_connect_timeout": 2,
         },
