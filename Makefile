@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install services db run test lint bench clean
+.PHONY: install services db run test lint bench soak clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ test: install services lint
 
 bench: install services
 	$(BIN)/python -m bench.run
+
+soak: install services
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
