@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import Flask, Response, request
@@ -27,6 +28,10 @@ from app.errors import NotFound, Unavailable
 from app.jobs import load as load_job
 
 log = logging.getLogger(__name__)
+
+# Event times come from the clocks of the processes that wrote them; reading "since a moment"
+# a little earlier than that moment costs at most a few extra events, never a missing one.
+CLOCK_MARGIN = timedelta(seconds=2)
 
 socketio = SocketIO()
 
@@ -61,6 +66,11 @@ class Subscription:
     # The subject types this client's key may read (`job`, `agent`): a tenant room sends
     # only those.
     kinds: frozenset[str] = frozenset({"job", "agent"})
+    # For a room of many subjects (tenant, card): whose events, and since when. Its stream
+    # starts at subscription time and is complete from then on (see `deliver`, `resume`).
+    tenant_id: uuid.UUID | None = None
+    card_id: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC) - CLOCK_MARGIN)
     last: Positions = field(default_factory=Positions)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -165,9 +175,12 @@ def deliver(sub: Subscription, envelope: dict) -> None:
         last = sub.last.get(subject)
         if last is not None and seq <= last:
             return
-        if last is not None and seq > last + 1:
+        if seq > (last or 0) + 1:
+            # A gap: what was published while we were away, or (first sight of a subject in a
+            # tenant or card room) its earlier events since this client subscribed.
+            after = sub.started_at if last is None else None
             with db.transaction() as conn:
-                missing = events.for_subject(conn, subject[0], subject[1], last, seq - 1)
+                missing = events.for_subject(conn, *subject, last or 0, seq - 1, after)
             for env in missing:
                 _send(sub.sid, env)
         _send(sub.sid, envelope)
@@ -183,6 +196,23 @@ def catch_up(sub: Subscription) -> None:
             for env in missed:
                 _send(sub.sid, env)
                 sub.last[(stype, sid_)] = env["seq"]
+
+
+def resume(sub: Subscription, lost_at: datetime) -> None:
+    """After the Redis listener was away since `lost_at`: send what the subscription missed.
+
+    A job or agent room knows its subject: catch up from its last `seq`. A tenant or card room
+    may have missed subjects it never saw: replay the room's events since the loss through
+    `deliver`, which drops what was sent and fills what was not.
+    """
+    if sub.tenant_id is None:
+        catch_up(sub)
+        return
+    with db.transaction() as conn:
+        missed = events.for_tenant(conn, sub.tenant_id, lost_at - CLOCK_MARGIN, sub.card_id)
+    for env in missed:
+        if env["subject"]["type"] in sub.kinds:
+            deliver(sub, env)
 
 
 def rooms_of(envelope: dict) -> list[str]:
@@ -217,19 +247,21 @@ def dispatch_message(data) -> None:
 
 def listen_forever(stop: threading.Event | None = None) -> None:
     """Forward Redis pub/sub to clients; on reconnect, catch every subscription up."""
-    backoff = 0.2
+    backoff, lost_at = 0.2, None
     while stop is None or not stop.is_set():
         try:
             ps = pubsub.client().pubsub(ignore_subscribe_messages=True)
             ps.psubscribe(pubsub.channel_pattern())
-            for sub in registry.all():  # events published while we were away
-                catch_up(sub)
-            backoff = 0.2
+            if lost_at is not None:  # events published while we were away
+                for sub in registry.all():
+                    resume(sub, lost_at)
+            backoff, lost_at = 0.2, None
             while stop is None or not stop.is_set():
                 msg = ps.get_message(timeout=1.0)
                 if msg and msg.get("type") == "pmessage":
                     dispatch_message(msg["data"])
         except (redis.RedisError, OSError) as exc:
+            lost_at = lost_at or datetime.now(UTC)
             log.warning("relay: redis listener lost (%s), reconnecting in %.1fs", exc, backoff)
             socketio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -278,6 +310,9 @@ def on_subscribe(data=None):
     except Unavailable as exc:
         return _ack_error(exc.code, exc.message)
     sub = Subscription(request.sid, room, since, readable_kinds(tenant))
+    if subject is None:  # a tenant or card room
+        sub.tenant_id = tenant.id
+        sub.card_id = room.split(":", 2)[2] if room.startswith("card:") else None
     with sub.lock:
         # Registered before reading Postgres, so nothing published meanwhile is missed;
         # the listener waits on the lock and then drops what the replay already sent.

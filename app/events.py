@@ -205,15 +205,33 @@ _COLUMNS = [
 
 
 def for_subject(
-    conn: Connection, subject_type: str, subject_id, since: int = 0, until: int | None = None
+    conn: Connection,
+    subject_type: str,
+    subject_id,
+    since: int = 0,
+    until: int | None = None,
+    after: datetime | None = None,
 ) -> list[dict]:
-    """The envelopes of one subject with `since < seq <= until`, in `seq` order."""
+    """The envelopes of one subject with `since < seq <= until` (created after `after`, if
+    given), in `seq` order."""
     q = select(*_COLUMNS).where(
         Event.subject_type == subject_type, Event.subject_id == subject_id, Event.seq > since
     )
     if until is not None:
         q = q.where(Event.seq <= until)
+    if after is not None:
+        q = q.where(Event.created_at > after)
     return [envelope(r) for r in conn.execute(q.order_by(Event.seq))]
+
+
+def for_tenant(
+    conn: Connection, tenant_id, after: datetime, card_id: str | None = None, limit: int = 10_000
+) -> list[dict]:
+    """The tenant's envelopes (of one card, if given) created after `after`, oldest first."""
+    q = select(*_COLUMNS).where(Event.tenant_id == tenant_id, Event.created_at > after)
+    if card_id is not None:
+        q = q.where(Event.meta["card_id"].astext == card_id)
+    return [envelope(r) for r in conn.execute(q.order_by(Event.created_at).limit(limit))]
 
 
 def mark_published(conn: Connection, event_ids: list[str]) -> None:
