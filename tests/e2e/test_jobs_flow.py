@@ -294,3 +294,30 @@ def test_metrics_report_jobs_queue_and_relay_connections(stack, client):
         assert connections and float(connections.group(1)) >= 1
     finally:
         watcher.close()
+
+
+def test_a_runaway_job_times_out_and_the_worker_lives_on(stack, client):
+    """`timeout_s` ends a run that outlives it `failed` with `TIMEOUT`; workers keep working."""
+    job = client.submit("sleep", {"seconds": 30, "steps": 1}, timeout_s=1, max_retries=0)
+    final = client.wait_status(job["id"], "failed", timeout=30)
+    assert final["error"]["code"] == "TIMEOUT" and final["attempts"] == 1
+    assert all(w.alive() for w in stack.procs_named("worker"))
+    after = client.submit("echo", {"still": "working"})
+    assert client.wait_status(after["id"], "completed", timeout=20)["result"] == {
+        "still": "working"
+    }
+
+
+def test_a_long_countdown_outlives_the_visibility_timeout_without_running_early(
+    stack, client, domain
+):
+    """The broker's visibility timeout is short (a third of WORKER_LOST_REDELIVERY_S); a job
+    delayed well beyond it still runs once, and not before it is due."""
+    from datetime import datetime, timedelta
+
+    delay = domain.worker_lost_redelivery_s * 1.5  # several visibility timeouts
+    job = client.submit("echo", {"patient": True}, countdown_s=delay)
+    final = client.wait_status(job["id"], "completed", timeout=delay + 20)
+    created = datetime.fromisoformat(final["created_at"].replace("Z", "+00:00"))
+    started = datetime.fromisoformat(final["started_at"].replace("Z", "+00:00"))
+    assert started - created >= timedelta(seconds=delay) and final["attempts"] == 1
