@@ -100,6 +100,9 @@ def header(name: str, max_len: int = 255) -> str | None:
 
 def query(schema) -> dict:
     """The query string loaded through a marshmallow schema (NUL characters refused first)."""
+    repeated = [key for key, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        raise _invalid("a query parameter given twice", repeated[0], "give it once")
     args = request.args.to_dict()
     for key, value in args.items():
         if "\x00" in key or "\x00" in value:

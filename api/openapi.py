@@ -297,7 +297,11 @@ _BODY_ERRORS = (400, 413, 415, 422)
 
 
 def _common_errors(method: str, op: dict) -> None:
-    """Add the refusals every authenticated route (403: scope) or body-reading route shares."""
+    """Add the refusals every route (414), every authenticated route (403: scope) or every
+    body-reading route shares."""
+    op["responses"].setdefault(
+        "414", {"description": "request line longer than the server accepts (from gunicorn)"}
+    )
     if op["security"]:
         op["responses"].setdefault("403", _resp(403, "the key lacks the scope", _ERR)["403"])
     if method in ("post", "patch"):

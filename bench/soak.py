@@ -129,6 +129,12 @@ class Chaos(threading.Thread):
             self.stack.start("worker")
             self.report.restarts += 1
 
+    def finish(self) -> None:
+        """Stop killing, and wait until no replacement is being started any more."""
+        self.halt.set()
+        if self.is_alive():
+            self.join(timeout=60)
+
 
 _CHECKS = {
     "not_terminal": "SELECT count(*) FROM jobs WHERE tenant_id = :t "
@@ -198,7 +204,7 @@ def run_soak(
             1.0,
             "every job to end",
         )
-        chaos.halt.set()
+        chaos.finish()
         stored = _stored_events(tenant.id)
         wait_until(lambda: follower.count() >= len(stored), 60, 0.5, "the follower to catch up")
         time.sleep(1)  # anything extra (a duplicate) would arrive now
@@ -220,7 +226,7 @@ def run_soak(
         print(stack.logs(), file=sys.stderr)
         raise
     finally:
-        chaos.halt.set()
+        chaos.finish()  # before stopping: a worker started after the stop would be orphaned
         stack.stop()
     report.seconds = round(time.monotonic() - started, 1)
     return report

@@ -39,9 +39,12 @@ class Stack:
     env: dict
     procs: list[Proc] = field(default_factory=list)
     logdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="orchestra-e2e-")))
+    stopped: bool = False
 
     def start(self, name: str, **extra_env) -> Proc:
         """Start one Procfile process; api, relay and flower get a free port each."""
+        if self.stopped:  # a process started now would outlive the stack, unseen
+            raise RuntimeError(f"stack already stopped: not starting {name}")
         env = {**self.env, **{k: str(v) for k, v in extra_env.items()}}
         port = None
         if name in _PORT_VAR:
@@ -75,6 +78,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every process: a warm shutdown for all at once, then KILL what lingers."""
+        self.stopped = True
         for proc in self.procs:
             if proc.alive():
                 proc.popen.terminate()

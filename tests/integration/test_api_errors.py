@@ -192,3 +192,10 @@ def test_over_the_rate_limit_is_429_with_retry_after(domain, tenant, other_tenan
     other = {"Authorization": f"Bearer {other_tenant[0]}"}
     assert client.get(JOBS, headers=other).status_code == 200  # limits are per key
     assert client.get("/health/liveness").status_code == 200  # operations are not limited
+
+
+def test_a_query_parameter_given_twice_is_refused(http):
+    client, auth = http
+    resp = client.get(f"{JOBS}?status=queued&status=bogus", headers=auth)
+    err = assert_envelope(resp, 422, "VALIDATION_ERROR")
+    assert err["details"] == {"status": ["give it once"]}
