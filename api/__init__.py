@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_cors import CORS
 
 from api import agents, cli, errors, health, jobs, metrics, openapi, ratelimit
 from app import bootstrap
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["orchestra.settings"] = settings
 
     ratelimit.install(app, settings, jobs.bp, agents.bp)
+    _allow_origins(app, settings)
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(agents.bp, url_prefix="/api/v1")
     app.register_blueprint(health.bp)
@@ -33,3 +35,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(cli.bp)
     errors.register(app)
     return app
+
+
+def _allow_origins(app: Flask, settings: Settings) -> None:
+    """Cross-origin access to /api/v1 for the configured origins only (Flask-Cors)."""
+    origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
+    if not origins:
+        return  # same origin only: no CORS headers at all
+    CORS(
+        app,
+        resources={r"/api/v1/*": {"origins": origins}},
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-ID"],
+        expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
+        max_age=600,
+    )

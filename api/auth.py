@@ -34,6 +34,8 @@ def requires(area: str):
     """A `before_request` hook: a valid key holding `<area>:read` (GET) or `<area>:write`."""
 
     def check() -> None:
+        if request.method == "OPTIONS":
+            return  # a CORS preflight carries no credentials; it reads nothing
         require_key()
         scope = f"{area}:{'read' if request.method in ('GET', 'HEAD') else 'write'}"
         if not g.tenant.allows(scope):

@@ -51,6 +51,8 @@ class Settings:
     dependency_timeout_s: float = 1.0
     log_level: str = "INFO"
     relay_cors_origins: str = "*"
+    # Origins whose browser pages may call /api/v1 (comma-separated); empty: same origin only.
+    api_cors_origins: str = ""
     relay_async_mode: str = "gevent"
     # Hosts the `http` generator may call (comma-separated); empty allows any host.
     http_allowed_hosts: str = ""
@@ -104,6 +106,7 @@ class Settings:
             dependency_timeout_s=_env_float(env, "DEPENDENCY_TIMEOUT_S", d.dependency_timeout_s),
             log_level=env.get("LOG_LEVEL") or d.log_level,
             relay_cors_origins=env.get("RELAY_CORS_ORIGINS") or d.relay_cors_origins,
+            api_cors_origins=env.get("API_CORS_ORIGINS", ""),
             relay_async_mode=env.get("RELAY_ASYNC_MODE") or d.relay_async_mode,
             http_allowed_hosts=env.get("HTTP_ALLOWED_HOSTS", ""),
             rate_limit=env.get("RATE_LIMIT") or d.rate_limit,

@@ -44,8 +44,11 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(stack, client):
         jobs = [client.submit("echo", {"i": i, "blob": blob})["id"] for i in range(120)]
 
         def all_completed():
-            done = {e["subject"]["id"] for e in watcher.events
-                    if e["payload"].get("status") == "completed"}
+            done = {
+                e["subject"]["id"]
+                for e in watcher.events
+                if e["payload"].get("status") == "completed"
+            }
             return set(jobs) <= done
 
         wait_until(all_completed, 60, 0.1, "every completion at the reading client")
@@ -85,3 +88,27 @@ def test_a_relay_killed_mid_stream_loses_nothing_for_a_client_that_resumes(stack
             before.close()
         except Exception:  # noqa: BLE001 - its relay is gone
             pass
+
+
+def test_the_relay_accepts_only_its_configured_origins(stack, client):
+    import requests
+    import socketio
+
+    relay = stack.start("relay", RELAY_CORS_ORIGINS="https://console.example")
+    stack.wait_http(relay)
+    good = socketio.Client(reconnection=False)
+    # Long-polling: the websocket client would send an Origin of its own beside ours.
+    good.connect(
+        stack.url(relay),
+        auth={"token": client.secret},
+        transports=["polling"],
+        headers={"Origin": "https://console.example"},
+        wait_timeout=10,
+    )
+    assert good.call("subscribe", {"room": "tenant"}, timeout=10) == {"ok": True}
+    good.disconnect()
+    handshake = stack.url(relay) + "/socket.io/?EIO=4&transport=polling"
+    evil = requests.get(handshake, headers={"Origin": "https://evil.example"}, timeout=5)
+    assert evil.status_code == 400 and "origin" in evil.text.lower()
+    fine = requests.get(handshake, headers={"Origin": "https://console.example"}, timeout=5)
+    assert fine.status_code == 200

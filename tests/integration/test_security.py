@@ -99,3 +99,30 @@ def test_bad_scopes_are_refused():
         with pytest.raises(tenants.ValidationFailed) as exc:
             tenants.create_key("fine-name", scopes)
         assert "scopes" in exc.value.details
+
+
+def test_cross_origin_access_only_for_configured_origins(flask_app, domain, tenant):
+    from api import create_app
+
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    default = flask_app.test_client().options(
+        f"{V1}/jobs", headers={"Origin": "https://console.example", **preflight}
+    )
+    assert "Access-Control-Allow-Origin" not in default.headers  # same origin only by default
+    app = create_app(domain.with_(api_cors_origins="https://console.example"))
+    client = app.test_client()
+    ok = client.options(f"{V1}/jobs", headers={"Origin": "https://console.example", **preflight})
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://console.example"
+    assert "authorization" in ok.headers["Access-Control-Allow-Headers"].lower()
+    evil = client.options(f"{V1}/jobs", headers={"Origin": "https://evil.example", **preflight})
+    assert "Access-Control-Allow-Origin" not in evil.headers
+    real = client.get(
+        f"{V1}/jobs",
+        headers={"Origin": "https://console.example", "Authorization": f"Bearer {tenant[0]}"},
+    )
+    assert real.status_code == 200
+    assert real.headers["Access-Control-Allow-Origin"] == "https://console.example"
