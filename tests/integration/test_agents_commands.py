@@ -107,7 +107,9 @@ def test_the_shortcuts_and_the_status_command(agents):
     aid = agents.create()["id"]
     asleep = agents.wait_command(aid, agents.command(aid, "status"))
     assert asleep["result"] == {
-        "status": "stopped", "last_heartbeat": None, "health": {"healthy": True}
+        "status": "stopped",
+        "last_heartbeat": None,
+        "health": {"healthy": True},
     }
     assert agents.get(f"/agents/{aid}")["last_heartbeat"] is None  # no heartbeat while stopped
     started = agents.client.post(f"{V1}/agents/{aid}/start", headers=agents.auth)
@@ -137,8 +139,11 @@ def test_the_shortcuts_and_the_status_command(agents):
         if e["event_type"] == "agent.status.changed"
     ]
     assert changes == [
-        ("starting", "start"), ("running", "start"), ("starting", "restart"),
-        ("running", "restart"), ("stopped", "maintenance"),
+        ("starting", "start"),
+        ("running", "start"),
+        ("starting", "restart"),
+        ("running", "restart"),
+        ("stopped", "maintenance"),
     ]
     view = agents.get(f"/agents/{aid}/status")
     assert view["status"] == "stopped" and view["last_heartbeat"] is not None
@@ -390,3 +395,41 @@ def test_a_command_whose_worker_vanished_is_failed_and_the_mailbox_moves_on(agen
     failed = agents.get(f"/agents/{aid}/commands/{lost['id']}")
     assert failed["status"] == "failed" and failed["error"]["code"] == "WORKER_LOST"
     assert agents.wait_command(aid, later)["status"] == "completed"
+
+
+def test_a_broker_that_lost_its_data_gets_the_waiting_commands_again(http, domain):
+    """Redis restarted empty: a command whose message was taken (then lost) is sent again,
+    with a new token, by the sweep."""
+    import redis
+
+    from app import dispatch, outbox, sweeps
+    from app.agents import commands
+    from app.models import AgentCommand
+    from workers import make_celery
+
+    sent = []
+    broker = redis.Redis.from_url(domain.redis_url)
+    sweeps.redispatch_if_broker_lost(broker)  # the marker exists
+    dispatch.configure(lambda *args, **kw: sent.append(kw["kwargs"]))  # a broker that "took" it
+    try:
+        aid = Agents(http).create()["id"]
+        start = Agents(http).command(aid, "start")
+        outbox.flush_marks()
+        first_token = sent[-1]["token"]
+
+        def row():
+            with db.transaction() as conn:
+                return conn.execute(
+                    select(AgentCommand.dispatched_at, AgentCommand.dispatch_token).where(
+                        AgentCommand.id == uuid.UUID(start["id"])
+                    )
+                ).one()
+
+        assert row().dispatched_at is not None
+        broker.delete(f"{domain.channel_prefix}:broker-epoch")  # a restart without disk
+        assert sweeps.redispatch_if_broker_lost(broker) >= 1
+        assert row().dispatched_at is None and str(row().dispatch_token) != first_token
+        wait_until(lambda: commands.dispatch_due() >= 1, 10, 0.2, "the sweep to send it again")
+        assert sent[-1] == {"command_id": start["id"], "token": str(row().dispatch_token)}
+    finally:
+        dispatch.configure(make_celery(domain).send_task)
