@@ -23,6 +23,9 @@ def worker(domain):
     from workers import make_celery
 
     app = make_celery(domain)
+    # Messages end-to-end tests of this run left behind (a sweep a killed worker held, say)
+    # would otherwise run here and race the sweeps these tests call themselves.
+    app.control.purge()
     with start_worker(
         app,
         pool="threads",
@@ -360,8 +363,12 @@ def test_a_command_the_broker_never_took_is_sent_by_the_sweep(agents, worker, do
     finally:
         dispatch.configure(worker.send_task)
     assert agents.get(f"/agents/{aid}/commands/{start['id']}")["status"] == "queued"
-    wait_until(lambda: commands.dispatch_due() >= 1, 10, 0.2, "the sweep to send the command")
-    assert agents.wait_command(aid, start)["status"] == "completed"
+
+    def sent_again():
+        commands.dispatch_due()
+        return agents.get(f"/agents/{aid}/commands/{start['id']}")["status"] == "completed"
+
+    wait_until(sent_again, 15, 0.3, "the sweep to send the command")
 
 
 def test_a_command_whose_worker_vanished_is_failed_and_the_mailbox_moves_on(agents):
@@ -391,7 +398,7 @@ def test_a_command_whose_worker_vanished_is_failed_and_the_mailbox_moves_on(agen
             )
         )
     later = agents.command(aid, "stop")
-    assert commands.reap_stuck() >= 1
+    commands.reap_stuck()
     failed = agents.get(f"/agents/{aid}/commands/{lost['id']}")
     assert failed["status"] == "failed" and failed["error"]["code"] == "WORKER_LOST"
     assert agents.wait_command(aid, later)["status"] == "completed"
@@ -427,9 +434,14 @@ def test_a_broker_that_lost_its_data_gets_the_waiting_commands_again(http, domai
 
         assert row().dispatched_at is not None
         broker.delete(f"{domain.channel_prefix}:broker-epoch")  # a restart without disk
-        assert sweeps.redispatch_if_broker_lost(broker) >= 1
-        assert row().dispatched_at is None and str(row().dispatch_token) != first_token
-        wait_until(lambda: commands.dispatch_due() >= 1, 10, 0.2, "the sweep to send it again")
-        assert sent[-1] == {"command_id": start["id"], "token": str(row().dispatch_token)}
+        sweeps.redispatch_if_broker_lost(broker)
+        assert str(row().dispatch_token) != first_token  # the lost message can claim nothing
+
+        def sent_again():
+            commands.dispatch_due()
+            return sent[-1] == {"command_id": start["id"], "token": str(row().dispatch_token)}
+
+        wait_until(sent_again, 10, 0.2, "the sweep to send it again")
+        assert row().dispatched_at is not None
     finally:
         dispatch.configure(make_celery(domain).send_task)

@@ -22,6 +22,7 @@ def celery_app_worker(domain):
     from workers import make_celery
 
     app = make_celery(domain)
+    app.control.purge()  # nothing end-to-end tests left behind may run here
     with start_worker(app, pool="solo", perform_ping_check=False, queues=("jobs", "sweeps"),
                       shutdown_timeout=30):
         yield app
