@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, func, select, tuple_, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import config, db, events, generators, pages
@@ -213,14 +213,8 @@ def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | N
     for name in ("status", "kind", "card_id"):
         if filters.get(name) is not None:
             q = q.where(getattr(Job, name) == filters[name])
-    if cursor:
-        created, job_id = pages.decode_cursor(cursor)
-        q = q.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
-    q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    with db.transaction() as conn:
-        rows = [dict(r) for r in conn.execute(q).mappings()]
-    next_cursor = pages.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return [public(r) for r in rows[:limit]], next_cursor
+    rows, next_cursor = pages.newest_first(q, _JOB, limit, cursor)
+    return [public(r) for r in rows], next_cursor
 
 
 def cancel(tenant: TenantRef, job_id) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app import audit, db, events, pages
@@ -109,14 +109,8 @@ def list_agents(who: TenantRef, filters: dict, limit: int = 50, cursor: str | No
     for name in ("status", "type"):
         if filters.get(name) is not None:
             q = q.where(getattr(Agent, name) == filters[name])
-    if cursor:
-        created, agent_id = pages.decode_cursor(cursor)
-        q = q.where(tuple_(Agent.created_at, Agent.id) < tuple_(created, agent_id))
-    q = q.order_by(Agent.created_at.desc(), Agent.id.desc()).limit(limit + 1)
-    with db.transaction() as conn:
-        rows = [dict(r) for r in conn.execute(q).mappings()]
-    next_cursor = pages.encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return [core.public(r) for r in rows[:limit]], next_cursor
+    rows, next_cursor = pages.newest_first(q, _AGENT, limit, cursor)
+    return [core.public(r) for r in rows], next_cursor
 
 
 def _new_version(uow: UnitOfWork, who, agent: dict, changes: dict, reason: str, **extra) -> dict:
