@@ -318,6 +318,11 @@ def _begin(uow: UnitOfWork, agent: dict, cmd: dict) -> Claimed | None:
         error = {"code": "AGENT_NOT_RUNNING", "message": f"agent is {agent['status']}"}
         _end(uow, agent, cmd, Outcome(error=error))
         return None
+    if name == "execute" and _capability(agent, cmd) is None:
+        # Accepted, then its plugin went away (a deploy without it): fail, do not wedge.
+        error = {"code": "UNKNOWN_CAPABILITY", "message": "this worker does not know it"}
+        _end(uow, agent, cmd, Outcome(error=error))
+        return None
     if name in ("start", "restart"):
         agent = core.set_status(uow, agent, A.STARTING, name)
     if name == "execute" and not _capability(agent, cmd).submits_job:
@@ -325,8 +330,9 @@ def _begin(uow: UnitOfWork, agent: dict, cmd: dict) -> Claimed | None:
     return Claimed(cmd, agent, was)
 
 
-def _capability(agent: dict, cmd: dict) -> types.Capability:
-    return types.get(agent["type"]).capabilities[cmd["params"]["capability"]]
+def _capability(agent: dict, cmd: dict) -> types.Capability | None:
+    agent_type = types.all_types().get(agent["type"])
+    return agent_type.capabilities.get(cmd["params"]["capability"]) if agent_type else None
 
 
 def work(claimed: Claimed, timeout_errors: tuple = ()) -> Outcome:
