@@ -76,8 +76,9 @@ def from_settings(s: Settings) -> dict:
             "agent-heartbeats": {
                 "task": HEARTBEAT_TASK,
                 "schedule": s.agent_heartbeat_interval_s,
-                # A late heartbeat pass is worthless once the next one is due.
-                "options": {"expires": s.agent_heartbeat_interval_s},
+                # A pass still proves health a little late; one late beyond this is dropped,
+                # so passes do not pile up while workers are away.
+                "options": {"expires": max(5.0, 2 * s.agent_heartbeat_interval_s)},
             },
         },
         "beat_schedule_filename": os.path.join(

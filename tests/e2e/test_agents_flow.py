@@ -10,7 +10,7 @@ from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.e2e
 
-HEARTBEAT_TIMEOUT_S = 2.0
+HEARTBEAT_TIMEOUT_S = 3.0
 
 
 @pytest.fixture(scope="module")
