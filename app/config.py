@@ -56,6 +56,8 @@ class Settings:
     relay_async_mode: str = "gevent"
     # Hosts the `http` generator may call (comma-separated); empty allows any host.
     http_allowed_hosts: str = ""
+    # Finished jobs (and their events) older than this are deleted by the sweep; 0 keeps all.
+    retention_s: float = 30 * 86400.0
     # Requests per key on /api/v1, in Flask-Limiter's notation ("600/minute;50/second").
     rate_limit: str = "600/minute"
 
@@ -110,6 +112,7 @@ class Settings:
             relay_async_mode=env.get("RELAY_ASYNC_MODE") or d.relay_async_mode,
             http_allowed_hosts=env.get("HTTP_ALLOWED_HOSTS", ""),
             rate_limit=env.get("RATE_LIMIT") or d.rate_limit,
+            retention_s=_env_float(env, "RETENTION_S", d.retention_s),
         )
 
     def with_(self, **changes) -> Settings:

@@ -135,6 +135,12 @@ class Job(Base):
             postgresql_where=text("dispatched_at IS NULL AND status IN ('queued','retrying')"),
         ),
         Index("ix_jobs_running", "heartbeat_at", postgresql_where=text("status = 'processing'")),
+        # The retention sweep's oldest finished jobs first, without scanning the table.
+        Index(
+            "ix_jobs_finished",
+            "finished_at",
+            postgresql_where=text("status IN ('completed','failed','cancelled')"),
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from sqlalchemy import and_, func, or_, select, update
 
-from app import config, db, dispatch, events, outbox
+from app import config, db, dispatch, events, outbox, retention
 from app.agents import commands, heartbeats
 from app.jobs import load, transition
 from app.models import AgentCommand, Job, JobStatus
@@ -137,6 +137,7 @@ def run_all(broker: redis.Redis | None) -> dict:
         "commands_dispatched": commands.dispatch_due,
         "commands_lost": commands.reap_stuck,
         "agents_inactive": heartbeats.mark_inactive,
+        "expired": retention.purge_expired,
     }
     done = {}
     for name, step in steps.items():

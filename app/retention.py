@@ -1,0 +1,50 @@
+"""Retention: finished jobs older than `RETENTION_S` leave Postgres, with their events.
+
+Run from the beat's sweep in small batches, so one pass stays short however much is due;
+each pass deletes at most `batch` jobs, oldest first, and the next pass goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, delete, select, tuple_
+
+from app import config, db
+from app.models import TERMINAL, Event, EventCounter, Job
+
+log = logging.getLogger(__name__)
+
+
+def purge_expired(batch: int = 500) -> int:
+    """Delete up to `batch` expired finished jobs (events, counters, artifacts with them)."""
+    keep_s = config.current().retention_s
+    if keep_s <= 0:
+        return 0  # retention off: keep everything
+    cutoff = datetime.now(UTC) - timedelta(seconds=keep_s)
+    with db.transaction() as conn:
+        ids = list(
+            conn.execute(
+                select(Job.id)
+                .where(Job.status.in_([s.value for s in TERMINAL]), Job.finished_at < cutoff)
+                .order_by(Job.finished_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        if not ids:
+            return 0
+        conn.execute(
+            delete(Event).where(and_(Event.subject_type == "job", Event.subject_id.in_(ids)))
+        )
+        conn.execute(
+            delete(EventCounter).where(
+                tuple_(EventCounter.subject_type, EventCounter.subject_id).in_(
+                    [("job", i) for i in ids]
+                )
+            )
+        )
+        conn.execute(delete(Job).where(Job.id.in_(ids)))  # artifacts go by ON DELETE CASCADE
+    log.info("retention: purged %d finished jobs older than %ss", len(ids), keep_s)
+    return len(ids)
