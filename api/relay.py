@@ -266,6 +266,7 @@ def listen_forever(stop: threading.Event | None = None) -> None:
             socketio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
         except Exception:  # noqa: BLE001 - the listener must outlive any one bad event
+            lost_at = lost_at or datetime.now(UTC)  # a new subscription follows: catch up too
             log.exception("relay: listener error")
             socketio.sleep(backoff)
 
