@@ -165,6 +165,36 @@ def _stored_events(tenant_id) -> set[tuple[str, int]]:
     return {(str(r.subject_id), r.seq) for r in rows}
 
 
+def _diagnose(settings: Settings, tenant_id) -> str:
+    """What the jobs that did not end look like, and what the broker holds."""
+    import redis
+
+    with db.transaction() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT status, attempts, dispatched_at IS NOT NULL AS sent, "
+                "run_after < now() AS due, now() - updated_at AS idle, worker "
+                "FROM jobs WHERE tenant_id = :t "
+                "AND status NOT IN ('completed', 'failed', 'cancelled') LIMIT 20"
+            ),
+            {"t": tenant_id},
+        ).all()
+    broker = redis.Redis.from_url(settings.effective_broker_url)
+    keys = {k.decode(): broker.type(k).decode() for k in broker.keys("*")}
+    sizes = {
+        k: broker.llen(k)
+        if t == "list"
+        else broker.hlen(k)
+        if t == "hash"
+        else broker.zcard(k)
+        if t == "zset"
+        else broker.ttl(k)
+        for k, t in keys.items()
+        if not k.startswith(("_kombu.binding", "celery"))
+    }
+    return f"soak stuck: jobs {[tuple(r) for r in rows]}\nbroker {sizes}"
+
+
 def run_soak(
     settings: Settings,
     tenant_name: str,
@@ -198,12 +228,16 @@ def run_soak(
             )
         ids = {i for batch in batches for i in batch}
         log(f"{len(ids)} jobs accepted in {time.monotonic() - started:.1f}s; draining")
-        wait_until(
-            lambda: _count("not_terminal", tenant.id) == 0,
-            max(120, jobs / 5),
-            1.0,
-            "every job to end",
-        )
+        try:
+            wait_until(
+                lambda: _count("not_terminal", tenant.id) == 0,
+                max(120, jobs / 5),
+                1.0,
+                "every job to end",
+            )
+        except AssertionError:
+            print(_diagnose(settings, tenant.id), file=sys.stderr)
+            raise
         chaos.finish()
         stored = _stored_events(tenant.id)
         wait_until(lambda: follower.count() >= len(stored), 60, 0.5, "the follower to catch up")
