@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from sqlalchemy import and_, func, or_, select, update
 
+from app import broker as broker_state
 from app import config, db, dispatch, events, outbox, retention
 from app.agents import commands, heartbeats
 from app.jobs import load, transition
@@ -125,12 +126,57 @@ def redispatch_if_broker_lost(broker: redis.Redis) -> int:
     return count
 
 
+def redispatch_lost_messages(broker: redis.Redis) -> int:
+    """Send again what waits in Postgres as sent long ago but the broker no longer holds.
+
+    Runs at most every half WORKER_LOST_REDELIVERY_S (a lock key in the broker): it reads
+    the queues, which costs as much as the backlog is long.
+    """
+    settings = config.current()
+    every = max(1, int(settings.worker_lost_redelivery_s / 2))
+    if not broker.set(f"{settings.channel_prefix}:lost-check", 1, nx=True, ex=every):
+        return 0
+    stale = _now() - timedelta(seconds=settings.worker_lost_redelivery_s)
+    with db.transaction() as conn:
+        waiting = {
+            str(i): ("job", i)
+            for i in conn.execute(
+                select(Job.id).where(Job.status.in_(_WAITING), Job.dispatched_at < stale)
+            ).scalars()
+        }
+        waiting.update(
+            (str(i), ("command", i))
+            for i in conn.execute(
+                select(AgentCommand.id).where(
+                    AgentCommand.status == "queued", AgentCommand.dispatched_at < stale
+                )
+            ).scalars()
+        )
+    if not waiting:
+        return 0
+    held = broker_state.held_task_ids(broker, [dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE])
+    lost = [waiting[i] for i in waiting.keys() - held]
+    for what, row_id in lost:
+        table = Job if what == "job" else AgentCommand
+        with db.transaction() as conn:
+            # A new token: should the message turn up after all, it can claim nothing.
+            conn.execute(
+                update(table)
+                .where(table.id == row_id, table.dispatched_at < stale)
+                .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
+            )
+    if lost:
+        log.warning("broker lost %d messages (%s): sending them again", len(lost), lost[:5])
+    return len(lost)
+
+
 def run_all(broker: redis.Redis | None) -> dict:
     """One pass of every sweep, each isolated from the others' failures."""
     grace = config.current().outbox_grace_s
     steps = {
         "published": lambda: events.publish_pending(grace),
         "redispatched": lambda: redispatch_if_broker_lost(broker) if broker else 0,
+        "lost_messages": lambda: redispatch_lost_messages(broker) if broker else 0,
         "dispatched": dispatch_due,
         "orphans": reap_orphans,
         "timeouts": reap_timeouts,

@@ -112,8 +112,8 @@ def _group_gone(pgid: int, timeout_s: float) -> bool:
 def kill(proc: Proc) -> None:
     """SIGKILL the whole group at once, as a crash or an OOM killer would."""
     _signal_group(proc.popen.pid, signal.SIGKILL)
+    proc.popen.wait(10)  # reap the leader first: a zombie still counts as one of the group
     _group_gone(proc.popen.pid, 10.0)
-    proc.popen.wait(10)
 
 
 def stop(proc: Proc, timeout_s: float = 10.0) -> None:

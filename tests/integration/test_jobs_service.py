@@ -222,3 +222,33 @@ def test_every_recorded_event_matches_its_published_schema(http):
     for event_type, payload in rows:
         errors = list(validators[event_type].iter_errors(payload))
         assert not errors, (event_type, payload, errors[0].message)
+
+
+def test_a_message_the_broker_lost_is_sent_again_one_it_holds_is_not(domain, tenant):
+    """Kombu can lose a message a worker was SIGKILLed holding: the sweep resends it."""
+    import redis
+
+    from workers import make_celery
+
+    broker = redis.Redis.from_url(domain.redis_url)
+    broker.delete("jobs", *[f"jobs:{p}" for p in range(1, 10)], "unacked")
+    held, _ = jobs.submit(tenant[1], ECHO)  # really on the broker (no worker runs here)
+    dispatch.configure(lambda *a, **kw: None)  # a broker that says yes and keeps nothing
+    try:
+        lost, _ = jobs.submit(tenant[1], ECHO)
+    finally:
+        dispatch.configure(make_celery(domain).send_task)
+    outbox.flush_marks()
+    with db.transaction() as conn:  # both were sent long ago
+        conn.execute(
+            update(Job)
+            .where(Job.id.in_([uuid.UUID(held["id"]), uuid.UUID(lost["id"])]))
+            .values(dispatched_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    before = {j["id"]: job_row(j["id"])["dispatch_token"] for j in (held, lost)}
+    broker.delete(f"{domain.channel_prefix}:lost-check")
+    assert sweeps.redispatch_lost_messages(broker) >= 1
+    assert job_row(lost["id"])["dispatched_at"] is None
+    assert job_row(lost["id"])["dispatch_token"] != before[lost["id"]]
+    assert job_row(held["id"])["dispatch_token"] == before[held["id"]]  # the broker holds it
+    assert sweeps.redispatch_lost_messages(broker) == 0  # throttled until the next period
