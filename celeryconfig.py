@@ -33,8 +33,8 @@ def from_settings(s: Settings) -> dict:
             "unacked_restore_interval": max(1.0, s.worker_lost_redelivery_s / 6),
             "unacked_restore_throttle": 1,
             # One worker at a time restores, under a lock in Redis. Kombu lets that lock live
-            # 5 minutes: a worker killed while holding it would stop every restore that long
-            # (the soak found it). Two restorers at once only make duplicates, which we drop.
+            # 5 minutes: a worker killed while holding it would stop every restore that long.
+            # Two restorers at once only make duplicates, which we drop.
             "unacked_mutex_expire": max(2, int(s.worker_lost_redelivery_s / 3)),
             "socket_timeout": 5,
             "socket_connect_timeout": 2,
