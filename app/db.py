@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.errors import Unavailable
@@ -64,3 +64,10 @@ def transaction() -> Iterator[Connection]:
         if exc.connection_invalidated:
             raise Unavailable("database", str(exc.orig).strip()) from exc
         raise
+
+
+def ids_where(column, *conditions, limit: int) -> list:
+    """The values of `column` (an id) of up to `limit` rows matching `conditions`, in a short
+    read of their own: sweeps pick candidates here, then lock and re-check each one."""
+    with transaction() as conn:
+        return list(conn.execute(select(column).where(*conditions).limit(limit)).scalars())

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import redis
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from app import broker as broker_state
 from app import config, db, dispatch, events, outbox, retention
@@ -60,7 +60,9 @@ def reap_orphans(limit: int = 100) -> int:
     settings = config.current()
     # Half the allowed time to notice, so the new run starts within WORKER_LOST_REDELIVERY_S.
     stale = _now() - timedelta(seconds=settings.worker_lost_redelivery_s / 2)
-    ids = _ids_where(and_(Job.status == S.PROCESSING.value, Job.heartbeat_at < stale), limit)
+    ids = db.ids_where(
+        Job.id, Job.status == S.PROCESSING.value, Job.heartbeat_at < stale, limit=limit
+    )
     for job_id in ids:
         with unit_of_work("beat") as uow:
             job = load(uow.conn, job_id, lock=True)
@@ -78,7 +80,7 @@ def reap_timeouts(limit: int = 100) -> int:
     # The worker's own time limit normally ends them; this catches a hard-killed one.
     limit_s = Job.timeout_s + dispatch.HARD_LIMIT_GRACE_S
     overdue = Job.attempt_started_at + func.make_interval(0, 0, 0, 0, 0, 0, limit_s)
-    ids = _ids_where(and_(Job.status == S.PROCESSING.value, overdue < func.now()), limit)
+    ids = db.ids_where(Job.id, Job.status == S.PROCESSING.value, overdue < func.now(), limit=limit)
     for job_id in ids:
         with unit_of_work("beat") as uow:
             job = load(uow.conn, job_id, lock=True)
@@ -91,11 +93,6 @@ def reap_timeouts(limit: int = 100) -> int:
                     run_id=None,
                 )
     return len(ids)
-
-
-def _ids_where(condition, limit: int) -> list[uuid.UUID]:
-    with db.transaction() as conn:
-        return list(conn.execute(select(Job.id).where(condition).limit(limit)).scalars())
 
 
 def redispatch_if_broker_lost(broker: redis.Redis) -> int:

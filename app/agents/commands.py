@@ -534,18 +534,13 @@ def reap_stuck(limit: int = 100) -> int:
     overdue = core.now() - timedelta(
         seconds=settings.agent_command_timeout_s + dispatch.HARD_LIMIT_GRACE_S + 5
     )
-    with db.transaction() as conn:
-        ids = list(
-            conn.execute(
-                select(AgentCommand.id)
-                .where(
-                    AgentCommand.status == C.PROCESSING.value,
-                    AgentCommand.job_id.is_(None),
-                    AgentCommand.started_at < overdue,
-                )
-                .limit(limit)
-            ).scalars()
-        )
+    ids = db.ids_where(
+        AgentCommand.id,
+        AgentCommand.status == C.PROCESSING.value,
+        AgentCommand.job_id.is_(None),
+        AgentCommand.started_at < overdue,
+        limit=limit,
+    )
     for command_id in ids:
         with unit_of_work("beat") as uow:
             agent_id = uow.conn.execute(

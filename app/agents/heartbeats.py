@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
-
 from app import config, db
 from app.agents import core, types
 from app.agents.types import AgentContext
@@ -46,14 +44,7 @@ def heartbeat_all(limit: int = 1000) -> int:
     An unhealthy or failing hook leaves the heartbeat to age: `mark_inactive` then decides.
     Returns how many agents were healthy.
     """
-    with db.transaction() as conn:
-        ids = list(
-            conn.execute(
-                select(Agent.id)
-                .where(Agent.deleted_at.is_(None), Agent.status.in_(_LIVE))
-                .limit(limit)
-            ).scalars()
-        )
+    ids = db.ids_where(Agent.id, Agent.deleted_at.is_(None), Agent.status.in_(_LIVE), limit=limit)
     healthy_count = 0
     for agent_id in ids:
         with db.transaction() as conn:
@@ -72,18 +63,13 @@ def mark_inactive(limit: int = 500) -> int:
     """Make `inactive` every running agent whose heartbeat is older than the timeout."""
     timeout = config.current().agent_heartbeat_timeout_s
     stale = core.now() - timedelta(seconds=timeout)
-    with db.transaction() as conn:
-        ids = list(
-            conn.execute(
-                select(Agent.id)
-                .where(
-                    Agent.deleted_at.is_(None),
-                    Agent.status == A.RUNNING.value,
-                    Agent.last_heartbeat < stale,
-                )
-                .limit(limit)
-            ).scalars()
-        )
+    ids = db.ids_where(
+        Agent.id,
+        Agent.deleted_at.is_(None),
+        Agent.status == A.RUNNING.value,
+        Agent.last_heartbeat < stale,
+        limit=limit,
+    )
     for agent_id in ids:
         with unit_of_work("beat") as uow:
             agent = core.load(uow.conn, agent_id, lock=True)
