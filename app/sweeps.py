@@ -95,6 +95,16 @@ def reap_timeouts(limit: int = 100) -> int:
     return len(ids)
 
 
+def _mark_unsent(conn, table, *conditions) -> int:
+    """Put matching rows back in the outbox for the dispatch sweeps, with a new token: the
+    message thought lost, should it turn up after all, can then claim nothing."""
+    return conn.execute(
+        update(table)
+        .where(*conditions)
+        .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
+    ).rowcount
+
+
 def redispatch_if_broker_lost(broker: redis.Redis) -> int:
     """If the broker lost its data (a Redis restart without persistence), send again.
 
@@ -106,18 +116,14 @@ def redispatch_if_broker_lost(broker: redis.Redis) -> int:
     if not broker.set(key, uuid.uuid4().hex, nx=True):
         return 0
     with db.transaction() as conn:
-        count = conn.execute(
-            update(Job)
-            .where(Job.status.in_(_WAITING), Job.dispatched_at.isnot(None))
-            # A new token too: a late "sent" mark of the lost message cannot match any more.
-            .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
-        ).rowcount
+        count = _mark_unsent(conn, Job, Job.status.in_(_WAITING), Job.dispatched_at.isnot(None))
         # Agent commands waiting their turn on the broker were lost the same way.
-        count += conn.execute(
-            update(AgentCommand)
-            .where(AgentCommand.status == "queued", AgentCommand.dispatched_at.isnot(None))
-            .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
-        ).rowcount
+        count += _mark_unsent(
+            conn,
+            AgentCommand,
+            AgentCommand.status == "queued",
+            AgentCommand.dispatched_at.isnot(None),
+        )
     if count:
         log.warning("broker epoch marker missing: %d jobs/commands will be sent again", count)
     return count
@@ -153,15 +159,11 @@ def redispatch_lost_messages(broker: redis.Redis) -> int:
         return 0
     held = broker_state.held_task_ids(broker, [dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE])
     lost = [waiting[i] for i in waiting.keys() - held]
-    for what, row_id in lost:
-        table = Job if what == "job" else AgentCommand
-        with db.transaction() as conn:
-            # A new token: should the message turn up after all, it can claim nothing.
-            conn.execute(
-                update(table)
-                .where(table.id == row_id, table.dispatched_at < stale)
-                .values(dispatched_at=None, dispatch_token=func.gen_random_uuid())
-            )
+    with db.transaction() as conn:
+        for what, table in (("job", Job), ("command", AgentCommand)):
+            ids = [row_id for kind, row_id in lost if kind == what]
+            if ids:
+                _mark_unsent(conn, table, table.id.in_(ids), table.dispatched_at < stale)
     if lost:
         log.warning("broker lost %d messages (%s): sending them again", len(lost), lost[:5])
     return len(lost)
