@@ -318,14 +318,15 @@ def _begin(uow: UnitOfWork, agent: dict, cmd: dict) -> Claimed | None:
         error = {"code": "AGENT_NOT_RUNNING", "message": f"agent is {agent['status']}"}
         _end(uow, agent, cmd, Outcome(error=error))
         return None
-    if name == "execute" and _capability(agent, cmd) is None:
+    cap = _capability(agent, cmd) if name == "execute" else None
+    if name == "execute" and cap is None:
         # Accepted, then its plugin went away (a deploy without it): fail, do not wedge.
         error = {"code": "UNKNOWN_CAPABILITY", "message": "this worker does not know it"}
         _end(uow, agent, cmd, Outcome(error=error))
         return None
     if name in ("start", "restart"):
         agent = core.set_status(uow, agent, A.STARTING, name)
-    if name == "execute" and not _capability(agent, cmd).submits_job:
+    if cap is not None and not cap.submits_job:
         _execution(uow, agent, cmd, events.EXECUTION_STARTED)
     return Claimed(cmd, agent, was)
 
