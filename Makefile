@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install services db run test lint bench soak clean
+.PHONY: install services db console browser run test lint bench soak clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,25 @@ install: $(VENV)/.installed
 services:
 	bash scripts/services.sh
 
+# The browser console (console/): npm ci when the lock file changes, then a copy of the sources
+# and vendored files into api/static/console/ when any of them changes.
+CONSOLE_OUT := api/static/console
+CONSOLE_SRC := $(shell find console/src -type f 2>/dev/null) console/build.mjs
+
+console/node_modules/.ci-done: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CONSOLE_OUT)/.built: console/node_modules/.ci-done $(CONSOLE_SRC)
+	node console/build.mjs
+	touch $@
+
+console: $(CONSOLE_OUT)/.built
+
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
+browser:
+	@sh scripts/browser.sh
+
 db: install services
 	$(BIN)/python -m scripts.createdb
 	$(BIN)/alembic upgrade head
@@ -24,7 +43,7 @@ db: install services
 	$(BIN)/flask --app api keys create --tenant demo > .demo-key.tmp
 	tail -n 1 .demo-key.tmp > .demo-key && rm -f .demo-key.tmp
 
-run: db .demo-key
+run: db .demo-key console
 	@# A key from a database that has since been dropped is useless: make a new one.
 	@$(BIN)/flask --app api keys verify "$$(cat .demo-key)" >/dev/null 2>&1 || \
 		{ rm -f .demo-key && $(MAKE) --no-print-directory .demo-key; }
@@ -33,6 +52,7 @@ run: db .demo-key
 	@echo "Try:  curl -s -X POST http://127.0.0.1:$${API_PORT:-8000}/api/v1/jobs \\"
 	@echo "        -H 'Authorization: Bearer $$(cat .demo-key)' -H 'Content-Type: application/json' \\"
 	@echo "        -d '{\"kind\": \"sleep\", \"params\": {\"seconds\": 3}}'"
+	@echo "Console: http://127.0.0.1:$${API_PORT:-8000}/  (sign in with the key above)"
 	@echo "API :$${API_PORT:-8000}  relay :$${RELAY_PORT:-8001}  Flower :$${FLOWER_PORT:-5555}  (Ctrl-C stops all)"
 	@echo
 	$(BIN)/honcho start -f Procfile
@@ -40,7 +60,7 @@ run: db .demo-key
 lint: install
 	$(BIN)/ruff check .
 
-test: install services lint
+test: install services lint console browser
 	$(BIN)/pytest
 
 bench: install services
@@ -50,4 +70,4 @@ soak: install services
 	$(BIN)/python -m bench.soak
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache console/node_modules $(CONSOLE_OUT) tests/artifacts

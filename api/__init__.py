@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from api import agents, cli, errors, health, jobs, metrics, openapi, ratelimit
+from api import agents, cli, console, errors, health, jobs, metrics, openapi, ratelimit
 from app import bootstrap
 from app.config import Settings
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(cli.bp)
+    app.register_blueprint(console.bp)
     errors.register(app)
     return app
 

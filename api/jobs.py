@@ -8,6 +8,7 @@ from api import schemas
 from api.auth import current_tenant, requires
 from api.body import header, json_body, query
 from app import events, jobs
+from app.generators import all_generators
 
 bp = Blueprint("jobs", __name__)
 bp.before_request(requires("jobs"))
@@ -78,3 +79,18 @@ def event_types():
     """Every event type with the JSON Schema of its payload."""
     items = [{"event_type": t, "schema": schema} for t, schema in events.EVENT_TYPES.items()]
     return jsonify({"items": items})
+
+
+@bp.get("/generators")
+def generators():
+    """Every job kind with the JSON Schema of its params (the console builds its form from it)."""
+    items = [
+        {"kind": name, "description": _first_line(gen), "params_schema": gen.params_schema}
+        for name, gen in sorted(all_generators().items())
+    ]
+    return jsonify({"items": items})
+
+
+def _first_line(gen) -> str:
+    doc = (type(gen).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""

@@ -111,6 +111,13 @@ _OPERATIONS = [
         {"200": {"description": "the artifact, with its own content type"}, **_errors(404)},
     ),
     (
+        "/api/v1/generators",
+        "get",
+        "Job kinds and the JSON Schema of their params",
+        {},
+        {**_resp(200, "{items: [{kind, description, params_schema}]}"), **_errors()},
+    ),
+    (
         "/api/v1/event-types",
         "get",
         "Event types and the JSON Schema of their payloads",
@@ -352,7 +359,7 @@ def build_spec() -> dict:
 _DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Orchestra API</title></head>
 <body><redoc spec-url="/api/v1/openapi.json"></redoc>
-<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
+<script src="/console/vendor/redoc.standalone.js"></script>
 </body></html>"""
 
 

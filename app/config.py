@@ -51,6 +51,8 @@ class Settings:
     dependency_timeout_s: float = 1.0
     log_level: str = "INFO"
     relay_cors_origins: str = "*"
+    # The relay the browser console connects to; empty: the console's own host, RELAY_PORT.
+    console_relay_url: str = ""
     # Origins whose browser pages may call /api/v1 (comma-separated); empty: same origin only.
     api_cors_origins: str = ""
     relay_async_mode: str = "gevent"
@@ -108,6 +110,7 @@ class Settings:
             dependency_timeout_s=_env_float(env, "DEPENDENCY_TIMEOUT_S", d.dependency_timeout_s),
             log_level=env.get("LOG_LEVEL") or d.log_level,
             relay_cors_origins=env.get("RELAY_CORS_ORIGINS") or d.relay_cors_origins,
+            console_relay_url=env.get("CONSOLE_RELAY_URL", ""),
             api_cors_origins=env.get("API_CORS_ORIGINS", ""),
             relay_async_mode=env.get("RELAY_ASYNC_MODE") or d.relay_async_mode,
             http_allowed_hosts=env.get("HTTP_ALLOWED_HOSTS", ""),

@@ -213,8 +213,9 @@ def test_dockerfile_default_command_is_the_api():
 
 
 def test_dockerfile_base_user_and_ports():
-    """The image is python:3.11-slim, runs as a non-root user and exposes the three ports."""
-    assert dockerfile_args("FROM")[0] == "python:3.11-slim"
+    """The image (the last stage) is python:3.11-slim, runs as a non-root user and exposes the
+    three ports."""
+    assert dockerfile_args("FROM")[-1] == "python:3.11-slim"
     users = dockerfile_args("USER")
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert set(" ".join(dockerfile_args("EXPOSE")).split()) == {"8000", "8001", "5555"}

@@ -1,0 +1,116 @@
+// One job: its fields, live status and progress, its event timeline and its result.
+import { api, describe, fetchBlob } from "/console/api.js";
+import { duration, el, fill, flash, jsonBlock, when } from "/console/dom.js";
+import * as live from "/console/live.js";
+import { TERMINAL, applyJobEvent, progressBar, statusBadge } from "/console/views/common.js";
+import { cancelJob } from "/console/views/jobs.js";
+
+/** Render job `id` into `view`; returns the function that leaves it. */
+export function jobPage(view, id) {
+  let left = false;
+  let stop = () => {};
+  let blobUrl = null;
+  const path = `/jobs/${encodeURIComponent(id)}`;
+  const summary = el("div", { id: "job-summary" });
+  const timeline = el("tbody");
+  const result = el("div", { id: "job-result" });
+  fill(
+    view,
+    el("h1", {}, "Job ", el("code", {}, id)),
+    summary,
+    el("h2", {}, "Result"),
+    result,
+    el("h2", {}, "Events"),
+    el("table", { id: "timeline" }, el("thead", {}, el("tr", {}, ...["seq", "time", "type", "details"].map((h) => el("th", {}, h)))), timeline),
+  );
+
+  let job = null;
+  async function start() {
+    job = await api(path);
+    const events = (await api(`${path}/events`)).items;
+    if (left) return;
+    drawSummary(summary, job, actions);
+    events.forEach((env) => timeline.append(eventRow(env)));
+    const last = events.length ? events[events.length - 1].seq : 0;
+    stop = live.subscribe(`job:${job.id}`, last, onEvent);
+    if (TERMINAL.has(job.status)) showResult();
+  }
+
+  async function onEvent(envelope) {
+    timeline.append(eventRow(envelope));
+    applyJobEvent(job, envelope);
+    if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) {
+      try { job = await api(path); } catch { /* keep the event's view */ }
+      showResult();
+    }
+    if (!left) drawSummary(summary, job, actions);
+  }
+
+  async function showResult() {
+    const parts = [];
+    if (job.error) parts.push(el("p", { class: "error" }, `${job.error.code}: ${job.error.message}`));
+    if (job.result !== null && job.result !== undefined) parts.push(jsonBlock(job.result));
+    if (job.result_url) parts.push(el("p", {}, "result_url: ", el("code", {}, job.result_url)));
+    try {
+      const artifact = await fetchBlob(`${path}/result`);
+      if (artifact && artifact.type.startsWith("image/")) {
+        // An <img> runs no script, even for SVG; a blob URL keeps the key out of the address.
+        if (blobUrl) URL.revokeObjectURL(blobUrl);
+        blobUrl = URL.createObjectURL(artifact.blob);
+        parts.push(el("img", { id: "result-image", src: blobUrl, alt: `result of job ${id}` }));
+      } else if (artifact) {
+        parts.push(el("p", { class: "hint" }, `artifact: ${artifact.type}, ${artifact.blob.size} bytes`));
+      }
+    } catch (err) {
+      parts.push(el("p", { class: "error" }, `artifact: ${describe(err)}`));
+    }
+    if (!left) fill(result, parts.length ? parts : el("p", { class: "hint" }, "no result"));
+  }
+
+  const actions = {
+    cancel: async () => { await cancelJob(id); },
+    retry: async () => {
+      try {
+        job = await api(`${path}/retry`, { method: "POST" });
+        fill(result);
+        drawSummary(summary, job, actions);
+      } catch (err) { flash(`Could not retry: ${describe(err)}`, "error"); }
+    },
+  };
+
+  start().catch((err) => flash(`Could not load job: ${describe(err)}`, "error"));
+  const ticker = setInterval(() => { if (job && job.status === "processing") drawSummary(summary, job, actions); }, 1000);
+  return () => { left = true; stop(); clearInterval(ticker); if (blobUrl) URL.revokeObjectURL(blobUrl); };
+}
+
+function drawSummary(node, job, actions) {
+  const rows = [
+    ["Status", statusBadge(job.status)],
+    ["Progress", el("span", {}, progressBar(job.progress), ` ${Math.round((job.progress || 0) * 100)} %`)],
+    ["Kind", job.kind],
+    ["Attempts", `${job.attempts} (max retries ${job.max_retries})`],
+    ["Duration", duration(job.started_at, job.finished_at)],
+    ["Created", when(job.created_at)],
+    ["Card", job.card_id ?? ""],
+    ["Correlation id", job.correlation_id ?? ""],
+    ["Params", jsonBlock(job.params)],
+  ];
+  const buttons = [];
+  if (!TERMINAL.has(job.status)) buttons.push(el("button", { type: "button", id: "cancel", onclick: actions.cancel }, "Cancel"));
+  if (job.status === "failed" || job.status === "cancelled") buttons.push(el("button", { type: "button", id: "retry", onclick: actions.retry }, "Retry"));
+  fill(
+    node,
+    el("table", { class: "fields" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { dataset: { field: k.toLowerCase() } }, v))))),
+    el("p", {}, ...buttons),
+  );
+}
+
+function eventRow(env) {
+  const p = env.payload || {};
+  let details = "";
+  if (p.status) details = `${p.previous_status ?? "—"} → ${p.status}`;
+  else if (typeof p.progress === "number") details = `${Math.round(p.progress * 100)} %${p.message ? ` ${p.message}` : ""}`;
+  if (p.error) details += ` (${p.error.code}: ${p.error.message})`;
+  if (!details) details = JSON.stringify(p).slice(0, 300);
+  return el("tr", { dataset: { seq: env.seq } }, el("td", {}, String(env.seq)), el("td", {}, when(env.timestamp)), el("td", {}, env.event_type), el("td", {}, details));
+}

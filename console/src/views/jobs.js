@@ -1,0 +1,137 @@
+// The jobs table: filters, keyset pages, and live rows from the tenant room.
+import { api, describe } from "/console/api.js";
+import { duration, el, fill, flash, when } from "/console/dom.js";
+import * as live from "/console/live.js";
+import { JOB_STATUSES, TERMINAL, applyJobEvent, progressBar, statusBadge } from "/console/views/common.js";
+
+const PAGE = 25;
+
+/** Render the jobs list into `view`; returns the function that leaves it. */
+export function jobsList(view) {
+  const state = { filters: {}, jobs: new Map(), next: null, order: [] };
+  const body = el("tbody");
+  const more = el("button", { type: "button", id: "more", hidden: true }, "Load more");
+  const filters = filterForm((values) => { state.filters = values; reload(); });
+  fill(
+    view,
+    el("h1", {}, "Jobs"),
+    filters,
+    el(
+      "table",
+      { id: "jobs" },
+      el("thead", {}, el("tr", {}, ...["Job", "Kind", "Status", "Progress", "Attempts", "Duration", "Created", ""].map((h) => el("th", {}, h)))),
+      body,
+    ),
+    more,
+  );
+
+  async function load(cursor) {
+    const query = new URLSearchParams({ ...state.filters, limit: String(PAGE) });
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`/jobs?${query}`);
+    if (!cursor) { state.jobs.clear(); body.replaceChildren(); }
+    for (const job of page.items) {
+      state.jobs.set(job.id, job);
+      body.append(row(job));
+    }
+    state.next = page.next_cursor;
+    more.hidden = !state.next;
+  }
+
+  function reload() {
+    load(null).catch((err) => flash(`Could not list jobs: ${describe(err)}`, "error"));
+  }
+
+  function matches(job) {
+    const f = state.filters;
+    return (!f.status || f.status === job.status) && (!f.kind || f.kind === job.kind)
+      && (!f.card_id || f.card_id === job.card_id);
+  }
+
+  async function onEvent(envelope) {
+    if (envelope.subject.type !== "job") return;
+    const id = envelope.subject.id;
+    let job = state.jobs.get(id);
+    if (!job) {
+      // A job we have not listed: a new one (shown on top if it passes the filters).
+      // Events that arrive while it is fetched fetch it too; the newest answer wins.
+      try { job = await api(`/jobs/${encodeURIComponent(id)}`); } catch { return; }
+      const known = state.jobs.get(id);
+      if (known) {
+        if (!(Date.parse(job.updated_at) < Date.parse(known.updated_at))) Object.assign(known, job);
+        redraw(known);
+      } else if (matches(job)) {
+        state.jobs.set(id, job);
+        body.prepend(row(job));
+      }
+      return;
+    }
+    applyJobEvent(job, envelope);
+    if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) {
+      // The row's final truth (finished_at, result) comes from the API.
+      try { Object.assign(job, await api(`/jobs/${encodeURIComponent(id)}`)); } catch { /* keep the event's view */ }
+    }
+    redraw(job);
+  }
+
+  function redraw(job) {
+    const old = body.querySelector(`tr[data-id="${CSS.escape(job.id)}"]`);
+    if (old) old.replaceWith(row(job));
+  }
+
+  more.addEventListener("click", () => load(state.next).catch((err) => flash(describe(err), "error")));
+  const stopTenant = live.subscribe("tenant", undefined, onEvent);
+  const stopHook = live.onConnect(reload); // the tenant room does not replay what was missed
+  reload();
+  const ticker = setInterval(() => {
+    for (const job of state.jobs.values()) {
+      if (job.status === "processing") {
+        const cell = body.querySelector(`tr[data-id="${CSS.escape(job.id)}"] .duration`);
+        if (cell) cell.textContent = duration(job.started_at, null);
+      }
+    }
+  }, 1000);
+  return () => { stopTenant(); stopHook(); clearInterval(ticker); };
+}
+
+function row(job) {
+  const cancel = TERMINAL.has(job.status)
+    ? null
+    : el("button", { type: "button", class: "cancel", onclick: () => cancelJob(job.id) }, "Cancel");
+  return el(
+    "tr",
+    { dataset: { id: job.id, status: job.status } },
+    el("td", {}, el("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "job-link" }, job.id.slice(0, 8))),
+    el("td", { class: "kind" }, job.kind),
+    el("td", { class: "status-cell" }, statusBadge(job.status)),
+    el("td", { class: "progress-cell" }, progressBar(job.progress)),
+    el("td", { class: "attempts" }, String(job.attempts ?? 0)),
+    el("td", { class: "duration" }, duration(job.started_at, job.finished_at)),
+    el("td", {}, when(job.created_at)),
+    el("td", {}, cancel),
+  );
+}
+
+export async function cancelJob(id) {
+  try {
+    await api(`/jobs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+    flash(`Cancel requested for job ${id}.`);
+  } catch (err) {
+    flash(`Could not cancel: ${describe(err)}`, "error");
+  }
+}
+
+function filterForm(onChange) {
+  const status = el("select", { name: "status" }, el("option", { value: "" }, "any status"), ...JOB_STATUSES.map((s) => el("option", { value: s }, s)));
+  const kind = el("input", { name: "kind", placeholder: "kind", size: 10 });
+  const card = el("input", { name: "card_id", placeholder: "card id", size: 14 });
+  const form = el("form", { id: "filters", class: "filters" }, status, kind, card, el("button", { type: "submit" }, "Filter"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const values = {};
+    for (const input of [status, kind, card]) if (input.value.trim()) values[input.name] = input.value.trim();
+    onChange(values);
+  });
+  status.addEventListener("change", () => form.requestSubmit());
+  return form;
+}
