@@ -357,7 +357,9 @@ def build_spec() -> dict:
 
 
 _DOCS_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Orchestra API</title></head>
+<html><head><meta charset="utf-8"><title>Orchestra API</title>
+<meta http-equiv="Content-Security-Policy" content="img-src 'self' data: blob:">
+</head>
 <body><redoc spec-url="/api/v1/openapi.json"></redoc>
 <script src="/console/vendor/redoc.standalone.js"></script>
 </body></html>"""

@@ -41,14 +41,17 @@ class Stack:
     logdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="orchestra-e2e-")))
     stopped: bool = False
 
-    def start(self, name: str, **extra_env) -> Proc:
-        """Start one Procfile process; api, relay and flower get a free port each."""
+    def start(self, name: str, port: int | None = None, **extra_env) -> Proc:
+        """Start one Procfile process; api, relay and flower get `port`, else a free one.
+
+        A given port lets a test restart a process where its clients expect it, or tell one
+        process of another's address before that one starts.
+        """
         if self.stopped:  # a process started now would outlive the stack, unseen
             raise RuntimeError(f"stack already stopped: not starting {name}")
         env = {**self.env, **{k: str(v) for k, v in extra_env.items()}}
-        port = None
         if name in _PORT_VAR:
-            port = free_port()
+            port = port or free_port()
             env[_PORT_VAR[name]] = str(port)
         command = procfile.read_procfile()[name]
         log_path = self.logdir / f"{name}-{len(self.procs)}.log"
