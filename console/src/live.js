@@ -21,9 +21,11 @@ function setState(state, text) {
 export function connect(url, token) {
   disconnect();
   socket = io(url, { auth: { token }, transports: ["websocket", "polling"] });
-  socket.on("connect", () => {
+  socket.on("connect", async () => {
     setState("live", "live");
-    for (const room of rooms.keys()) sendSubscribe(room);
+    // Hooks reload what a room cannot replay; they run once the relay has the rooms again,
+    // so an event is either in what they load or delivered after.
+    await Promise.all([...rooms.keys()].map(sendSubscribe));
     for (const hook of connectHooks) hook();
   });
   socket.on("disconnect", () => setState("offline", "reconnecting…"));
@@ -57,14 +59,18 @@ function sendSubscribe(room) {
   const entry = rooms.get(room);
   // A job or agent room resumes after the last seq of its one subject.
   const since = room === "tenant" ? undefined : entry.last.get(room) ?? entry.since;
-  socket.emit("subscribe", since === undefined ? { room } : { room, since }, (ack) => {
-    if (!ack?.ok) setState("error", `subscribe ${room} refused: ${ack?.error?.message ?? "?"}`);
+  return new Promise((resolve) => {
+    socket.timeout(10000).emit("subscribe", since === undefined ? { room } : { room, since }, (err, ack) => {
+      if (err || !ack?.ok) setState("error", `subscribe ${room} refused: ${ack?.error?.message ?? "no answer"}`);
+      resolve();
+    });
   });
 }
 
 /**
  * Listen to `room` ("tenant", "job:<id>", "agent:<id>") from `since` on; `handler(envelope)` gets
- * each event once, in order. Returns the function that stops listening.
+ * each event once, in order. Returns the function that stops listening; its `ready` promise
+ * resolves when the relay has the room, after which a view may load what came before.
  */
 export function subscribe(room, since, handler) {
   let entry = rooms.get(room);
@@ -74,24 +80,23 @@ export function subscribe(room, since, handler) {
     rooms.set(room, entry);
   }
   entry.handlers.add(handler);
-  if (fresh && socket?.connected) sendSubscribe(room);
-  return () => {
+  const ready = fresh && socket?.connected ? sendSubscribe(room) : Promise.resolve();
+  const stop = () => {
     entry.handlers.delete(handler);
     if (entry.handlers.size === 0) {
       rooms.delete(room);
       if (socket?.connected) socket.emit("unsubscribe", { room });
     }
   };
+  stop.ready = ready; // resolved once the relay has the room (or at once, when offline)
+  return stop;
 }
 
-/** Run `hook` after every reconnect (not the first connect); returns its remover. */
+/**
+ * Run `hook` on every connect, once the rooms are subscribed again: a view whose room has no
+ * replay (the tenant room) reloads from the API there. Returns its remover.
+ */
 export function onConnect(hook) {
-  let first = true;
-  const wrapped = () => {
-    if (first) { first = false; return; }
-    hook();
-  };
-  if (socket?.connected) first = false;
-  connectHooks.add(wrapped);
-  return () => connectHooks.delete(wrapped);
+  connectHooks.add(hook);
+  return () => connectHooks.delete(hook);
 }

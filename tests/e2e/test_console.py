@@ -200,18 +200,28 @@ def test_job_page_resumes_after_the_relay_restarts(console, console_stack):
     """Kill the relay mid-job, start it again on its port: the page reconnects by itself and
     the job's later events arrive, each once, without a reload."""
     page, client = console
+    table = page.context.new_page()  # a second tab on the jobs table (tenant room)
+    table.set_default_timeout(LIVE_TIMEOUT_MS)
+    sign_in(table, console_stack.origin, client.secret)
     job = client.submit("sleep", {"seconds": 6, "steps": 12})
     page.goto(page.url.split("#")[0] + f"#/jobs/{job['id']}")
     mark_no_reload(page)
+    mark_no_reload(table)
     page.wait_for_selector('#job-summary [data-field="status"] .status-processing')
+    table.wait_for_selector(f"{row(job['id'])} .status-processing")
     (relay,) = console_stack.procs_named("relay")
     console_stack.kill(relay)
     page.wait_for_selector('#conn:not([data-state="live"])')
     client.wait_status(job["id"], "completed", timeout=60)  # finished while the page was away
+    later = client.submit("echo", {"after": "restart"})  # a job the table never heard of
+    client.wait_status(later["id"], "completed")
     console_stack.start("relay", port=relay.port)
     console_stack.wait_http(console_stack.procs_named("relay")[-1])
     page.wait_for_selector('#conn[data-state="live"]')
     page.wait_for_selector('#job-summary [data-field="status"] .status-completed')
+    table.wait_for_selector(f"{row(job['id'])} .status-completed")
+    table.wait_for_selector(f"{row(later['id'])} .status-completed")
+    assert_not_reloaded(table)
     seqs = page.eval_on_selector_all("#timeline tbody tr", "rows => rows.map(r => r.dataset.seq)")
     assert seqs == [str(n) for n in range(1, len(seqs) + 1)], "a gap or a duplicate"
     assert len(seqs) >= 14  # queued, processing, 12 progress steps, completed

@@ -31,7 +31,7 @@ export function agentsList(view) {
   // Agent events are few: redraw the list from the API on any of them.
   const stop = live.subscribe("tenant", undefined, (env) => { if (env.subject.type === "agent") reload(); });
   const stopHook = live.onConnect(reload);
-  reload();
+  stop.ready.then(reload);
   return () => { stop(); stopHook(); };
 }
 

@@ -82,7 +82,7 @@ export function jobsList(view) {
   more.addEventListener("click", () => load(state.next).catch((err) => flash(describe(err), "error")));
   const stopTenant = live.subscribe("tenant", undefined, onEvent);
   const stopHook = live.onConnect(reload); // the tenant room does not replay what was missed
-  reload();
+  stopTenant.ready.then(reload);
   const ticker = setInterval(() => {
     for (const job of state.jobs.values()) {
       if (job.status === "processing") {
