@@ -57,8 +57,9 @@ run: db .demo-key console
 	@echo
 	$(BIN)/honcho start -f Procfile
 
-lint: install
+lint: install console/node_modules/.ci-done
 	$(BIN)/ruff check .
+	cd console && npm run --silent check
 
 test: install services lint console browser
 	$(BIN)/pytest

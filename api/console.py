@@ -35,14 +35,17 @@ def _policy(relay: str) -> str:
     policy is the second fence should a `innerHTML` ever slip in.
     """
     parts = urlsplit(relay)
-    ws = f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}"
+    connect = "'self'"
+    if parts.netloc:  # a relay elsewhere: its HTTP (polling) and WebSocket origins
+        ws = "wss" if parts.scheme == "https" else "ws"
+        connect += f" {parts.scheme}://{parts.netloc} {ws}://{parts.netloc}"
     return "; ".join(
         [
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
             "img-src 'self' blob:",
-            f"connect-src 'self' {parts.scheme}://{parts.netloc} {ws}",
+            f"connect-src {connect}",
             "object-src 'none'",
             "base-uri 'none'",
             "frame-ancestors 'none'",

@@ -3,7 +3,9 @@
 const KEY = "orchestra.key";
 
 export const session = {
-  get key() { return sessionStorage.getItem(KEY); },
+  get key() {
+    return sessionStorage.getItem(KEY);
+  },
   set key(value) {
     if (value) sessionStorage.setItem(KEY, value);
     else sessionStorage.removeItem(KEY);
@@ -38,7 +40,11 @@ export async function api(path, options) {
   const resp = await request(path, options);
   const text = await resp.text();
   let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
   if (!resp.ok) throw new ApiError(resp.status, data);
   return data;
 }
@@ -55,6 +61,8 @@ export async function fetchBlob(path) {
 /** An ApiError as one line, field details included. */
 export function describe(error) {
   if (!(error instanceof ApiError)) return String(error?.message ?? error);
-  const fields = Object.entries(error.details).map(([f, why]) => `${f}: ${[].concat(why).join(", ")}`);
+  const fields = Object.entries(error.details).map(
+    ([f, why]) => `${f}: ${[].concat(why).join(", ")}`,
+  );
   return [`${error.code}: ${error.message}`, ...fields].join(" — ");
 }

@@ -11,7 +11,12 @@ export function el(tag, attrs = {}, ...children) {
     else if (key in node && typeof value !== "string") node[key] = value;
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  node.append(...children.flat().filter((c) => c !== null && c !== undefined).map(toNode));
+  node.append(
+    ...children
+      .flat()
+      .filter((c) => c !== null && c !== undefined)
+      .map(toNode),
+  );
   return node;
 }
 
@@ -21,14 +26,20 @@ function toNode(child) {
 
 /** Replace every child of `node`. */
 export function fill(node, ...children) {
-  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined).map(toNode));
+  node.replaceChildren(
+    ...children
+      .flat()
+      .filter((c) => c !== null && c !== undefined)
+      .map(toNode),
+  );
   return node;
 }
 
 /** JSON shown as text, bounded so a huge result cannot freeze the page. */
 export function jsonBlock(value, limit = 20000) {
   let text = JSON.stringify(value, null, 2) ?? "null";
-  if (text.length > limit) text = `${text.slice(0, limit)}\n… (${text.length - limit} more characters)`;
+  if (text.length > limit)
+    text = `${text.slice(0, limit)}\n… (${text.length - limit} more characters)`;
   return el("pre", { class: "json" }, text);
 }
 

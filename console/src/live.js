@@ -58,12 +58,15 @@ function onEvent(envelope) {
 function sendSubscribe(room) {
   const entry = rooms.get(room);
   // A job or agent room resumes after the last seq of its one subject.
-  const since = room === "tenant" ? undefined : entry.last.get(room) ?? entry.since;
+  const since = room === "tenant" ? undefined : (entry.last.get(room) ?? entry.since);
   return new Promise((resolve) => {
-    socket.timeout(10000).emit("subscribe", since === undefined ? { room } : { room, since }, (err, ack) => {
-      if (err || !ack?.ok) setState("error", `subscribe ${room} refused: ${ack?.error?.message ?? "no answer"}`);
-      resolve();
-    });
+    socket
+      .timeout(10000)
+      .emit("subscribe", since === undefined ? { room } : { room, since }, (err, ack) => {
+        if (err || !ack?.ok)
+          setState("error", `subscribe ${room} refused: ${ack?.error?.message ?? "no answer"}`);
+        resolve();
+      });
   });
 }
 

@@ -36,7 +36,14 @@ function route() {
 
 function signIn(message) {
   showSignedIn(false);
-  const input = el("input", { type: "password", id: "key", name: "key", autocomplete: "off", required: true, size: 60 });
+  const input = el("input", {
+    type: "password",
+    id: "key",
+    name: "key",
+    autocomplete: "off",
+    required: true,
+    size: 60,
+  });
   const form = el(
     "form",
     { id: "signin", class: "card" },
@@ -84,7 +91,9 @@ function signOut(message) {
 }
 
 window.addEventListener("hashchange", () => session.key && route());
-window.addEventListener("orchestra:unauthorized", () => signOut("The key was refused: sign in again."));
+window.addEventListener("orchestra:unauthorized", () =>
+  signOut("The key was refused: sign in again."),
+);
 document.getElementById("signout").addEventListener("click", () => signOut());
 if (session.key) start();
 else signIn();

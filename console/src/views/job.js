@@ -2,7 +2,14 @@
 import { api, describe, fetchBlob } from "/console/api.js";
 import { duration, el, fill, flash, jsonBlock, when } from "/console/dom.js";
 import * as live from "/console/live.js";
-import { TERMINAL, applyJobEvent, progressBar, statusBadge } from "/console/views/common.js";
+import {
+  TERMINAL,
+  applyJobEvent,
+  fieldsTable,
+  headedTable,
+  progressBar,
+  statusBadge,
+} from "/console/views/common.js";
 import { cancelJob } from "/console/views/jobs.js";
 
 /** Render job `id` into `view`; returns the function that leaves it. */
@@ -21,7 +28,7 @@ export function jobPage(view, id) {
     el("h2", {}, "Result"),
     result,
     el("h2", {}, "Events"),
-    el("table", { id: "timeline" }, el("thead", {}, el("tr", {}, ...["seq", "time", "type", "details"].map((h) => el("th", {}, h)))), timeline),
+    headedTable("timeline", ["seq", "time", "type", "details"], timeline),
   );
 
   let job = null;
@@ -40,7 +47,11 @@ export function jobPage(view, id) {
     timeline.append(eventRow(envelope));
     applyJobEvent(job, envelope);
     if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) {
-      try { job = await api(path); } catch { /* keep the event's view */ }
+      try {
+        job = await api(path);
+      } catch {
+        /* keep the event's view */
+      }
       showResult();
     }
     if (!left) drawSummary(summary, job, actions);
@@ -48,7 +59,8 @@ export function jobPage(view, id) {
 
   async function showResult() {
     const parts = [];
-    if (job.error) parts.push(el("p", { class: "error" }, `${job.error.code}: ${job.error.message}`));
+    if (job.error)
+      parts.push(el("p", { class: "error" }, `${job.error.code}: ${job.error.message}`));
     if (job.result !== null && job.result !== undefined) parts.push(jsonBlock(job.result));
     if (job.result_url) parts.push(el("p", {}, "result_url: ", el("code", {}, job.result_url)));
     try {
@@ -59,7 +71,9 @@ export function jobPage(view, id) {
         blobUrl = URL.createObjectURL(artifact.blob);
         parts.push(el("img", { id: "result-image", src: blobUrl, alt: `result of job ${id}` }));
       } else if (artifact) {
-        parts.push(el("p", { class: "hint" }, `artifact: ${artifact.type}, ${artifact.blob.size} bytes`));
+        parts.push(
+          el("p", { class: "hint" }, `artifact: ${artifact.type}, ${artifact.blob.size} bytes`),
+        );
       }
     } catch (err) {
       parts.push(el("p", { class: "error" }, `artifact: ${describe(err)}`));
@@ -68,25 +82,39 @@ export function jobPage(view, id) {
   }
 
   const actions = {
-    cancel: async () => { await cancelJob(id); },
+    cancel: async () => {
+      await cancelJob(id);
+    },
     retry: async () => {
       try {
         job = await api(`${path}/retry`, { method: "POST" });
         fill(result);
         drawSummary(summary, job, actions);
-      } catch (err) { flash(`Could not retry: ${describe(err)}`, "error"); }
+      } catch (err) {
+        flash(`Could not retry: ${describe(err)}`, "error");
+      }
     },
   };
 
   start().catch((err) => flash(`Could not load job: ${describe(err)}`, "error"));
-  const ticker = setInterval(() => { if (job && job.status === "processing") drawSummary(summary, job, actions); }, 1000);
-  return () => { left = true; stop(); clearInterval(ticker); if (blobUrl) URL.revokeObjectURL(blobUrl); };
+  const ticker = setInterval(() => {
+    if (job && job.status === "processing") drawSummary(summary, job, actions);
+  }, 1000);
+  return () => {
+    left = true;
+    stop();
+    clearInterval(ticker);
+    if (blobUrl) URL.revokeObjectURL(blobUrl);
+  };
 }
 
 function drawSummary(node, job, actions) {
   const rows = [
     ["Status", statusBadge(job.status)],
-    ["Progress", el("span", {}, progressBar(job.progress), ` ${Math.round((job.progress || 0) * 100)} %`)],
+    [
+      "Progress",
+      el("span", {}, progressBar(job.progress), ` ${Math.round((job.progress || 0) * 100)} %`),
+    ],
     ["Kind", job.kind],
     ["Attempts", `${job.attempts} (max retries ${job.max_retries})`],
     ["Duration", duration(job.started_at, job.finished_at)],
@@ -96,21 +124,27 @@ function drawSummary(node, job, actions) {
     ["Params", jsonBlock(job.params)],
   ];
   const buttons = [];
-  if (!TERMINAL.has(job.status)) buttons.push(el("button", { type: "button", id: "cancel", onclick: actions.cancel }, "Cancel"));
-  if (job.status === "failed" || job.status === "cancelled") buttons.push(el("button", { type: "button", id: "retry", onclick: actions.retry }, "Retry"));
-  fill(
-    node,
-    el("table", { class: "fields" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { dataset: { field: k.toLowerCase() } }, v))))),
-    el("p", {}, ...buttons),
-  );
+  if (!TERMINAL.has(job.status))
+    buttons.push(el("button", { type: "button", id: "cancel", onclick: actions.cancel }, "Cancel"));
+  if (job.status === "failed" || job.status === "cancelled")
+    buttons.push(el("button", { type: "button", id: "retry", onclick: actions.retry }, "Retry"));
+  fill(node, fieldsTable(rows), el("p", {}, ...buttons));
 }
 
 function eventRow(env) {
   const p = env.payload || {};
   let details = "";
   if (p.status) details = `${p.previous_status ?? "—"} → ${p.status}`;
-  else if (typeof p.progress === "number") details = `${Math.round(p.progress * 100)} %${p.message ? ` ${p.message}` : ""}`;
+  else if (typeof p.progress === "number")
+    details = `${Math.round(p.progress * 100)} %${p.message ? ` ${p.message}` : ""}`;
   if (p.error) details += ` (${p.error.code}: ${p.error.message})`;
   if (!details) details = JSON.stringify(p).slice(0, 300);
-  return el("tr", { dataset: { seq: env.seq } }, el("td", {}, String(env.seq)), el("td", {}, when(env.timestamp)), el("td", {}, env.event_type), el("td", {}, details));
+  return el(
+    "tr",
+    { dataset: { seq: env.seq } },
+    el("td", {}, String(env.seq)),
+    el("td", {}, when(env.timestamp)),
+    el("td", {}, env.event_type),
+    el("td", {}, details),
+  );
 }

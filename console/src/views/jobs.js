@@ -2,7 +2,14 @@
 import { api, describe } from "/console/api.js";
 import { duration, el, fill, flash, when } from "/console/dom.js";
 import * as live from "/console/live.js";
-import { JOB_STATUSES, TERMINAL, applyJobEvent, progressBar, statusBadge } from "/console/views/common.js";
+import {
+  JOB_STATUSES,
+  TERMINAL,
+  applyJobEvent,
+  headedTable,
+  progressBar,
+  statusBadge,
+} from "/console/views/common.js";
 
 const PAGE = 25;
 
@@ -11,15 +18,17 @@ export function jobsList(view) {
   const state = { filters: {}, jobs: new Map(), next: null, order: [] };
   const body = el("tbody");
   const more = el("button", { type: "button", id: "more", hidden: true }, "Load more");
-  const filters = filterForm((values) => { state.filters = values; reload(); });
+  const filters = filterForm((values) => {
+    state.filters = values;
+    reload();
+  });
   fill(
     view,
     el("h1", {}, "Jobs"),
     filters,
-    el(
-      "table",
-      { id: "jobs" },
-      el("thead", {}, el("tr", {}, ...["Job", "Kind", "Status", "Progress", "Attempts", "Duration", "Created", ""].map((h) => el("th", {}, h)))),
+    headedTable(
+      "jobs",
+      ["Job", "Kind", "Status", "Progress", "Attempts", "Duration", "Created", ""],
       body,
     ),
     more,
@@ -29,7 +38,10 @@ export function jobsList(view) {
     const query = new URLSearchParams({ ...state.filters, limit: String(PAGE) });
     if (cursor) query.set("cursor", cursor);
     const page = await api(`/jobs?${query}`);
-    if (!cursor) { state.jobs.clear(); body.replaceChildren(); }
+    if (!cursor) {
+      state.jobs.clear();
+      body.replaceChildren();
+    }
     for (const job of page.items) {
       state.jobs.set(job.id, job);
       body.append(row(job));
@@ -44,8 +56,11 @@ export function jobsList(view) {
 
   function matches(job) {
     const f = state.filters;
-    return (!f.status || f.status === job.status) && (!f.kind || f.kind === job.kind)
-      && (!f.card_id || f.card_id === job.card_id);
+    return (
+      (!f.status || f.status === job.status) &&
+      (!f.kind || f.kind === job.kind) &&
+      (!f.card_id || f.card_id === job.card_id)
+    );
   }
 
   async function onEvent(envelope) {
@@ -55,7 +70,11 @@ export function jobsList(view) {
     if (!job) {
       // A job we have not listed: a new one (shown on top if it passes the filters).
       // Events that arrive while it is fetched fetch it too; the newest answer wins.
-      try { job = await api(`/jobs/${encodeURIComponent(id)}`); } catch { return; }
+      try {
+        job = await api(`/jobs/${encodeURIComponent(id)}`);
+      } catch {
+        return;
+      }
       const known = state.jobs.get(id);
       if (known) {
         if (!(Date.parse(job.updated_at) < Date.parse(known.updated_at))) Object.assign(known, job);
@@ -69,7 +88,11 @@ export function jobsList(view) {
     applyJobEvent(job, envelope);
     if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) {
       // The row's final truth (finished_at, result) comes from the API.
-      try { Object.assign(job, await api(`/jobs/${encodeURIComponent(id)}`)); } catch { /* keep the event's view */ }
+      try {
+        Object.assign(job, await api(`/jobs/${encodeURIComponent(id)}`));
+      } catch {
+        /* keep the event's view */
+      }
     }
     redraw(job);
   }
@@ -79,7 +102,9 @@ export function jobsList(view) {
     if (old) old.replaceWith(row(job));
   }
 
-  more.addEventListener("click", () => load(state.next).catch((err) => flash(describe(err), "error")));
+  more.addEventListener("click", () =>
+    load(state.next).catch((err) => flash(describe(err), "error")),
+  );
   const stopTenant = live.subscribe("tenant", undefined, onEvent);
   const stopHook = live.onConnect(reload); // the tenant room does not replay what was missed
   stopTenant.ready.then(reload);
@@ -91,7 +116,11 @@ export function jobsList(view) {
       }
     }
   }, 1000);
-  return () => { stopTenant(); stopHook(); clearInterval(ticker); };
+  return () => {
+    stopTenant();
+    stopHook();
+    clearInterval(ticker);
+  };
 }
 
 function row(job) {
@@ -101,7 +130,15 @@ function row(job) {
   return el(
     "tr",
     { dataset: { id: job.id, status: job.status } },
-    el("td", {}, el("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "job-link" }, job.id.slice(0, 8))),
+    el(
+      "td",
+      {},
+      el(
+        "a",
+        { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "job-link" },
+        job.id.slice(0, 8),
+      ),
+    ),
     el("td", { class: "kind" }, job.kind),
     el("td", { class: "status-cell" }, statusBadge(job.status)),
     el("td", { class: "progress-cell" }, progressBar(job.progress)),
@@ -122,14 +159,27 @@ export async function cancelJob(id) {
 }
 
 function filterForm(onChange) {
-  const status = el("select", { name: "status" }, el("option", { value: "" }, "any status"), ...JOB_STATUSES.map((s) => el("option", { value: s }, s)));
+  const status = el(
+    "select",
+    { name: "status" },
+    el("option", { value: "" }, "any status"),
+    ...JOB_STATUSES.map((s) => el("option", { value: s }, s)),
+  );
   const kind = el("input", { name: "kind", placeholder: "kind", size: 10 });
   const card = el("input", { name: "card_id", placeholder: "card id", size: 14 });
-  const form = el("form", { id: "filters", class: "filters" }, status, kind, card, el("button", { type: "submit" }, "Filter"));
+  const form = el(
+    "form",
+    { id: "filters", class: "filters" },
+    status,
+    kind,
+    card,
+    el("button", { type: "submit" }, "Filter"),
+  );
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const values = {};
-    for (const input of [status, kind, card]) if (input.value.trim()) values[input.name] = input.value.trim();
+    for (const input of [status, kind, card])
+      if (input.value.trim()) values[input.name] = input.value.trim();
     onChange(values);
   });
   status.addEventListener("change", () => form.requestSubmit());

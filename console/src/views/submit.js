@@ -9,7 +9,14 @@ export function submitForm(view) {
   const fields = el("fieldset", { id: "params" });
   const errors = el("ul", { id: "form-errors", class: "error" });
   const extra = {
-    priority: el("input", { type: "number", name: "priority", min: 0, max: 9, step: 1, placeholder: "0-9" }),
+    priority: el("input", {
+      type: "number",
+      name: "priority",
+      min: 0,
+      max: 9,
+      step: 1,
+      placeholder: "0-9",
+    }),
     max_retries: el("input", { type: "number", name: "max_retries", min: 0, step: 1 }),
     card_id: el("input", { name: "card_id", size: 20 }),
   };
@@ -17,11 +24,16 @@ export function submitForm(view) {
     "form",
     { id: "submit-form", class: "card" },
     el("h1", {}, "Submit a job"),
-    el("label", { for: "kind" }, "Kind"), kind,
+    el("label", { for: "kind" }, "Kind"),
+    kind,
     el("p", { id: "kind-description", class: "hint" }),
     fields,
-    el("details", {}, el("summary", {}, "Options"),
-      ...Object.entries(extra).map(([name, input]) => el("label", {}, `${name} `, input))),
+    el(
+      "details",
+      {},
+      el("summary", {}, "Options"),
+      ...Object.entries(extra).map(([name, input]) => el("label", {}, `${name} `, input)),
+    ),
     errors,
     el("button", { type: "submit", id: "submit" }, "Submit"),
   );
@@ -29,14 +41,19 @@ export function submitForm(view) {
 
   let generators = [];
   let readParams = () => ({});
-  api("/generators").then((answer) => {
-    if (left) return;
-    generators = answer.items;
-    fill(kind, generators.map((g) => el("option", { value: g.kind }, g.kind)));
-    const preferred = generators.find((g) => g.kind === "sleep") ? "sleep" : generators[0]?.kind;
-    kind.value = preferred ?? "";
-    drawFields();
-  }).catch((err) => flash(`Could not load generators: ${describe(err)}`, "error"));
+  api("/generators")
+    .then((answer) => {
+      if (left) return;
+      generators = answer.items;
+      fill(
+        kind,
+        generators.map((g) => el("option", { value: g.kind }, g.kind)),
+      );
+      const preferred = generators.find((g) => g.kind === "sleep") ? "sleep" : generators[0]?.kind;
+      kind.value = preferred ?? "";
+      drawFields();
+    })
+    .catch((err) => flash(`Could not load generators: ${describe(err)}`, "error"));
 
   function drawFields() {
     const gen = generators.find((g) => g.kind === kind.value);
@@ -66,10 +83,17 @@ export function submitForm(view) {
     } catch (err) {
       // The API's refusal, field by field.
       const details = err instanceof ApiError ? Object.entries(err.details) : [];
-      errors.append(el("li", {}, describe(err)), ...details.map(([f, why]) => el("li", { dataset: { field: f } }, `${f}: ${[].concat(why).join(", ")}`)));
+      errors.append(
+        el("li", {}, describe(err)),
+        ...details.map(([f, why]) =>
+          el("li", { dataset: { field: f } }, `${f}: ${[].concat(why).join(", ")}`),
+        ),
+      );
     }
   });
-  return () => { left = true; };
+  return () => {
+    left = true;
+  };
 }
 
 /**
@@ -85,9 +109,12 @@ function paramsFields(node, schema) {
     return () => parseJson(box.value, "params");
   }
   const required = new Set(Array.isArray(schema.required) ? schema.required : []);
-  const readers = Object.entries(props).map(([name, prop]) => field(name, prop || {}, required.has(name)));
+  const readers = Object.entries(props).map(([name, prop]) =>
+    field(name, prop || {}, required.has(name)),
+  );
   fill(node, el("legend", {}, "params"), ...readers.map((r) => r.node));
-  return () => Object.fromEntries(readers.map((r) => [r.name, r.read()]).filter(([, v]) => v !== undefined));
+  return () =>
+    Object.fromEntries(readers.map((r) => [r.name, r.read()]).filter(([, v]) => v !== undefined));
 }
 
 function field(name, prop, required) {
@@ -97,10 +124,23 @@ function field(name, prop, required) {
   let input;
   let read;
   if (Array.isArray(prop.enum)) {
-    input = el("select", { id, name }, el("option", { value: "" }, ""), ...prop.enum.map((v, i) => el("option", { value: String(i) }, JSON.stringify(v))));
+    input = el(
+      "select",
+      { id, name },
+      el("option", { value: "" }, ""),
+      ...prop.enum.map((v, i) => el("option", { value: String(i) }, JSON.stringify(v))),
+    );
     read = () => (input.value === "" ? undefined : prop.enum[Number(input.value)]);
   } else if (type === "number" || type === "integer") {
-    input = el("input", { id, name, type: "number", step: type === "integer" ? 1 : "any", min: prop.minimum, max: prop.maximum, required });
+    input = el("input", {
+      id,
+      name,
+      type: "number",
+      step: type === "integer" ? 1 : "any",
+      min: prop.minimum,
+      max: prop.maximum,
+      required,
+    });
     read = () => (input.value === "" ? undefined : Number(input.value));
   } else if (type === "boolean") {
     input = el("input", { id, name, type: "checkbox" });
@@ -112,11 +152,16 @@ function field(name, prop, required) {
     input = el("textarea", { id, name, rows: 3, cols: 50, placeholder: "JSON" });
     read = () => (input.value.trim() === "" ? undefined : parseJson(input.value, name));
   }
-  if (prop.default !== undefined && input.type !== "checkbox" && input.tagName !== "SELECT") input.value = type ? String(prop.default) : JSON.stringify(prop.default);
+  if (prop.default !== undefined && input.type !== "checkbox" && input.tagName !== "SELECT")
+    input.value = type ? String(prop.default) : JSON.stringify(prop.default);
   const hint = prop.description ? el("span", { class: "hint" }, ` ${prop.description}`) : null;
   return { name, node: el("div", { class: "field" }, label, input, hint), read };
 }
 
 function parseJson(text, name) {
-  try { return JSON.parse(text); } catch (err) { throw new Error(`${name}: not valid JSON (${err.message})`); }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${name}: not valid JSON (${err.message})`);
+  }
 }
