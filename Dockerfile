@@ -5,7 +5,7 @@
 FROM node:20-slim AS console
 WORKDIR /src
 COPY console/package.json console/package-lock.json console/
-RUN cd console && npm ci --no-audit --no-fund --loglevel=error
+RUN cd console && npm ci --omit=dev --no-audit --no-fund --loglevel=error
 COPY console/ console/
 RUN node console/build.mjs
 

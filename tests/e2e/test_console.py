@@ -155,6 +155,24 @@ def test_submit_a_sleep_job_and_watch_it_complete_live(console):
     screenshot(page, "console-jobs")
 
 
+def test_the_form_shows_the_apis_refusal_field_by_field(console):
+    """What the browser's own checks would stop is sent anyway: the API's 422 is shown per field."""
+    page, client = console
+    page.goto(page.url.split("#")[0] + "#/submit")
+    page.wait_for_selector("#param-seconds")
+    page.select_option("#kind", "sleep")
+    page.evaluate("document.getElementById('submit-form').noValidate = true")
+    page.fill("#param-seconds", "-1")
+    page.click("#submit")
+    page.wait_for_selector("#form-errors li[data-field]")
+    fields = page.eval_on_selector_all(
+        "#form-errors li[data-field]", "items => items.map(i => i.textContent)"
+    )
+    assert any("seconds" in f for f in fields), fields
+    assert page.url.endswith("#/submit")  # nothing was submitted
+    assert client.get("/api/v1/jobs").json()["items"] == []
+
+
 def test_cancel_a_running_job_from_the_table(console):
     page, client = console
     job = client.submit("sleep", {"seconds": 30, "steps": 30})
