@@ -200,6 +200,21 @@ def test_filters_narrow_the_table(console):
     assert page.is_visible(row(failed["id"]))
 
 
+def test_retry_a_failed_job_from_its_page(console):
+    """A failed job's Retry button queues it again; the page follows it to completed, live."""
+    page, client = console
+    job = client.submit("fail", {"message": "flaky", "transient": True, "times": 1}, max_retries=0)
+    client.wait_status(job["id"], "failed")
+    page.goto(page.url.split("#")[0] + f"#/jobs/{job['id']}")
+    page.wait_for_selector("#job-result .error:has-text('flaky')")
+    mark_no_reload(page)
+    page.click("#retry")
+    page.wait_for_selector('#job-summary [data-field="status"] .status-completed')
+    page.wait_for_selector("#job-result pre.json:has-text('attempts')")
+    assert page.inner_text('#job-summary [data-field="attempts"]').startswith("2")
+    assert_not_reloaded(page)
+
+
 def test_job_page_escapes_hostile_data_and_shows_the_timeline(console):
     """Params and results are anyone's JSON: they appear as text, never as markup."""
     page, client = console
