@@ -107,10 +107,11 @@ export function agentPage(view, id) {
     }
   }
 
-  load()
-    .then(async () => {
-      const events = (await api(`${path}/events`)).items;
-      const last = events.length ? events[events.length - 1].seq : 0;
+  // The last seq first, then the agent: any event after that seq reloads the page again.
+  api(`${path}/events`)
+    .then(async ({ items }) => {
+      const last = items.length ? items[items.length - 1].seq : 0;
+      await load();
       if (!left) stop = live.subscribe(`agent:${id}`, last, refresh);
     })
     .catch((err) => flash(`Could not load agent: ${describe(err)}`, "error"));

@@ -29,6 +29,8 @@ export function safeClass(text) {
 
 /** Apply one job event's payload to a job object (status, progress, attempts, outcome). */
 export function applyJobEvent(job, envelope) {
+  // An event older than what the job object already shows (a page fetched since) changes nothing.
+  if (Date.parse(envelope.timestamp) < Date.parse(job.updated_at)) return job;
   const p = envelope.payload || {};
   if (typeof p.status === "string") job.status = p.status;
   if (typeof p.progress === "number") job.progress = p.progress;

@@ -33,8 +33,10 @@ export function jobPage(view, id) {
 
   let job = null;
   async function start() {
-    job = await api(path);
+    // Events first, then the job: the job is then at least as new as the last event listed,
+    // and the room replays from that event on (what the job already shows is skipped).
     const events = (await api(`${path}/events`)).items;
+    job = await api(path);
     if (left) return;
     drawSummary(summary, job, actions);
     events.forEach((env) => timeline.append(eventRow(env)));

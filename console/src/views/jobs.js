@@ -15,7 +15,7 @@ const PAGE = 25;
 
 /** Render the jobs list into `view`; returns the function that leaves it. */
 export function jobsList(view) {
-  const state = { filters: {}, jobs: new Map(), next: null, order: [] };
+  const state = { filters: {}, jobs: new Map(), next: null };
   const body = el("tbody");
   const more = el("button", { type: "button", id: "more", hidden: true }, "Load more");
   const filters = filterForm((values) => {
@@ -38,16 +38,33 @@ export function jobsList(view) {
     const query = new URLSearchParams({ ...state.filters, limit: String(PAGE) });
     if (cursor) query.set("cursor", cursor);
     const page = await api(`/jobs?${query}`);
+    const items = cursor ? page.items : merge(page.items);
     if (!cursor) {
       state.jobs.clear();
       body.replaceChildren();
     }
-    for (const job of page.items) {
+    for (const job of items) {
       state.jobs.set(job.id, job);
       body.append(row(job));
     }
     state.next = page.next_cursor;
     more.hidden = !state.next;
+  }
+
+  // A first page races the live events that arrive while it is fetched: a row that heard of a
+  // later change than the page keeps what it heard, and a job newer than the page stays on top.
+  function merge(fresh) {
+    const ids = new Set(fresh.map((job) => job.id));
+    const newest = fresh.length ? Date.parse(fresh[0].created_at) : 0;
+    const newer = [...state.jobs.values()].filter(
+      (job) => !ids.has(job.id) && Date.parse(job.created_at) > newest && matches(job),
+    );
+    newer.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
+    const fresher = (job) => {
+      const heard = state.jobs.get(job.id);
+      return heard && Date.parse(heard.updated_at) > Date.parse(job.updated_at) ? heard : job;
+    };
+    return [...newer, ...fresh.map(fresher)];
   }
 
   function reload() {
