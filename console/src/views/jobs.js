@@ -80,38 +80,25 @@ export function jobsList(view) {
     );
   }
 
-  async function onEvent(envelope) {
+  function onEvent(envelope) {
     if (envelope.subject.type !== "job") return;
-    const id = envelope.subject.id;
-    let job = state.jobs.get(id);
-    if (!job) {
-      // A job we have not listed: a new one (shown on top if it passes the filters).
-      // Events that arrive while it is fetched fetch it too; the newest answer wins.
-      try {
-        job = await api(`/jobs/${encodeURIComponent(id)}`);
-      } catch {
-        return;
-      }
-      const known = state.jobs.get(id);
-      if (known) {
-        if (!(Date.parse(job.updated_at) < Date.parse(known.updated_at))) Object.assign(known, job);
-        redraw(known);
-      } else if (matches(job)) {
-        state.jobs.set(id, job);
-        body.prepend(row(job));
-      }
-      return;
-    }
-    applyJobEvent(job, envelope);
-    if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) {
-      // The row's final truth (finished_at, result) comes from the API.
-      try {
-        Object.assign(job, await api(`/jobs/${encodeURIComponent(id)}`));
-      } catch {
-        /* keep the event's view */
-      }
-    }
-    redraw(job);
+    const job = state.jobs.get(envelope.subject.id);
+    if (job) {
+      redraw(applyJobEvent(job, envelope));
+    } else if (envelope.seq === 1) {
+      // A new job: the event lacks its kind and times, so the first page is read again
+      // (once for a burst of new jobs; `merge` keeps what the rows heard meanwhile).
+      reloadSoon();
+    } // else a job older than the rows shown: nothing to draw
+  }
+
+  let soon = null;
+  function reloadSoon() {
+    if (soon) return;
+    soon = setTimeout(() => {
+      soon = null;
+      reload();
+    }, 200);
   }
 
   function redraw(job) {
@@ -137,6 +124,7 @@ export function jobsList(view) {
     stopTenant();
     stopHook();
     clearInterval(ticker);
+    clearTimeout(soon);
   };
 }
 
