@@ -77,8 +77,12 @@ function showSignedIn(on) {
 
 async function start() {
   showSignedIn(true);
-  config = config || (await (await fetch("/console/config.json")).json());
-  live.connect(config.relay_url, session.key);
+  try {
+    config = config || (await (await fetch("/console/config.json")).json());
+    live.connect(config.relay_url, session.key);
+  } catch (err) {
+    flash(`No live updates: the relay's address could not be read (${err.message}).`, "error");
+  }
   route();
 }
 
