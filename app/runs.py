@@ -95,6 +95,20 @@ class Run:
                 payload["message"] = message
             uow.record(subject(job), events.JOB_PROGRESS_UPDATED, payload)
 
+    @_persist
+    def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
+        """Record that this run's call changed a circuit breaker's state, in the job's timeline."""
+        with unit_of_work("worker") as uow:
+            job = self._owned(uow.conn, lock=True)
+            payload = {
+                "service_name": service,
+                "previous_state": previous,
+                "current_state": current,
+                "failure_count": failures,
+                "job_id": self.job_id,
+            }
+            uow.record(subject(job), events.CIRCUIT_BREAKER_STATE_CHANGED, payload)
+
     def heartbeat(self) -> None:
         """Renew this run's lease, so the orphan sweep leaves it alone."""
         with db.transaction() as conn:
