@@ -181,3 +181,20 @@ def test_4xx_is_permanent_and_leaves_the_breaker_closed(tenant, service):
         assert breaker_changes(job["id"]) == []
     assert breaker_state(service) == "closed"
     assert attempt(tenant, submit(tenant, service))["status"] == "completed"
+
+
+def test_the_same_move_made_by_two_workers_is_reported_once(settings, service):
+    first = http_gen.breaker(service.host)
+    http_gen._breakers.clear()
+    second = http_gen.breaker(service.host)  # another worker's breaker on the same Redis state
+    assert first is not second
+    reported: list = []
+    token = http_gen._changes.set(reported)
+    try:
+        first.open()
+        second.open()  # a race both lost to the same failures: one event, not two
+        first.close()
+        second.close()
+    finally:
+        http_gen._changes.reset(token)
+    assert [(p, c) for p, c, _ in reported] == [("closed", "open"), ("open", "closed")]
