@@ -17,6 +17,14 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return default if raw in (None, "") else float(raw)
 
 
+def _env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple) -> str:
+    # A typo here would otherwise surface only when the first job completes.
+    value = env.get(name) or default
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of every process, with the contract's defaults."""
@@ -131,7 +139,9 @@ class Settings:
             breaker_reset_timeout_s=_env_float(
                 env, "BREAKER_RESET_TIMEOUT_S", d.breaker_reset_timeout_s
             ),
-            artifact_store=env.get("ARTIFACT_STORE") or d.artifact_store,
+            artifact_store=_env_choice(
+                env, "ARTIFACT_STORE", d.artifact_store, ("postgres", "filesystem")
+            ),
             artifact_dir=env.get("ARTIFACT_DIR") or d.artifact_dir,
             rate_limit=env.get("RATE_LIMIT") or d.rate_limit,
             retention_s=_env_float(env, "RETENTION_S", d.retention_s),
