@@ -27,6 +27,7 @@ AGENT_COMMAND_UPDATED = "agent.command.updated"
 EXECUTION_STARTED = "agent.capability.execution.started"
 EXECUTION_COMPLETED = "agent.capability.execution.completed"
 EXECUTION_FAILED = "agent.capability.execution.failed"
+CIRCUIT_BREAKER_STATE_CHANGED = "circuit_breaker.state.changed"
 
 _STATUS = {"enum": ["queued", "processing", "retrying", "completed", "failed", "cancelled"]}
 _ERROR = {
@@ -44,6 +45,7 @@ _EXECUTION = {
     "job_id": {"anyOf": [_UUID, {"type": "null"}]},
 }
 _EXECUTION_KEYS = ["command_id", "agent_id", "capability", "job_id"]
+_BREAKER_STATE = {"enum": ["closed", "open", "half_open"]}
 
 
 def _object(properties: dict, required: list[str]) -> dict:
@@ -119,6 +121,17 @@ EVENT_TYPES: dict[str, dict] = {
     EXECUTION_STARTED: _object(_EXECUTION, _EXECUTION_KEYS),
     EXECUTION_COMPLETED: _object({**_EXECUTION, "result": {}}, [*_EXECUTION_KEYS, "result"]),
     EXECUTION_FAILED: _object({**_EXECUTION, "error": _ERROR}, [*_EXECUTION_KEYS, "error"]),
+    # Recorded on the job whose call changed the breaker's state (the seed's payload + job_id).
+    CIRCUIT_BREAKER_STATE_CHANGED: _object(
+        {
+            "service_name": {"type": "string"},
+            "previous_state": _BREAKER_STATE,
+            "current_state": _BREAKER_STATE,
+            "failure_count": {"type": "integer", "minimum": 0},
+            "job_id": _UUID,
+        },
+        ["service_name", "previous_state", "current_state", "failure_count", "job_id"],
+    ),
 }
 
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import config, db, events, generators, pages
+from app import artifacts, config, db, events, generators, pages
 from app.errors import InvalidTransition, NotFound
 from app.events import Subject, iso
-from app.models import TERMINAL, Event, Job, JobArtifact, JobStatus, Tenant
+from app.models import TERMINAL, Event, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.tenants import TenantRef
 
@@ -277,15 +277,10 @@ def job_events(tenant: TenantRef, job_id, since: int = 0) -> list[dict]:
 def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:
     """The artifact the job's generator wrote: `(content_type, body)`."""
     with db.transaction() as conn:
-        job = load(conn, job_id, tenant.id)
-        row = conn.execute(
-            select(JobArtifact.content_type, JobArtifact.body).where(
-                JobArtifact.job_id == job["id"]
-            )
-        ).first()
-    if row is None:
+        found = artifacts.find(conn, load(conn, job_id, tenant.id)["id"])
+    if found is None:
         raise NotFound("this job has no result artifact")
-    return row.content_type, bytes(row.body)
+    return artifacts.read(found)  # a file is read outside the transaction
 
 
 def stats(window_s: float = 3600.0) -> dict:
