@@ -1,6 +1,6 @@
 """The OpenAPI document (apispec + marshmallow) and a docs page that renders it.
 
-The operations are declared here; their named examples live in api/openapi_examples.py."""
+The operations are declared here; their named examples live in api/openapi_examples/."""
 
 from __future__ import annotations
 
@@ -415,7 +415,7 @@ def _common_errors(method: str, op: dict) -> None:
 
 
 def _add_examples(path: str, method: str, op: dict) -> None:
-    """Attach the named examples of api/openapi_examples.py to an operation: its body, its
+    """Attach the named examples of api/openapi_examples/ to an operation: its body, its
     parameters (by name) and each response that has content (its own, and the shared ones)."""
     own = openapi_examples.EXAMPLES.get((method, path), {})
     if "request" in own:
@@ -430,29 +430,12 @@ def _add_examples(path: str, method: str, op: dict) -> None:
             next(iter(response["content"].values()))["examples"] = named
 
 
-_COMPONENTS = [
-    "JobSubmit",
-    "Job",
-    "JobPage",
-    "JobListQuery",
-    "SinceQuery",
-    "Event",
-    "EventList",
-    "EventTypeList",
-    "ErrorEnvelope",
-    "Agent",
-    "AgentPage",
-    "AgentCommand",
-    "AgentCommandList",
-    "AgentVersionList",
-    "AgentStatus",
-    "AgentMetrics",
-    "AgentTypeList",
-    "LogList",
-    "AuditPage",
-    "Liveness",
-    "Readiness",
-]
+# The schemas of api/schemas.py the document names (`<name>Schema` there).
+_COMPONENTS = (
+    "JobSubmit Job JobPage JobListQuery SinceQuery Event EventList EventTypeList ErrorEnvelope "
+    "Agent AgentPage AgentCommand AgentCommandList AgentVersionList AgentStatus AgentMetrics "
+    "AgentTypeList LogList AuditPage Liveness Readiness"
+).split()
 
 
 def build_spec() -> dict:
