@@ -414,10 +414,10 @@ def _common_errors(method: str, op: dict) -> None:
             )
 
 
-def _add_examples(path: str, method: str, op: dict) -> None:
+def _add_examples(examples: dict, path: str, method: str, op: dict) -> None:
     """Attach the named examples of api/openapi_examples/ to an operation: its body, its
     parameters (by name) and each response that has content (its own, and the shared ones)."""
-    own = openapi_examples.EXAMPLES.get((method, path), {})
+    own = examples.get((method, path), {})
     if "request" in own:
         op["requestBody"]["content"]["application/json"]["examples"] = own["request"]
     for param in op.get("parameters", []):
@@ -465,9 +465,10 @@ def build_spec() -> dict:
         spec.path(path=path, operations=ops)
     doc = spec.to_dict()
     # After apispec has expanded the query schemas into one parameter per field.
+    examples = openapi_examples.examples()
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            _add_examples(path, method, op)
+            _add_examples(examples, path, method, op)
     return doc
 
 

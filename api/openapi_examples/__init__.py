@@ -12,13 +12,16 @@ make one request together (`filter`: `status=queued&kind=sleep&limit=20`).
 
 from __future__ import annotations
 
-from api.openapi_examples.agents import AGENTS
-from api.openapi_examples.jobs import JOBS
+from api.openapi_examples.agents import agents
+from api.openapi_examples.jobs import jobs
 from api.openapi_examples.operations import OPERATIONS
 from api.openapi_examples.refusals import shared_errors
 
-# By (method, path): {"request": named body examples, "parameters": {name: named examples},
-# "responses": {status: named examples}}.
-EXAMPLES: dict[tuple[str, str], dict] = {**JOBS, **AGENTS, **OPERATIONS}
 
-__all__ = ["EXAMPLES", "shared_errors"]
+def examples() -> dict[tuple[str, str], dict]:
+    """By (method, path): `{"request": named body examples, "parameters": {name: named
+    examples}, "responses": {status: named examples}}`."""
+    return {**jobs(), **agents(), **OPERATIONS}
+
+
+__all__ = ["examples", "shared_errors"]

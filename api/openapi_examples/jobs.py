@@ -10,7 +10,9 @@ from api.openapi_examples.story import (
     at,
     error,
     example,
+    refused,
 )
+from app import generators
 
 SLEEP_REQUEST = {"kind": "sleep", "params": {"seconds": 3, "steps": 3}, "card_id": "card-42"}
 ECHO_REQUEST = {"kind": "echo", "params": {"prompt": "a lighthouse at dusk"}, "priority": 7}
@@ -113,201 +115,206 @@ JOB_EVENTS = [
 ]
 
 _NO_JOB = error("NOT_FOUND", "no such job")
+_BAD_PRIORITY = error(
+    "VALIDATION_ERROR",
+    "invalid request",
+    {"priority": ["Must be greater than or equal to 0 and less than or equal to 9."]},
+)
 
-JOBS = {
-    ("post", "/api/v1/jobs"): {
-        "request": {
-            "sleep": example("A sleep job that reports progress three times", SLEEP_REQUEST),
-            "echo": example("An echo job: its result is its params", ECHO_REQUEST),
-        },
-        "parameters": {
-            "Idempotency-Key": {
-                "key": example("Safe to send again: the same key finds the same job", "order-4711")
-            }
-        },
-        "responses": {
-            "202": {"queued": example("The job, queued", JOB_QUEUED)},
-            "200": {
-                "replayed": example(
-                    "The Idempotency-Key was used before: the original job, no second one",
-                    JOB_PROCESSING,
-                )
+
+def jobs() -> dict:
+    """The examples of the job routes; the unknown kind is refused by the registry itself, so the
+    example names the generators this deployment has."""
+    return {
+        ("post", "/api/v1/jobs"): {
+            "request": {
+                "sleep": example("A sleep job that reports progress three times", SLEEP_REQUEST),
+                "echo": example("An echo job: its result is its params", ECHO_REQUEST),
             },
-            "422": {
-                "bad_field": example(
-                    "A field out of range, named in details",
-                    error(
-                        "VALIDATION_ERROR",
-                        "invalid request",
-                        {
-                            "priority": [
-                                "Must be greater than or equal to 0 and less than or equal to 9."
-                            ]
-                        },
+            "parameters": {
+                "Idempotency-Key": {
+                    "key": example(
+                        "Safe to send again: the same key finds the same job", "order-4711"
+                    )
+                }
+            },
+            "responses": {
+                "202": {"queued": example("The job, queued", JOB_QUEUED)},
+                "200": {
+                    "replayed": example(
+                        "The Idempotency-Key was used before: the original job, no second one",
+                        JOB_PROCESSING,
+                    )
+                },
+                "422": {
+                    "bad_field": example(
+                        "A field out of range, named in details",
+                        _BAD_PRIORITY,
                     ),
-                ),
-                "unknown_kind": example(
-                    "No generator has this kind; nothing was created",
-                    error(
-                        "VALIDATION_ERROR",
-                        "unknown job kind",
-                        {"kind": ["unknown kind; known: echo, fail, http, sleep"]},
+                    "unknown_kind": example(
+                        "No generator has this kind; nothing was created",
+                        refused(generators.get, "paint"),
                     ),
-                ),
-                "bad_params": example(
-                    "The generator's params schema refused them",
-                    error(
-                        "VALIDATION_ERROR",
-                        "params rejected by the generator",
-                        {"params.seconds": ["-1 is less than the minimum of 0"]},
+                    "bad_params": example(
+                        "The generator's params schema refused them",
+                        error(
+                            "VALIDATION_ERROR",
+                            "params rejected by the generator",
+                            {"params.seconds": ["-1 is less than the minimum of 0"]},
+                        ),
                     ),
-                ),
+                },
             },
         },
-    },
-    ("get", "/api/v1/jobs"): {
-        "parameters": {
-            "status": {"filter": example("Only queued jobs", "queued")},
-            "kind": {"filter": example("Only sleep jobs", "sleep")},
-            "limit": {
-                "filter": example("At most 20 a page", 20),
-                "next_page": example("At most 20 a page", 20),
+        ("get", "/api/v1/jobs"): {
+            "parameters": {
+                "status": {"filter": example("Only queued jobs", "queued")},
+                "kind": {"filter": example("Only sleep jobs", "sleep")},
+                "limit": {
+                    "filter": example("At most 20 a page", 20),
+                    "next_page": example("At most 20 a page", 20),
+                },
+                "cursor": {"next_page": example("The `next_cursor` of the page before", CURSOR)},
+                "card_id": {"by_card": example("The jobs of one card", "card-42")},
             },
-            "cursor": {"next_page": example("The `next_cursor` of the page before", CURSOR)},
-            "card_id": {"by_card": example("The jobs of one card", "card-42")},
-        },
-        "responses": {
-            "200": {
-                "page": example(
-                    "Newest first; `next_cursor` is null on the last page",
-                    {"items": [JOB_COMPLETED], "next_cursor": CURSOR},
-                )
-            },
-            "422": {
-                "bad_cursor": example(
-                    "A cursor the API did not issue",
-                    error(
-                        "VALIDATION_ERROR",
-                        "bad cursor",
-                        {"cursor": ["not a cursor this API issued"]},
+            "responses": {
+                "200": {
+                    "page": example(
+                        "Newest first; `next_cursor` is null on the last page",
+                        {"items": [JOB_COMPLETED], "next_cursor": CURSOR},
+                    )
+                },
+                "422": {
+                    "bad_cursor": example(
+                        "A cursor the API did not issue",
+                        error(
+                            "VALIDATION_ERROR",
+                            "bad cursor",
+                            {"cursor": ["not a cursor this API issued"]},
+                        ),
                     ),
-                ),
-                "bad_status": example(
-                    "A status that does not exist",
-                    error(
-                        "VALIDATION_ERROR",
-                        "invalid request",
-                        {
-                            "status": [
-                                "Must be one of: queued, processing, retrying, completed, "
-                                "failed, cancelled."
-                            ]
-                        },
-                    ),
-                ),
-            },
-        },
-    },
-    ("get", "/api/v1/jobs/{job_id}"): {
-        "responses": {
-            "200": {
-                "completed": example("A completed job with its result", JOB_COMPLETED),
-                "failed": example("A failed job: the generator's own message", JOB_FAILED),
-            },
-            "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
-        },
-    },
-    ("post", "/api/v1/jobs/{job_id}/cancel"): {
-        "request": {"empty": example("No body is needed; an empty object is accepted", {})},
-        "responses": {
-            "202": {
-                "cancelling": example(
-                    "A processing job: it stops at its next check and ends `cancelled`",
-                    JOB_CANCELLING,
-                )
-            },
-            "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
-            "409": {
-                "terminal": example(
-                    "The job already ended",
-                    error(
-                        "INVALID_TRANSITION",
-                        "a completed job cannot become cancelled",
-                        {"status": ["is completed"]},
-                    ),
-                )
-            },
-        },
-    },
-    ("post", "/api/v1/jobs/{job_id}/retry"): {
-        "request": {"empty": example("No body is needed; an empty object is accepted", {})},
-        "responses": {
-            "202": {
-                "queued_again": example("Queued again; `attempts` keeps counting", JOB_RETRIED)
-            },
-            "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
-            "409": {
-                "not_ended": example(
-                    "Only a failed or cancelled job can be retried",
-                    error(
-                        "INVALID_TRANSITION",
-                        "a completed job cannot become queued",
-                        {"status": ["is completed"]},
-                    ),
-                )
-            },
-        },
-    },
-    ("get", "/api/v1/jobs/{job_id}/events"): {
-        "parameters": {"since": {"after_3": example("The events after seq 3", 3)}},
-        "responses": {
-            "200": {
-                "events": example("In seq order, as the relay sends them", {"items": JOB_EVENTS})
-            },
-            "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
-            "422": {"bad_since": example("A negative seq", BAD_SINCE)},
-        },
-    },
-    ("get", "/api/v1/jobs/{job_id}/result"): {
-        "responses": {
-            "200": {
-                "echo": example(
-                    "An echo job's artifact: its params, as application/json",
-                    ECHO_REQUEST["params"],
-                )
-            },
-            "404": {
-                "no_artifact": example(
-                    "The job wrote no artifact (yet)",
-                    error("NOT_FOUND", "this job has no result artifact"),
-                ),
-                "no_such_job": example("No such job for this tenant", _NO_JOB),
-            },
-        },
-    },
-    ("get", "/api/v1/event-types"): {
-        "responses": {
-            "200": {
-                "catalogue": example(
-                    "Every event type with its payload's JSON Schema (one shown)",
-                    {
-                        "items": [
+                    "bad_status": example(
+                        "A status that does not exist",
+                        error(
+                            "VALIDATION_ERROR",
+                            "invalid request",
                             {
-                                "event_type": "job.progress.updated",
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "job_id": {"type": "string", "format": "uuid"},
-                                        "progress": {"type": "number", "minimum": 0, "maximum": 1},
-                                        "message": {"type": "string"},
-                                    },
-                                    "required": ["job_id", "progress"],
-                                },
-                            }
-                        ]
-                    },
-                )
-            }
+                                "status": [
+                                    "Must be one of: queued, processing, retrying, completed, "
+                                    "failed, cancelled."
+                                ]
+                            },
+                        ),
+                    ),
+                },
+            },
         },
-    },
-}
+        ("get", "/api/v1/jobs/{job_id}"): {
+            "responses": {
+                "200": {
+                    "completed": example("A completed job with its result", JOB_COMPLETED),
+                    "failed": example("A failed job: the generator's own message", JOB_FAILED),
+                },
+                "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
+            },
+        },
+        ("post", "/api/v1/jobs/{job_id}/cancel"): {
+            "request": {"empty": example("No body is needed; an empty object is accepted", {})},
+            "responses": {
+                "202": {
+                    "cancelling": example(
+                        "A processing job: it stops at its next check and ends `cancelled`",
+                        JOB_CANCELLING,
+                    )
+                },
+                "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
+                "409": {
+                    "terminal": example(
+                        "The job already ended",
+                        error(
+                            "INVALID_TRANSITION",
+                            "a completed job cannot become cancelled",
+                            {"status": ["is completed"]},
+                        ),
+                    )
+                },
+            },
+        },
+        ("post", "/api/v1/jobs/{job_id}/retry"): {
+            "request": {"empty": example("No body is needed; an empty object is accepted", {})},
+            "responses": {
+                "202": {
+                    "queued_again": example("Queued again; `attempts` keeps counting", JOB_RETRIED)
+                },
+                "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
+                "409": {
+                    "not_ended": example(
+                        "Only a failed or cancelled job can be retried",
+                        error(
+                            "INVALID_TRANSITION",
+                            "a completed job cannot become queued",
+                            {"status": ["is completed"]},
+                        ),
+                    )
+                },
+            },
+        },
+        ("get", "/api/v1/jobs/{job_id}/events"): {
+            "parameters": {"since": {"after_3": example("The events after seq 3", 3)}},
+            "responses": {
+                "200": {
+                    "events": example(
+                        "In seq order, as the relay sends them", {"items": JOB_EVENTS}
+                    )
+                },
+                "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
+                "422": {"bad_since": example("A negative seq", BAD_SINCE)},
+            },
+        },
+        ("get", "/api/v1/jobs/{job_id}/result"): {
+            "responses": {
+                "200": {
+                    "echo": example(
+                        "An echo job's artifact: its params, as application/json",
+                        ECHO_REQUEST["params"],
+                    )
+                },
+                "404": {
+                    "no_artifact": example(
+                        "The job wrote no artifact (yet)",
+                        error("NOT_FOUND", "this job has no result artifact"),
+                    ),
+                    "no_such_job": example("No such job for this tenant", _NO_JOB),
+                },
+            },
+        },
+        ("get", "/api/v1/event-types"): {
+            "responses": {
+                "200": {
+                    "catalogue": example(
+                        "Every event type with its payload's JSON Schema (one shown)",
+                        {
+                            "items": [
+                                {
+                                    "event_type": "job.progress.updated",
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "job_id": {"type": "string", "format": "uuid"},
+                                            "progress": {
+                                                "type": "number",
+                                                "minimum": 0,
+                                                "maximum": 1,
+                                            },
+                                            "message": {"type": "string"},
+                                        },
+                                        "required": ["job_id", "progress"],
+                                    },
+                                }
+                            ]
+                        },
+                    )
+                }
+            },
+        },
+    }

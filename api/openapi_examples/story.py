@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app import pages
+from app.errors import ServiceError
 
 
 def example(summary: str, value) -> dict:
@@ -16,6 +17,16 @@ def example(summary: str, value) -> dict:
 def error(code: str, message: str, details: dict | None = None) -> dict:
     """The error envelope the API answers with (api/errors.py)."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def refused(call, *args) -> dict:
+    """The envelope of the domain's own refusal of `call(*args)`, for an example whose words
+    depend on what is installed (the known kinds, say)."""
+    try:
+        call(*args)
+    except ServiceError as exc:
+        return error(exc.code, exc.message, exc.details)
+    raise AssertionError(f"{call.__name__}{args} was not refused")
 
 
 # --- the story's ids and times --------------------------------------------------------------

@@ -289,6 +289,7 @@ _BIG = {"data": "x" * 300_000, "content_type": "application/json"}
 # (method, path, request, status, example name, ids that override the fixture's)
 ERROR_CASES = [
     ("post", "/api/v1/jobs", {"json": {"kind": "echo", "priority": 12}}, 422, "bad_field", {}),
+    ("post", "/api/v1/jobs", {"json": {"kind": "paint"}}, 422, "unknown_kind", {}),
     (
         "post",
         "/api/v1/jobs",
@@ -329,6 +330,7 @@ ERROR_CASES = [
         "bad_config",
         {},
     ),
+    ("post", "/api/v1/agents", {"json": {"name": "x", "type": "painter"}}, 422, "unknown_type", {}),
     ("get", "/api/v1/agents", {"query_string": {"status": "asleep"}}, 422, "bad_status", {}),
     ("get", AGENT, {}, 404, "no_such_agent", NOWHERE),
     ("patch", AGENT, {"json": {}}, 422, "empty", {}),
