@@ -80,7 +80,9 @@ _OPERATIONS = [
         "Queues a job of a generator `kind` (202, with `Location`). `params` are checked "
         "against the generator's schema first: an unknown kind or refused params is a 422 and "
         "no job is made. With an `Idempotency-Key` this tenant used before, the answer is 200 "
-        "with the original job, and no second job is made.",
+        "with the original job, and no second job is made. Built-in kinds: `echo` (any "
+        "params; the result is the params), `sleep` `{seconds, steps?}`, `fail` `{message, "
+        "transient?, times?}` and `http` `{url, payload?, poll_url?}`; plugins add more.",
         {
             "parameters": [
                 {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}

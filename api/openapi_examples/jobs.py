@@ -16,6 +16,21 @@ from app import generators
 
 SLEEP_REQUEST = {"kind": "sleep", "params": {"seconds": 3, "steps": 3}, "card_id": "card-42"}
 ECHO_REQUEST = {"kind": "echo", "params": {"prompt": "a lighthouse at dusk"}, "priority": 7}
+FLAKY_REQUEST = {
+    "kind": "fail",
+    "params": {"message": "model busy", "transient": True, "times": 2},
+    "max_retries": 3,
+}
+HTTP_REQUEST = {
+    "kind": "http",
+    "params": {
+        "url": "https://gen.example.com/v1/images",
+        "payload": {"prompt": "a lighthouse at dusk"},
+        "poll_url": "https://gen.example.com/v1/images/{id}",
+    },
+    "timeout_s": 300,
+}
+LATER_REQUEST = {"kind": "echo", "params": {"note": "in ten minutes"}, "countdown_s": 600}
 
 JOB_QUEUED = {
     "id": JOB_ID,
@@ -130,6 +145,15 @@ def jobs() -> dict:
             "request": {
                 "sleep": example("A sleep job that reports progress three times", SLEEP_REQUEST),
                 "echo": example("An echo job: its result is its params", ECHO_REQUEST),
+                "flaky": example(
+                    "Fails its first two attempts, then completes: retries to watch",
+                    FLAKY_REQUEST,
+                ),
+                "http": example(
+                    "Calls a generation service and polls it until done (kept as result_url)",
+                    HTTP_REQUEST,
+                ),
+                "later": example("Waits in Postgres for ten minutes before it runs", LATER_REQUEST),
             },
             "parameters": {
                 "Idempotency-Key": {
