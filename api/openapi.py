@@ -432,6 +432,22 @@ def _add_examples(examples: dict, path: str, method: str, op: dict) -> None:
             next(iter(response["content"].values()))["examples"] = named
 
 
+# The docs page groups the operations under these tags, in this order.
+_TAGS = [
+    ("Jobs", "Generation jobs: submit, follow, cancel, retry, their events and artifacts."),
+    ("Agents", "Agents: register, version, command, and watch them; the audit trail."),
+    ("Operations", "Health, metrics and this document: no key needed."),
+]
+
+
+def _tag(path: str) -> str:
+    if path.startswith(("/api/v1/agent", "/api/v1/audit")):
+        return "Agents"
+    if path.startswith(("/api/v1/jobs", "/api/v1/event-types")):
+        return "Jobs"
+    return "Operations"
+
+
 # The schemas of api/schemas.py the document names (`<name>Schema` there).
 _COMPONENTS = (
     "JobSubmit Job JobPage JobListQuery SinceQuery Event EventList EventTypeList ErrorEnvelope "
@@ -450,6 +466,8 @@ def build_spec() -> dict:
         info={"description": "Generation jobs and agent commands on Celery; see CONTRACT.md."},
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for name, description in _TAGS:
+        spec.tag({"name": name, "description": description})
     for name in _COMPONENTS:
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     paths: dict[str, dict] = {}
@@ -457,6 +475,7 @@ def build_spec() -> dict:
         op = {
             "summary": summary,
             "description": description,
+            "tags": [_tag(path)],
             "responses": dict(responses),
             "security": [{"bearer": []}],
             **extra,

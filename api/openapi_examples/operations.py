@@ -66,6 +66,7 @@ OPERATIONS = {
                                 }
                             }
                         },
+                        "tags": [{"name": "Operations", "description": "Health, metrics ..."}],
                         "components": {
                             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
                         },

@@ -48,6 +48,7 @@ def test_every_operation_has_a_summary_a_description_and_examples(flask_app):
         for method, op in ops.items():
             lacks = [k for k, n in (("summary", 5), ("description", 30)) if len(op.get(k, "")) < n]
             lacks += [] if _has_example(op) else ["examples"]
+            lacks += [] if len(op.get("tags", [])) == 1 else ["one tag"]
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
             if body and not body.get("examples"):
                 lacks.append("request example")
