@@ -64,14 +64,24 @@ class ImageGenerator:
                 ctx.progress(0.1 + 0.6 * n / len(shapes), f"shape {n}/{len(shapes)}")
         if params.get("text"):
             font = ImageFont.load_default(size=params.get("font_size", 32))
-            draw.text((size[0] / 2, size[1] / 2), params["text"],
-                      fill=params.get("text_color", "#000000"), font=font, anchor="mm")
+            draw.text(
+                (size[0] / 2, size[1] / 2),
+                params["text"],
+                fill=params.get("text_color", "#000000"),
+                font=font,
+                anchor="mm",
+            )
             ctx.progress(0.8, "text")
         buf = io.BytesIO()
         image.save(buf, format="PNG", optimize=False)
         body = buf.getvalue()
-        result = {"width": size[0], "height": size[1], "format": "png", "bytes": len(body),
-                  "sha256": hashlib.sha256(body).hexdigest()}
+        result = {
+            "width": size[0],
+            "height": size[1],
+            "format": "png",
+            "bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
         return Output(result=result, artifact=("image/png", body))
 
 
