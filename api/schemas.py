@@ -27,35 +27,40 @@ class JobSubmitSchema(Schema):
 
 
 class ErrorBodySchema(Schema):
-    code = fields.String()
-    message = fields.String()
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+# The response schemas below feed only the OpenAPI document. A field is `required` when the
+# API always sends it, so the document (and schemathesis, which checks answers against it)
+# says so, and an example that leaves one out fails its test.
 
 
 class JobSchema(Schema):
-    id = fields.UUID()
-    kind = fields.String()
-    params = fields.Dict()
-    status = fields.String(validate=validate.OneOf(_STATUSES))
-    progress = fields.Float()
-    result = fields.Raw(allow_none=True)
-    result_url = fields.String(allow_none=True)
-    error = fields.Nested(ErrorBodySchema, allow_none=True)
-    attempts = fields.Integer()
-    max_retries = fields.Integer()
-    priority = fields.Integer()
-    card_id = fields.String(allow_none=True)
-    correlation_id = fields.String()
-    timeout_s = fields.Float()
-    cancel_requested = fields.Boolean()
-    created_at = fields.String()
-    started_at = fields.String(allow_none=True)
-    finished_at = fields.String(allow_none=True)
-    updated_at = fields.String()
+    id = fields.UUID(required=True)
+    kind = fields.String(required=True)
+    params = fields.Dict(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(_STATUSES))
+    progress = fields.Float(required=True, validate=validate.Range(0, 1))
+    result = fields.Raw(required=True, allow_none=True)
+    result_url = fields.String(required=True, allow_none=True)
+    error = fields.Nested(ErrorBodySchema, required=True, allow_none=True)
+    attempts = fields.Integer(required=True)
+    max_retries = fields.Integer(required=True)
+    priority = fields.Integer(required=True)
+    card_id = fields.String(required=True, allow_none=True)
+    correlation_id = fields.String(required=True)
+    timeout_s = fields.Float(required=True)
+    cancel_requested = fields.Boolean(required=True)
+    created_at = fields.String(required=True)
+    started_at = fields.String(required=True, allow_none=True)
+    finished_at = fields.String(required=True, allow_none=True)
+    updated_at = fields.String(required=True)
 
 
 class JobPageSchema(Schema):
-    items = fields.List(fields.Nested(JobSchema))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(JobSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
 
 
 class JobListQuerySchema(Schema):
@@ -76,23 +81,36 @@ class SinceQuerySchema(Schema):
     since = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
 
 
+class SubjectSchema(Schema):
+    type = fields.String(required=True)
+    id = fields.String(required=True)
+
+
 class EventSchema(Schema):
-    event_id = fields.UUID()
-    event_type = fields.String()
-    seq = fields.Integer()
-    timestamp = fields.String()
-    source_service = fields.String()
-    subject = fields.Dict()
-    payload = fields.Dict()
-    metadata = fields.Dict()
+    event_id = fields.UUID(required=True)
+    event_type = fields.String(required=True)
+    seq = fields.Integer(required=True, validate=validate.Range(1))
+    timestamp = fields.String(required=True)
+    source_service = fields.String(required=True)
+    subject = fields.Nested(SubjectSchema, required=True)
+    payload = fields.Dict(required=True)
+    metadata = fields.Dict(required=True)
 
 
 class EventListSchema(Schema):
-    items = fields.List(fields.Nested(EventSchema))
+    items = fields.List(fields.Nested(EventSchema), required=True)
+
+
+class ErrorSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
 
 
 class ErrorEnvelopeSchema(Schema):
-    error = fields.Dict()
+    """`{"error": {code, message, details}}`: `details` names each field at fault."""
+
+    error = fields.Nested(ErrorSchema, required=True)
 
 
 class AgentCreateSchema(Schema):
@@ -170,39 +188,171 @@ class AuditQuerySchema(Schema):
 
 
 class CapabilitySchema(Schema):
-    name = fields.String()
-    description = fields.String()
-    input_schema = fields.Dict()
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    input_schema = fields.Dict(required=True)
 
 
 class AgentSchema(Schema):
-    id = fields.UUID()
-    name = fields.String()
-    type = fields.String()
-    description = fields.String()
-    config = fields.Dict()
-    capabilities = fields.List(fields.Nested(CapabilitySchema))
-    version = fields.Integer()
-    status = fields.String(validate=validate.OneOf(_AGENT_STATUSES))
-    error = fields.Nested(ErrorBodySchema, allow_none=True)
-    last_heartbeat = fields.String(allow_none=True)
-    created_at = fields.String()
-    updated_at = fields.String()
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    type = fields.String(required=True)
+    description = fields.String(required=True)
+    config = fields.Dict(required=True)
+    capabilities = fields.List(fields.Nested(CapabilitySchema), required=True)
+    version = fields.Integer(required=True, validate=validate.Range(1))
+    status = fields.String(required=True, validate=validate.OneOf(_AGENT_STATUSES))
+    error = fields.Nested(ErrorBodySchema, required=True, allow_none=True)
+    last_heartbeat = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class AgentPageSchema(Schema):
+    items = fields.List(fields.Nested(AgentSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
 
 
 class AgentCommandSchema(Schema):
-    id = fields.UUID()
-    agent_id = fields.UUID()
-    command = fields.String(validate=validate.OneOf(_COMMANDS))
-    params = fields.Dict()
-    status = fields.String(validate=validate.OneOf(["queued", "processing", "completed", "failed"]))
-    result = fields.Raw(allow_none=True)
-    error = fields.Nested(ErrorBodySchema, allow_none=True)
-    job_id = fields.UUID(allow_none=True)
-    created_at = fields.String()
-    started_at = fields.String(allow_none=True)
-    finished_at = fields.String(allow_none=True)
-    updated_at = fields.String()
+    id = fields.UUID(required=True)
+    agent_id = fields.UUID(required=True)
+    command = fields.String(required=True, validate=validate.OneOf(_COMMANDS))
+    params = fields.Dict(required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf(["queued", "processing", "completed", "failed"])
+    )
+    result = fields.Raw(required=True, allow_none=True)
+    error = fields.Nested(ErrorBodySchema, required=True, allow_none=True)
+    job_id = fields.UUID(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    started_at = fields.String(required=True, allow_none=True)
+    finished_at = fields.String(required=True, allow_none=True)
+    updated_at = fields.String(required=True)
+
+
+class AgentCommandListSchema(Schema):
+    items = fields.List(fields.Nested(AgentCommandSchema), required=True)
+
+
+class AgentVersionSchema(Schema):
+    version = fields.Integer(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    config = fields.Dict(required=True)
+    reason = fields.String(required=True)
+    created_by = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+
+
+class AgentVersionListSchema(Schema):
+    items = fields.List(fields.Nested(AgentVersionSchema), required=True)
+
+
+class AgentStatusSchema(Schema):
+    agent_id = fields.UUID(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(_AGENT_STATUSES))
+    last_heartbeat = fields.String(required=True, allow_none=True)
+    error = fields.Nested(ErrorBodySchema, required=True, allow_none=True)
+    version = fields.Integer(required=True)
+    queued_commands = fields.Integer(required=True)
+
+
+class DurationsSchema(Schema):
+    avg = fields.Float(required=True, allow_none=True)
+    p50 = fields.Float(required=True, allow_none=True)
+    p95 = fields.Float(required=True, allow_none=True)
+    max = fields.Float(required=True, allow_none=True)
+
+
+class CommandStatsSchema(Schema):
+    count = fields.Integer(required=True)
+    completed = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    in_progress = fields.Integer(required=True)
+    duration_s = fields.Nested(DurationsSchema, required=True)
+
+
+class AgentMetricsSchema(Schema):
+    agent_id = fields.UUID(required=True)
+    commands = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CommandStatsSchema), required=True
+    )
+    executions = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CommandStatsSchema), required=True
+    )
+    last_heartbeat = fields.String(required=True, allow_none=True)
+
+
+class LogLineSchema(Schema):
+    at = fields.String(required=True)
+    level = fields.String(required=True)
+    message = fields.String(required=True)
+    command_id = fields.UUID(required=True, allow_none=True)
+
+
+class LogListSchema(Schema):
+    items = fields.List(fields.Nested(LogLineSchema), required=True)
+
+
+class AuditKeySchema(Schema):
+    id = fields.UUID(required=True, allow_none=True)
+    prefix = fields.String(required=True, allow_none=True)
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer(required=True)
+    at = fields.String(required=True)
+    key = fields.Nested(AuditKeySchema, required=True)
+    action = fields.String(required=True)
+    subject = fields.Nested(SubjectSchema, required=True)
+    details = fields.Dict(required=True)
+
+
+class AuditPageSchema(Schema):
+    items = fields.List(fields.Nested(AuditEntrySchema), required=True)
+    next_before = fields.Integer(required=True, allow_none=True)
+
+
+class AgentTypeSchema(Schema):
+    type = fields.String(required=True)
+    description = fields.String(required=True)
+    config_schema = fields.Dict(required=True)
+    capabilities = fields.List(fields.Nested(CapabilitySchema), required=True)
+
+
+class AgentTypeListSchema(Schema):
+    items = fields.List(fields.Nested(AgentTypeSchema), required=True)
+
+
+class GeneratorSchema(Schema):
+    kind = fields.String(required=True)
+    description = fields.String(required=True)
+    params_schema = fields.Dict(required=True)
+
+
+class GeneratorListSchema(Schema):
+    items = fields.List(fields.Nested(GeneratorSchema), required=True)
+
+
+class EventTypeSchema(Schema):
+    event_type = fields.String(required=True)
+    schema = fields.Dict(required=True)
+
+
+class EventTypeListSchema(Schema):
+    items = fields.List(fields.Nested(EventTypeSchema), required=True)
+
+
+class LivenessSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["alive"]))
+
+
+class ReadinessSchema(Schema):
+    """200 `healthy` with every check `ok`, or 503 `unhealthy` naming the `failed` ones."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["healthy", "unhealthy"]))
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    failed = fields.List(fields.String())
 
 
 job_submit = JobSubmitSchema()

@@ -17,6 +17,14 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return default if raw in (None, "") else float(raw)
 
 
+def _env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple) -> str:
+    # A typo here would otherwise surface only when the first job completes.
+    value = env.get(name) or default
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of every process, with the contract's defaults."""
@@ -58,6 +66,18 @@ class Settings:
     relay_async_mode: str = "gevent"
     # Hosts the `http` generator may call (comma-separated); empty allows any host.
     http_allowed_hosts: str = ""
+    # The `http` generator's timeouts per request: to connect, and to wait for the answer.
+    http_connect_timeout_s: float = 3.05
+    http_read_timeout_s: float = 10.0
+    # Its circuit breaker per host, shared by every worker through Redis: consecutive
+    # failures that open it, and seconds it stays open before one trial call (half-open).
+    breaker_fail_max: int = 5
+    breaker_reset_timeout_s: float = 30.0
+    # Where generators' artifacts go: `postgres` (a row's bytes) or `filesystem` (files in
+    # `artifact_dir`, which the api and every worker must share). Either store's artifacts
+    # stay readable after a switch.
+    artifact_store: str = "postgres"
+    artifact_dir: str = "var/artifacts"
     # Finished jobs (and their events) older than this are deleted by the sweep; 0 keeps all.
     retention_s: float = 30 * 86400.0
     # Requests per key on /api/v1, in Flask-Limiter's notation ("600/minute;50/second").
@@ -114,6 +134,18 @@ class Settings:
             api_cors_origins=env.get("API_CORS_ORIGINS", ""),
             relay_async_mode=env.get("RELAY_ASYNC_MODE") or d.relay_async_mode,
             http_allowed_hosts=env.get("HTTP_ALLOWED_HOSTS", ""),
+            http_connect_timeout_s=_env_float(
+                env, "HTTP_CONNECT_TIMEOUT_S", d.http_connect_timeout_s
+            ),
+            http_read_timeout_s=_env_float(env, "HTTP_READ_TIMEOUT_S", d.http_read_timeout_s),
+            breaker_fail_max=_env_int(env, "BREAKER_FAIL_MAX", d.breaker_fail_max),
+            breaker_reset_timeout_s=_env_float(
+                env, "BREAKER_RESET_TIMEOUT_S", d.breaker_reset_timeout_s
+            ),
+            artifact_store=_env_choice(
+                env, "ARTIFACT_STORE", d.artifact_store, ("postgres", "filesystem")
+            ),
+            artifact_dir=env.get("ARTIFACT_DIR") or d.artifact_dir,
             rate_limit=env.get("RATE_LIMIT") or d.rate_limit,
             retention_s=_env_float(env, "RETENTION_S", d.retention_s),
         )

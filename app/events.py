@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import db, pubsub
@@ -27,6 +27,7 @@ AGENT_COMMAND_UPDATED = "agent.command.updated"
 EXECUTION_STARTED = "agent.capability.execution.started"
 EXECUTION_COMPLETED = "agent.capability.execution.completed"
 EXECUTION_FAILED = "agent.capability.execution.failed"
+CIRCUIT_BREAKER_STATE_CHANGED = "circuit_breaker.state.changed"
 
 _STATUS = {"enum": ["queued", "processing", "retrying", "completed", "failed", "cancelled"]}
 _ERROR = {
@@ -44,6 +45,7 @@ _EXECUTION = {
     "job_id": {"anyOf": [_UUID, {"type": "null"}]},
 }
 _EXECUTION_KEYS = ["command_id", "agent_id", "capability", "job_id"]
+_BREAKER_STATE = {"enum": ["closed", "open", "half_open"]}
 
 
 def _object(properties: dict, required: list[str]) -> dict:
@@ -119,6 +121,17 @@ EVENT_TYPES: dict[str, dict] = {
     EXECUTION_STARTED: _object(_EXECUTION, _EXECUTION_KEYS),
     EXECUTION_COMPLETED: _object({**_EXECUTION, "result": {}}, [*_EXECUTION_KEYS, "result"]),
     EXECUTION_FAILED: _object({**_EXECUTION, "error": _ERROR}, [*_EXECUTION_KEYS, "error"]),
+    # Recorded on the job whose call changed the breaker's state (the seed's payload + job_id).
+    CIRCUIT_BREAKER_STATE_CHANGED: _object(
+        {
+            "service_name": {"type": "string"},
+            "previous_state": _BREAKER_STATE,
+            "current_state": _BREAKER_STATE,
+            "failure_count": {"type": "integer", "minimum": 0},
+            "job_id": _UUID,
+        },
+        ["service_name", "previous_state", "current_state", "failure_count", "job_id"],
+    ),
 }
 
 
@@ -142,15 +155,48 @@ def iso(ts: datetime | None) -> str | None:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
-def _next_seq(conn: Connection, subject: Subject) -> int:
-    # The upsert locks the counter row until commit: concurrent writers of one subject
-    # queue here, so seq is gapless and ordered by commit.
-    stmt = insert(EventCounter).values(subject_type=subject.type, subject_id=subject.id, last_seq=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[EventCounter.subject_type, EventCounter.subject_id],
-        set_={"last_seq": EventCounter.last_seq + 1},
-    ).returning(EventCounter.last_seq)
-    return conn.execute(stmt).scalar_one()
+def _record_statement():
+    """Take the subject's next `seq` and insert the event: one statement, one round trip.
+
+    Built once: constructing a statement costs more CPU than running it, and events are
+    the hot path. The counter upsert locks its row until commit, so concurrent writers of
+    one subject queue here and `seq` is gapless and ordered by commit.
+    """
+    c = EventCounter.__table__.c
+    subject_type = bindparam("subject_type", type_=c.subject_type.type)
+    subject_id = bindparam("subject_id", type_=c.subject_id.type)
+    counter = (
+        insert(EventCounter)
+        .values(subject_type=subject_type, subject_id=subject_id, last_seq=1)
+        .on_conflict_do_update(
+            index_elements=[EventCounter.subject_type, EventCounter.subject_id],
+            set_={"last_seq": EventCounter.last_seq + 1},
+        )
+        .returning(EventCounter.last_seq)
+        .cte("counter")
+    )
+    t = Event.__table__.c
+    values = select(
+        bindparam("id", type_=t.id.type),
+        bindparam("tenant_id", type_=t.tenant_id.type),
+        subject_type,
+        subject_id,
+        counter.c.last_seq,
+        bindparam("event_type"),
+        bindparam("source_service"),
+        bindparam("payload", type_=t.payload.type),
+        bindparam("metadata", type_=t.metadata.type),
+        bindparam("created_at", type_=t.created_at.type),
+    )
+    columns = "id tenant_id subject_type subject_id seq event_type source_service payload"
+    return (
+        insert(Event)
+        .from_select([*columns.split(), t.metadata, "created_at"], values)
+        .returning(Event.seq)
+    )
+
+
+_RECORD = _record_statement()
 
 
 def record(conn: Connection, subject: Subject, event_type: str, payload: dict, source: str) -> dict:
@@ -160,11 +206,10 @@ def record(conn: Connection, subject: Subject, event_type: str, payload: dict, s
         "tenant_id": subject.tenant_id,
         "subject_type": subject.type,
         "subject_id": subject.id,
-        "seq": _next_seq(conn, subject),
         "event_type": event_type,
         "source_service": source,
         "payload": payload,
-        "meta": {
+        "metadata": {
             "tenant": subject.tenant,
             "correlation_id": subject.correlation_id,
             "card_id": subject.card_id,
@@ -172,8 +217,8 @@ def record(conn: Connection, subject: Subject, event_type: str, payload: dict, s
         },
         "created_at": datetime.now(UTC),
     }
-    conn.execute(insert(Event).values(**row))
-    return envelope({**row, "metadata": row["meta"]})
+    row["seq"] = conn.execute(_RECORD, row).scalar_one()
+    return envelope(row)
 
 
 def envelope(row) -> dict:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import config, db, events, generators, pages
+from app import artifacts, config, db, events, generators, pages
 from app.errors import InvalidTransition, NotFound
 from app.events import Subject, iso
-from app.models import TERMINAL, Event, Job, JobArtifact, JobStatus, Tenant
+from app.models import TERMINAL, Event, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.tenants import TenantRef
 
@@ -77,14 +77,36 @@ def _select_job():
     return select(_JOB, Tenant.name.label("tenant")).join(Tenant, Tenant.id == Job.tenant_id)
 
 
+# Hot-path statements are built once and run with parameters: building a statement costs
+# SQLAlchemy more CPU than Postgres spends running it.
+_BY_ID = Job.id == bindparam("job_id", type_=_JOB.c.id.type)
+_OF_TENANT = Job.tenant_id == bindparam("tenant_id", type_=_JOB.c.tenant_id.type)
+
+
+def _load_statement(mine: bool, lock: bool):
+    q = _select_job().where(_BY_ID)
+    if mine:
+        q = q.where(_OF_TENANT)
+    return q.with_for_update(of=_JOB) if lock else q
+
+
+_LOAD = {(mine, lock): _load_statement(mine, lock) for mine in (0, 1) for lock in (0, 1)}
+# UPDATE jobs SET <the columns given at execution> WHERE id = :job_id RETURNING *
+_UPDATE = update(_JOB).where(_BY_ID).returning(_JOB)
+_INSERT = (
+    insert(_JOB)
+    .on_conflict_do_nothing(
+        index_elements=["tenant_id", "idempotency_key"],
+        index_where=Job.idempotency_key.isnot(None),
+    )
+    .returning(_JOB)
+)
+
+
 def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> dict:
     """One job row (with `tenant`), optionally locked; `NotFound` if absent or not the tenant's."""
-    q = _select_job().where(Job.id == _as_uuid(job_id))
-    if tenant_id is not None:
-        q = q.where(Job.tenant_id == tenant_id)
-    if lock:
-        q = q.with_for_update(of=_JOB)
-    row = conn.execute(q).mappings().first()
+    params = {"job_id": _as_uuid(job_id), "tenant_id": tenant_id}
+    row = conn.execute(_LOAD[tenant_id is not None, bool(lock)], params).mappings().first()
     if row is None:
         raise NotFound("no such job")
     return dict(row)
@@ -101,11 +123,7 @@ def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
     values.update(status=status.value, updated_at=now)
     if status in TERMINAL:
         values.setdefault("finished_at", now)
-    row = (
-        uow.conn.execute(update(_JOB).where(Job.id == job["id"]).values(**values).returning(_JOB))
-        .mappings()
-        .one()
-    )
+    row = uow.conn.execute(_UPDATE, {"job_id": job["id"], **values}).mappings().one()
     new = {**dict(row), "tenant": job["tenant"]}
     payload = {
         "job_id": str(job["id"]),
@@ -166,19 +184,7 @@ def create(
         "created_at": now,
         "updated_at": now,
     }
-    row = (
-        uow.conn.execute(
-            insert(_JOB)
-            .values(**values)
-            .on_conflict_do_nothing(
-                index_elements=["tenant_id", "idempotency_key"],
-                index_where=Job.idempotency_key.isnot(None),
-            )
-            .returning(_JOB)
-        )
-        .mappings()
-        .first()
-    )
+    row = uow.conn.execute(_INSERT, values).mappings().first()
     if row is None:
         existing = (
             uow.conn.execute(
@@ -271,15 +277,10 @@ def job_events(tenant: TenantRef, job_id, since: int = 0) -> list[dict]:
 def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:
     """The artifact the job's generator wrote: `(content_type, body)`."""
     with db.transaction() as conn:
-        job = load(conn, job_id, tenant.id)
-        row = conn.execute(
-            select(JobArtifact.content_type, JobArtifact.body).where(
-                JobArtifact.job_id == job["id"]
-            )
-        ).first()
-    if row is None:
+        found = artifacts.find(conn, load(conn, job_id, tenant.id)["id"])
+    if found is None:
         raise NotFound("this job has no result artifact")
-    return row.content_type, bytes(row.body)
+    return artifacts.read(found)  # a file is read outside the transaction
 
 
 def stats(window_s: float = 3600.0) -> dict:

@@ -145,14 +145,19 @@ class Job(Base):
 
 
 class JobArtifact(Base):
-    """What a generator wrote, served by `GET /jobs/{id}/result`."""
+    """What a generator wrote, served by `GET /jobs/{id}/result` (see `app/artifacts.py`).
+
+    The Postgres store keeps the bytes in `body`; the filesystem store names its file in
+    `path` (relative to `ARTIFACT_DIR`) instead.
+    """
 
     __tablename__ = "job_artifacts"
     job_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
     content_type: Mapped[str] = mapped_column(String(255))
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    path: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _now()
 
 

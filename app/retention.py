@@ -1,5 +1,8 @@
 """Retention: finished jobs older than `RETENTION_S` leave Postgres, with their events.
 
+Their artifact files (filesystem store) are removed after the deleting transaction commits,
+so a rollback never leaves a row without its file; a crash in between leaves orphan files.
+
 Run from the beat's sweep in small batches, so one pass stays short however much is due;
 each pass deletes at most `batch` jobs, oldest first, and the next pass goes on.
 """
@@ -11,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, select, tuple_
 
-from app import config, db
+from app import artifacts, config, db
 from app.models import TERMINAL, Event, EventCounter, Job
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ def purge_expired(batch: int = 500) -> int:
         )
         if not ids:
             return 0
+        files = artifacts.files_of(conn, ids)
         conn.execute(
             delete(Event).where(and_(Event.subject_type == "job", Event.subject_id.in_(ids)))
         )
@@ -45,6 +49,7 @@ def purge_expired(batch: int = 500) -> int:
                 )
             )
         )
-        conn.execute(delete(Job).where(Job.id.in_(ids)))  # artifacts go by ON DELETE CASCADE
+        conn.execute(delete(Job).where(Job.id.in_(ids)))  # artifact rows go by ON DELETE CASCADE
+    artifacts.remove(files)
     log.info("retention: purged %d finished jobs older than %ss", len(ids), keep_s)
     return len(ids)

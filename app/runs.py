@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import config, db, events, generators
+from app import artifacts, config, db, events, generators
 from app.errors import NotFound, Unavailable, ValidationFailed
 from app.generators import Cancelled, Output, PermanentError, TransientError
 from app.jobs import load, subject, transition
-from app.models import Job, JobArtifact, JobStatus
+from app.models import Job, JobStatus
 from app.outbox import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,20 @@ class Run:
                 payload["message"] = message
             uow.record(subject(job), events.JOB_PROGRESS_UPDATED, payload)
 
+    @_persist
+    def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
+        """Record that this run's call changed a circuit breaker's state, in the job's timeline."""
+        with unit_of_work("worker") as uow:
+            job = self._owned(uow.conn, lock=True)
+            payload = {
+                "service_name": service,
+                "previous_state": previous,
+                "current_state": current,
+                "failure_count": failures,
+                "job_id": self.job_id,
+            }
+            uow.record(subject(job), events.CIRCUIT_BREAKER_STATE_CHANGED, payload)
+
     def heartbeat(self) -> None:
         """Renew this run's lease, so the orphan sweep leaves it alone."""
         with db.transaction() as conn:
@@ -140,19 +154,18 @@ def claim(job_id: str, token: str, worker: str) -> Run | None:
 @_persist
 def complete(run: Run, out: Output) -> None:
     """Record the generator's output; the job is `completed`."""
-    with unit_of_work("worker") as uow:
-        job = run._owned(uow.conn, lock=True)
-        if out.artifact is not None:
-            content_type, body = out.artifact
-            uow.conn.execute(JobArtifact.__table__.delete().where(JobArtifact.job_id == job["id"]))
-            uow.conn.execute(
-                JobArtifact.__table__.insert().values(
-                    job_id=job["id"], content_type=content_type, body=body
-                )
+    # A file store writes the file now, before the transaction that commits its row.
+    staged = artifacts.stage(run.job_id, out.artifact)
+    try:
+        with unit_of_work("worker") as uow:
+            job = run._owned(uow.conn, lock=True)
+            artifacts.attach(uow.conn, job["id"], staged)
+            transition(
+                uow, job, S.COMPLETED, result=out.result, result_url=out.result_url, progress=1.0
             )
-        transition(
-            uow, job, S.COMPLETED, result=out.result, result_url=out.result_url, progress=1.0
-        )
+    except Superseded:
+        artifacts.discard(staged)  # rolled back for sure: the job is no longer ours
+        raise
 
 
 @_persist

@@ -52,6 +52,9 @@ class Context(Protocol):
     def check_cancelled(self) -> None:
         """Raise `Cancelled` if the job was cancelled since the last check."""
 
+    def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
+        """Record a `circuit_breaker.state.changed` event that this run's call caused."""
+
 
 class Generator(Protocol):
     name: str

@@ -1,4 +1,4 @@
-"""The built-in generators: `echo`, `sleep`, `fail` and `http`."""
+"""The built-in generators: `echo`, `sleep`, `fail`, `http` and `image`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 from app.generators import Context, Output, PermanentError, TransientError, register, wait
 from app.generators.http import Http
+from app.generators.image import ImageGenerator
 
 
 class Echo:
@@ -66,5 +67,5 @@ class Fail:
         return Output(result={"attempts": ctx.attempt})
 
 
-for _gen in (Echo(), Sleep(), Fail(), Http()):
+for _gen in (Echo(), Sleep(), Fail(), Http(), ImageGenerator()):
     register(_gen)

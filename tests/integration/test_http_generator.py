@@ -51,10 +51,11 @@ def service():
     FakeService.calls = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    http_gen._breakers.clear()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    host = f"127.0.0.1:{server.server_address[1]}"
+    http_gen.reset_breaker(host)
+    yield f"http://{host}"
     server.shutdown()
-    http_gen._breakers.clear()
+    http_gen.reset_breaker(host)
 
 
 def run_job(tenant, params) -> dict:

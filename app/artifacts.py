@@ -1,0 +1,142 @@
+"""Artifact stores: where the bytes a generator produced are kept, and read back.
+
+`ARTIFACT_STORE=postgres` keeps them in the `job_artifacts` row; `filesystem` writes a file
+under `ARTIFACT_DIR` (a directory the api and every worker share) and the row names it. Either
+way the row says an artifact exists and carries its content type, and reading follows the row,
+so artifacts written before a change of store stay readable.
+
+The run's state change and its event commit in one transaction, and the artifact's row with
+them. A file is therefore written *before* that transaction, under a name of its own, and made
+visible by the commit of the row that points at it: a crash (or a run that lost its job) in
+between leaves at most an orphan file in `ARTIFACT_DIR`, never a row without its file. Files
+are removed only after the transaction that deleted their rows committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert
+
+from app import config
+from app.errors import NotFound
+from app.models import JobArtifact
+
+log = logging.getLogger(__name__)
+
+STORES = ("postgres", "filesystem")
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An artifact ready to be attached to its job: bytes for the row, or a written file."""
+
+    content_type: str
+    body: bytes | None = None
+    path: str | None = None  # relative to ARTIFACT_DIR
+
+
+def _dir() -> Path:
+    return Path(config.current().artifact_dir)
+
+
+def stage(job_id: str, artifact: tuple[str, bytes] | None) -> Staged | None:
+    """Ready an artifact before the transaction; the filesystem store writes its file now."""
+    if artifact is None:
+        return None
+    content_type, body = artifact
+    store = config.current().artifact_store
+    if store == "postgres":
+        return Staged(content_type, body=body)
+    if store != "filesystem":
+        raise ValueError(f"ARTIFACT_STORE must be one of {STORES}, not {store!r}")
+    ext = mimetypes.guess_extension(content_type.split(";")[0].strip()) or ".bin"
+    name = f"{job_id}-{uuid.uuid4().hex}{ext}"
+    _write(_dir() / name, body)
+    return Staged(content_type, path=name)
+
+
+def _write(path: Path, body: bytes) -> None:
+    # Written aside and renamed: a reader never sees half a file, whatever crashes.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    with part.open("wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+
+
+def discard(staged: Staged | None) -> None:
+    """Remove a staged file whose row will never be committed."""
+    if staged is not None and staged.path:
+        remove([staged.path])
+
+
+# One statement, built once: a run that completes a job again (a duplicate message that
+# won the claim after a reap) replaces the artifact. Job completion is the hot path.
+_UPSERT = insert(JobArtifact.__table__)
+_UPSERT = _UPSERT.on_conflict_do_update(
+    index_elements=[JobArtifact.job_id],
+    set_={c: _UPSERT.excluded[c] for c in ("content_type", "body", "path")},
+)
+
+
+def attach(conn: Connection, job_id, staged: Staged | None) -> None:
+    """Point the job at its artifact, in the caller's transaction."""
+    if staged is None:
+        return
+    values = {"content_type": staged.content_type, "body": staged.body, "path": staged.path}
+    conn.execute(_UPSERT, {"job_id": job_id, **values})
+
+
+def find(conn: Connection, job_id) -> Staged | None:
+    """The job's artifact row (bytes or file name), or None."""
+    row = conn.execute(
+        select(JobArtifact.content_type, JobArtifact.body, JobArtifact.path).where(
+            JobArtifact.job_id == job_id
+        )
+    ).first()
+    if row is None:
+        return None
+    body = bytes(row.body) if row.body is not None else None
+    return Staged(row.content_type, body=body, path=row.path)
+
+
+def read(found: Staged) -> tuple[str, bytes]:
+    """`(content_type, body)` of an artifact `find()` returned, from whichever store holds it."""
+    if found.path is None:
+        return found.content_type, found.body or b""
+    try:
+        return found.content_type, (_dir() / found.path).read_bytes()
+    except FileNotFoundError:
+        log.error("artifact file %s is missing from %s", found.path, _dir())
+        raise NotFound("this job's result artifact is no longer available") from None
+
+
+def files_of(conn: Connection, job_ids: list) -> list[str]:
+    """The artifact files of these jobs (to remove once their rows are deleted)."""
+    if not job_ids:
+        return []
+    return list(
+        conn.execute(
+            select(JobArtifact.path).where(
+                JobArtifact.job_id.in_(job_ids), JobArtifact.path.is_not(None)
+            )
+        ).scalars()
+    )
+
+
+def remove(paths: list[str]) -> None:
+    """Delete artifact files; one already gone is fine (a second sweep, a manual cleanup)."""
+    for name in paths:
+        try:
+            (_dir() / name).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove artifact file %s: %s", name, exc)

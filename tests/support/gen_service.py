@@ -1,0 +1,184 @@
+"""A small external generation service for the `http` generator's tests, in its own process.
+
+It speaks the protocol of `app/generators/http.py`: `POST /generate` answers
+`{id, status: "queued"}`, then `GET /status/<id>` answers `processing` (with `progress`)
+for `polls` calls and `completed` (with `result_url` and `result`) after that. A payload
+with `"reject": true` is refused with 422.
+
+Told what to do over HTTP, the tests make it misbehave on demand:
+`POST /_control {"slow_next": N, "slow_s": S}` answers the next N generation calls after
+S seconds, `{"fail_next": N, "fail_status": 503}` fails them, `{"polls": K}` sets the
+number of pending answers; `GET /_stats` counts the generation calls it received. Down is
+the process stopped (`GenService.stop()`): connections are refused until `start()`.
+
+Hand-written on http.server: a few dozen lines, nothing to install, and a real socket.
+Run as `python -m tests.support.gen_service PORT`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+from scripts import procfile
+from scripts.sandbox import free_port
+
+
+class _State:
+    """What the service was told, and what it saw (one process, shared by its threads)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.control = {"slow_next": 0, "slow_s": 0.0, "fail_next": 0, "fail_status": 503,
+                        "polls": 1}
+        self.calls = {"generate": 0, "status": 0}
+        self.pending: dict[str, dict] = {}  # id -> {"polls_left", "payload"}
+
+    def misbehaviour(self) -> tuple[float, int | None]:
+        """How long to stall and which status to fail with, for this generation call."""
+        with self.lock:
+            c, slow, fail = self.control, 0.0, None
+            if c["slow_next"] > 0:
+                c["slow_next"] -= 1
+                slow = c["slow_s"]
+            elif c["fail_next"] > 0:
+                c["fail_next"] -= 1
+                fail = c["fail_status"]
+        return slow, fail
+
+
+STATE = _State()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """The routes: generation (`/generate`, `/status/<id>`) and control (`/_control`, `/_stats`)."""
+
+    def _answer(self, status: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def _misbehave(self, kind: str) -> bool:
+        with STATE.lock:
+            STATE.calls[kind] += 1
+        slow, fail = STATE.misbehaviour()
+        time.sleep(slow)
+        if fail is not None:
+            self._answer(fail, {"detail": "the service is unwell"})
+            return True
+        return False
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self._body()
+        if self.path == "/_control":
+            with STATE.lock:
+                STATE.control.update(body)
+            return self._answer(200, STATE.control)
+        if self.path != "/generate":
+            return self._answer(404, {"detail": "no such route"})
+        if self._misbehave("generate"):
+            return None
+        if body.get("reject"):
+            return self._answer(422, {"detail": "prompt refused"})
+        job_id = uuid.uuid4().hex[:12]
+        with STATE.lock:
+            STATE.pending[job_id] = {"polls_left": STATE.control["polls"], "payload": body}
+        return self._answer(202, {"id": job_id, "status": "queued"})
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        if self.path == "/_stats":
+            with STATE.lock:
+                return self._answer(200, dict(STATE.calls))
+        if not self.path.startswith("/status/"):
+            return self._answer(404, {"detail": "no such route"})
+        if self._misbehave("status"):
+            return None
+        job_id = self.path.removeprefix("/status/")
+        with STATE.lock:
+            job = STATE.pending.get(job_id)
+            if job is None:
+                return self._answer(404, {"detail": "no such generation"})
+            job["polls_left"] -= 1
+            left = job["polls_left"]
+        if left >= 0:
+            return self._answer(200, {"status": "processing", "progress": 0.5})
+        host = self.headers.get("Host", "localhost")
+        return self._answer(200, {"status": "completed",
+                                  "result_url": f"http://{host}/files/{job_id}.png",
+                                  "result": {"id": job_id, "payload": job["payload"]}})
+
+    def log_message(self, *args):
+        pass
+
+
+class GenService:
+    """The service as a child process on a port of its own, started and stopped by tests."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.proc: procfile.Proc | None = None
+        self._logdir = Path(tempfile.mkdtemp(prefix="orchestra-gen-service-"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        """The breaker's name for this service (host and port)."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> GenService:
+        """Start the process (again, on the same port) and wait until it answers."""
+        command = f"{sys.executable} -m tests.support.gen_service {self.port}"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = procfile.start("gen-service", command, env, self._logdir / "log", self.port)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.check()
+            try:
+                requests.get(f"{self.url}/_stats", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError(f"the generation service did not answer on :{self.port}")
+
+    def stop(self) -> None:
+        """Stop the process: the service is down, its port refuses connections."""
+        if self.proc is not None:
+            procfile.stop(self.proc)
+            self.proc = None
+
+    def control(self, **changes) -> dict:
+        """Tell the service how to behave from now on."""
+        return requests.post(f"{self.url}/_control", json=changes, timeout=5).json()
+
+    def calls(self) -> dict:
+        """How many generation calls (`generate`, `status`) the running process received."""
+        return requests.get(f"{self.url}/_stats", timeout=5).json()
+
+
+def main(port: int) -> None:
+    """Serve on 127.0.0.1:`port` until stopped."""
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
