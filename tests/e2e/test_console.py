@@ -315,7 +315,7 @@ def test_docs_page_renders_redoc_from_our_own_files(browser, console_stack):
     try:
         page = context.new_page()
         page.goto(console_stack.origin + "/docs")
-        page.wait_for_selector("text=Submit a generation job", timeout=LIVE_TIMEOUT_MS)
+        page.wait_for_selector("h2:has-text('Submit a generation job')", timeout=LIVE_TIMEOUT_MS)
         assert foreign == []
     finally:
         context.close()
