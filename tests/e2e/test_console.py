@@ -213,6 +213,22 @@ def test_retry_a_failed_job_from_its_page(console):
     assert_not_reloaded(page)
 
 
+def test_load_more_pages_through_the_jobs(console):
+    """The table shows a page of 25 newest first; "Load more" follows the keyset cursor."""
+    page, client = console
+    ids = [client.submit("echo", {"n": n})["id"] for n in range(27)]
+    for job_id in ids:
+        client.wait_status(job_id, "completed")
+    page.goto(page.url.split("#")[0] + "#/jobs")
+    page.wait_for_selector(row(ids[-1]))
+    assert page.locator("#jobs tbody tr").count() == 25
+    page.click("#more")
+    page.wait_for_selector(row(ids[0]))
+    shown = page.eval_on_selector_all("#jobs tbody tr", "rows => rows.map(r => r.dataset.id)")
+    assert shown == ids[::-1]
+    assert page.is_hidden("#more")
+
+
 def test_job_page_escapes_hostile_data_and_shows_the_timeline(console):
     """Params and results are anyone's JSON: they appear as text, never as markup."""
     page, client = console

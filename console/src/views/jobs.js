@@ -20,6 +20,7 @@ export function jobsList(view) {
   const more = el("button", { type: "button", id: "more", hidden: true }, "Load more");
   const filters = filterForm((values) => {
     state.filters = values;
+    state.jobs = new Map(); // nothing of the old selection is kept
     reload();
   });
   fill(
@@ -38,33 +39,38 @@ export function jobsList(view) {
     const query = new URLSearchParams({ ...state.filters, limit: String(PAGE) });
     if (cursor) query.set("cursor", cursor);
     const page = await api(`/jobs?${query}`);
-    const items = cursor ? page.items : merge(page.items);
-    if (!cursor) {
-      state.jobs.clear();
-      body.replaceChildren();
+    if (cursor) {
+      const unseen = page.items.filter((job) => !state.jobs.has(job.id));
+      unseen.forEach((job) => state.jobs.set(job.id, job));
+      body.append(...unseen.map(row));
+      state.next = page.next_cursor;
+    } else {
+      const { items, deeper } = merge(page.items);
+      state.jobs = new Map(items.map((job) => [job.id, job]));
+      body.replaceChildren(...items.map(row));
+      if (!deeper) state.next = page.next_cursor; // else keep the cursor past the deepest row
     }
-    for (const job of items) {
-      state.jobs.set(job.id, job);
-      body.append(row(job));
-    }
-    state.next = page.next_cursor;
     more.hidden = !state.next;
   }
 
-  // A first page races the live events that arrive while it is fetched: a row that heard of a
-  // later change than the page keeps what it heard, and a job newer than the page stays on top.
+  // Reading the first page again (after a reconnect, or for a new job) races the live events
+  // and keeps what the table already has: a row that heard of a later change than the page
+  // keeps what it heard, a job newer than the page stays on top, and rows that "Load more"
+  // brought stay below.
   function merge(fresh) {
     const ids = new Set(fresh.map((job) => job.id));
-    const newest = fresh.length ? Date.parse(fresh[0].created_at) : 0;
-    const newer = [...state.jobs.values()].filter(
-      (job) => !ids.has(job.id) && Date.parse(job.created_at) > newest && matches(job),
-    );
-    newer.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
+    const created = (job) => Date.parse(job.created_at);
+    const others = [...state.jobs.values()].filter((job) => !ids.has(job.id) && matches(job));
+    others.sort((a, b) => created(b) - created(a));
+    const newest = fresh.length ? created(fresh[0]) : 0;
+    const oldest = fresh.length ? created(fresh[fresh.length - 1]) : Infinity;
+    const newer = others.filter((job) => created(job) > newest);
+    const deeper = fresh.length === PAGE ? others.filter((job) => created(job) < oldest) : [];
     const fresher = (job) => {
       const heard = state.jobs.get(job.id);
       return heard && Date.parse(heard.updated_at) > Date.parse(job.updated_at) ? heard : job;
     };
-    return [...newer, ...fresh.map(fresher)];
+    return { items: [...newer, ...fresh.map(fresher), ...deeper], deeper: deeper.length > 0 };
   }
 
   function reload() {
