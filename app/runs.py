@@ -230,15 +230,14 @@ def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) ->
     if run is None:
         return None
     settings = config.current()
-    telemetry.run_started(run.kind, run.due_at, run.started_at)
-    started = time.monotonic()
+    started, out = time.monotonic(), None
     try:
         with _Heartbeat(run, max(0.5, settings.worker_lost_redelivery_s / 6)):
             out = _run_generator(run, timeout_errors)
     except Superseded:
         log.info("job %s: run %s superseded, its outcome dropped", job_id, run.run_id)
-        return None
-    telemetry.run_ended(run.kind, time.monotonic() - started)
+    ran_s = None if out is None else time.monotonic() - started
+    telemetry.job_attempt(run.kind, run.due_at, run.started_at, ran_s)
     return out
 
 

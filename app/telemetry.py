@@ -41,20 +41,22 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == INF else repr(float(bound))
 
 
-def observe(metric: str, label: str, value: float) -> None:
-    """Count one observation of a histogram (by one label value, e.g. the job's kind).
+def observe(label: str, **values: float) -> None:
+    """Count one observation of each histogram named in `values`, by one label value (the
+    job's kind), in one round trip.
 
-    Stores the bucket it falls in (not cumulative) and the sum, in one MULTI so a scrape
-    never sees one without the other; `buckets()` makes them cumulative.
+    Stores the bucket each value falls in (not cumulative) and the sums, in one MULTI so a
+    scrape never sees one without the other; `read_histograms()` makes them cumulative.
     """
-    bound = next(b for b in HISTOGRAMS[metric] if value <= b)
     try:
         pipe = pubsub.client().pipeline(transaction=True)
-        pipe.hincrby(key(metric), f"{label}|{_le(bound)}", 1)
-        pipe.hincrbyfloat(key(metric), f"{label}|sum", value)
+        for metric, value in values.items():
+            bound = next(b for b in HISTOGRAMS[metric] if value <= b)
+            pipe.hincrby(key(metric), f"{label}|{_le(bound)}", 1)
+            pipe.hincrbyfloat(key(metric), f"{label}|sum", value)
         pipe.execute()
     except (redis.RedisError, RuntimeError) as exc:
-        log.warning("metrics: %s not counted: %s", metric, exc)
+        log.warning("metrics: %s not counted: %s", ", ".join(values), exc)
 
 
 def count_published(pipe, envelopes: list[dict]) -> None:
@@ -66,14 +68,13 @@ def count_published(pipe, envelopes: list[dict]) -> None:
         pipe.hincrby(key(EVENTS_PUBLISHED), event_type, n)
 
 
-def run_ended(kind: str, seconds: float) -> None:
-    """A job's attempt ran for `seconds` (generator start to its outcome committed)."""
-    observe("job_run_seconds", kind, max(0.0, seconds))
-
-
-def run_started(kind: str, due_at: datetime, started_at: datetime) -> None:
-    """A job's attempt started `started_at`, having been due to run since `due_at`."""
-    observe("job_queue_wait_seconds", kind, max(0.0, (started_at - due_at).total_seconds()))
+def job_attempt(kind: str, due_at: datetime, started_at: datetime, ran_s: float | None):
+    """A job's attempt waited from `due_at` to `started_at` and ran `ran_s` (generator start
+    to its outcome committed; None for a run that lost the job and recorded nothing)."""
+    values = {"job_queue_wait_seconds": max(0.0, (started_at - due_at).total_seconds())}
+    if ran_s is not None:
+        values["job_run_seconds"] = max(0.0, ran_s)
+    observe(kind, **values)
 
 
 def read_histograms(client: redis.Redis, metric: str) -> dict[str, tuple[list, float]]:

@@ -20,7 +20,7 @@ def samples(text: str) -> dict:
 def test_observations_become_a_cumulative_histogram_on_metrics(flask_app, domain):
     kind = f"k{uuid.uuid4().hex[:8]}"  # a label of its own: other tests count other kinds
     for seconds in (0.02, 0.02, 3.0, 7200.0):
-        telemetry.run_ended(kind, seconds)
+        telemetry.observe(kind, job_run_seconds=seconds)
     text = flask_app.test_client().get("/metrics").get_data(as_text=True)
     got = samples(text)
 
