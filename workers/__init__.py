@@ -47,17 +47,16 @@ def _settings() -> Settings:
     return getattr(current_app, "orchestra_settings", None) or Settings.from_env()
 
 
-@signals.celeryd_init.connect
-def _early_logging(**_):
-    """Before Celery's start-up checks, whose warnings (running as root, say) would
-    otherwise be bare text lines."""
-    bootstrap.configure_logging(_settings(), filters=(_QuietSweeps(),))
-
-
 @signals.setup_logging.connect
+@signals.celeryd_init.connect
 def _setup_logging(**_):
-    """Our format instead of Celery's (a receiver here stops Celery configuring the root
-    logger) for the worker and beat; the sweep's per-run lines are dropped."""
+    """Our format instead of Celery's, for the worker and beat; the sweep's per-run lines
+    are dropped.
+
+    A `setup_logging` receiver stops Celery configuring the root logger itself;
+    `celeryd_init` comes earlier, before the worker's start-up checks, whose warnings
+    (running as root, say) would otherwise be bare text lines.
+    """
     bootstrap.configure_logging(_settings(), filters=(_QuietSweeps(),))
 
 
