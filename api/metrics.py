@@ -38,7 +38,7 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
 
 
 class JobsCollector:
-    """Job counts, durations, queue depth and outbox backlog."""
+    """Job counts, queue depth and outbox backlog."""
 
     def collect(self):
         try:
