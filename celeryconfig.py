@@ -10,6 +10,7 @@ from app.config import Settings
 
 SWEEP_TASK = "orchestra.sweeps.run"
 HEARTBEAT_TASK = "orchestra.agents.heartbeat"
+SWEEPS_QUEUE = "sweeps"
 
 
 def from_settings(s: Settings) -> dict:
@@ -67,7 +68,7 @@ def from_settings(s: Settings) -> dict:
         "task_routes": {
             "orchestra.jobs.*": {"queue": "jobs"},
             "orchestra.agents.*": {"queue": "agents"},
-            "orchestra.sweeps.*": {"queue": "sweeps"},
+            "orchestra.sweeps.*": {"queue": SWEEPS_QUEUE},
         },
         "beat_schedule": {
             "sweep": {

@@ -5,7 +5,18 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from api import agents, cli, console, errors, health, jobs, metrics, openapi, ratelimit
+from api import (
+    agents,
+    cli,
+    console,
+    correlation,
+    errors,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    ratelimit,
+)
 from app import bootstrap
 from app.config import Settings
 
@@ -15,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from workers import make_celery  # the producer side of Celery, for app.dispatch
 
     settings = settings or Settings.from_env()
-    bootstrap.configure_logging(settings.log_level)
+    bootstrap.configure_logging(settings)
     celery = make_celery(settings)
     bootstrap.init(settings, sender=celery.send_task)
 
@@ -26,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["orchestra.settings"] = settings
 
     ratelimit.install(app, settings, jobs.bp, agents.bp)
+    correlation.install(app)
     _allow_origins(app, settings)
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(agents.bp, url_prefix="/api/v1")

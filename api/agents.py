@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify, url_for
 
-from api import schemas
+from api import correlation, schemas
 from api.auth import current_tenant, requires
 from api.body import header, json_body, query
 from app import audit
 from app.agents import commands, queries, registry
 
+log = logging.getLogger(__name__)
 bp = Blueprint("agents", __name__)
 bp.before_request(requires("agents"))
 
@@ -70,9 +73,10 @@ def revert(agent_id: str):
 
 
 def _accept(agent_id: str, command: str, params: dict):
-    cmd = commands.accept(
-        current_tenant(), agent_id, command, params, correlation_id=header("X-Correlation-ID")
-    )
+    corr = header(correlation.HEADER) or correlation.correlation_id()
+    cmd = commands.accept(current_tenant(), agent_id, command, params, correlation_id=corr)
+    correlation.bind(command_id=cmd["id"])
+    log.info("agent command %s accepted", command)
     resp = jsonify(cmd)
     resp.status_code = 202
     resp.headers["Location"] = url_for(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify, url_for
 
-from api import schemas
+from api import correlation, schemas
 from api.auth import current_tenant, requires
 from api.body import header, json_body, query
 from app import events, jobs
 from app.generators import all_generators
 
+log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
 bp.before_request(requires("jobs"))
 
@@ -22,8 +25,10 @@ def submit():
         current_tenant(),
         req,
         idempotency_key=header("Idempotency-Key"),
-        correlation_id=header("X-Correlation-ID"),
+        correlation_id=header(correlation.HEADER) or correlation.correlation_id(),
     )
+    correlation.bind(job_id=job["id"])
+    log.info("job %s %s", "submitted" if created else "found by idempotency key", job["kind"])
     resp = jsonify(job)
     resp.status_code = 202 if created else 200
     resp.headers["Location"] = url_for("jobs.get_job", job_id=job["id"])

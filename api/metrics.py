@@ -1,7 +1,8 @@
 """`GET /metrics`: Prometheus text, gathered from Postgres and Redis at scrape time.
 
 Gathered per scrape (not counted in-process) so every api replica reports the same truth
-and a restart loses nothing.
+and a restart loses nothing: gauges from Postgres and the broker, and the histograms and
+counters the workers and publishers keep in Redis (`app/telemetry.py`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ import logging
 import redis
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 
-from app import config, dispatch, jobs
+import celeryconfig
+from app import config, dispatch, jobs, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
 
@@ -31,7 +38,7 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
 
 
 class JobsCollector:
-    """Job counts, durations, queue depth and outbox backlog."""
+    """Job counts, queue depth and outbox backlog."""
 
     def collect(self):
         try:
@@ -45,14 +52,6 @@ class JobsCollector:
         for kind, status, n in stats["counts"]:
             counts.add_metric([kind, status], n)
         yield counts
-        durations = SummaryMetricFamily(
-            "orchestra_job_run_seconds",
-            "Run time of the jobs completed in the last hour",
-            labels=["kind"],
-        )
-        for kind, n, total in stats["durations"]:
-            durations.add_metric([kind], count_value=n, sum_value=total)
-        yield durations
         yield GaugeMetricFamily(
             "orchestra_outbox_unpublished_events",
             "Events committed but not yet published",
@@ -71,9 +70,7 @@ class JobsCollector:
             return
         try:
             client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-            depths = {
-                q: queue_depth(client, q) for q in (dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE)
-            }
+            depths = {q: queue_depth(client, q) for q in QUEUES}
         except redis.RedisError as exc:
             log.warning("metrics: broker unavailable: %s", exc)
             return
@@ -81,6 +78,39 @@ class JobsCollector:
         for queue, depth in depths.items():
             gauge.add_metric([queue], depth)
         yield gauge
+
+
+QUEUES = (dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE, celeryconfig.SWEEPS_QUEUE)
+
+_HISTOGRAMS = {
+    "job_run_seconds": "Run time of job attempts (generator start to outcome committed)",
+    "job_queue_wait_seconds": "Time a job attempt waited between due and started",
+}
+
+
+class CountersCollector:
+    """The histograms and counters kept in Redis by workers and publishers."""
+
+    def collect(self):
+        try:
+            client = pubsub.client()
+            histograms = {m: telemetry.read_histograms(client, m) for m in _HISTOGRAMS}
+            published = telemetry.read_counter(client, telemetry.EVENTS_PUBLISHED)
+        except redis.RedisError as exc:
+            log.warning("metrics: redis unavailable: %s", exc)
+            return
+        for metric, doc in _HISTOGRAMS.items():
+            family = HistogramMetricFamily(f"orchestra_{metric}", doc, labels=["kind"])
+            for kind, (buckets, total) in sorted(histograms[metric].items()):
+                family.add_metric([kind], buckets, sum_value=total)
+            yield family
+        counter = CounterMetricFamily(
+            "orchestra_events_published", "Events published on Redis, by type",
+            labels=["event_type"],
+        )
+        for event_type, n in sorted(published.items()):
+            counter.add_metric([event_type], n)
+        yield counter
 
 
 class AgentsCollector:
@@ -111,6 +141,7 @@ class AgentsCollector:
 _registry = CollectorRegistry()
 _registry.register(JobsCollector())
 _registry.register(AgentsCollector())
+_registry.register(CountersCollector())
 
 
 @bp.get("/metrics")

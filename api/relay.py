@@ -19,7 +19,13 @@ from datetime import UTC, datetime, timedelta
 import redis
 from flask import Flask, Response, request
 from flask_socketio import SocketIO
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 
 from app import bootstrap, db, events, pubsub, tenants
 from app.agents.core import load as load_agent
@@ -114,6 +120,25 @@ Gauge(
 ).set_function(lambda: len(registry.all()))
 
 
+# Counted in-process: one relay is one gunicorn worker, so its /metrics sees every delivery.
+DELIVERIES = Counter(
+    "orchestra_relay_deliveries",
+    "Events sent to Socket.IO clients by this relay (replays and live)",
+    registry=_metrics,
+)
+
+
+def _log_fields(envelope: dict) -> dict:
+    """The log context of an event: its correlation id and subject (`job_id` / `agent_id`)."""
+    subject = envelope["subject"]
+    return {
+        "correlation_id": envelope["metadata"].get("correlation_id"),
+        f"{subject['type']}_id": subject["id"],
+        "event_type": envelope["event_type"],
+        "seq": envelope["seq"],
+    }
+
+
 class RoomRefused(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -165,6 +190,7 @@ def resolve_room(tenant: tenants.TenantRef, room) -> tuple[str, tuple[str, str] 
 
 def _send(sid: str, envelope: dict) -> None:
     socketio.emit("event", envelope, to=sid)
+    DELIVERIES.inc()
 
 
 def deliver(sub: Subscription, envelope: dict) -> None:
@@ -234,15 +260,18 @@ def dispatch_message(data) -> None:
     except (ValueError, KeyError, TypeError):
         log.warning("relay: malformed message dropped: %r", data[:200])
         return
-    kind = envelope["subject"]["type"]
+    kind, clients = envelope["subject"]["type"], 0
     for room in rooms:
         for sub in registry.subscriptions(room):
             if kind not in sub.kinds:
                 continue
+            clients += 1
             try:
                 deliver(sub, envelope)
             except Exception:  # noqa: BLE001 - one client's failure must not stop the stream
                 log.exception("relay: delivery to %s in %s failed", sub.sid, room)
+    if clients:  # one line per event, not per client: the log grows with events only
+        log.info("relay: event to %d subscriptions", clients, extra=_log_fields(envelope))
 
 
 def listen_forever(stop: threading.Event | None = None) -> None:
@@ -326,7 +355,13 @@ def on_subscribe(data=None):
         except Unavailable as exc:
             registry.remove(request.sid, room)
             return _ack_error(exc.code, exc.message)
+    log.info("relay: subscribed to %s since %d", room, since, extra=_room_fields(subject))
     return {"ok": True}
+
+
+def _room_fields(subject: tuple[str, str] | None) -> dict:
+    """The log context of a subscription: the subject's id, if the room has one."""
+    return {} if subject is None else {f"{subject[0]}_id": subject[1]}
 
 
 @socketio.on("unsubscribe")
@@ -346,7 +381,7 @@ def on_unsubscribe(data=None):
 def create_relay_app(settings: Settings | None = None) -> Flask:
     """Build the relay for `settings` and start its Redis listener."""
     settings = settings or Settings.from_env()
-    bootstrap.configure_logging(settings.log_level)
+    bootstrap.configure_logging(settings)
     bootstrap.init(settings)
     app = Flask(__name__)
     app.config["SECRET_KEY"] = uuid.uuid4().hex

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app import config, db, dispatch, pubsub
+from app import config, db, dispatch, logs, pubsub
 from app.config import Settings
 
 
@@ -18,9 +18,6 @@ def init(settings: Settings, sender=None) -> Settings:
     return settings
 
 
-def configure_logging(level: str) -> None:
-    """One log format for every process: time, level, logger, message."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+def configure_logging(settings: Settings, filters: tuple[logging.Filter, ...] = ()) -> None:
+    """One log format for every process: JSON lines (or text) with the bound context."""
+    logs.configure(settings.log_level, settings.log_format, filters)

@@ -58,6 +58,8 @@ class Settings:
     outbox_grace_s: float = 2.0
     dependency_timeout_s: float = 1.0
     log_level: str = "INFO"
+    # `json`: one JSON object per line (for collectors); `text`: for humans at a terminal.
+    log_format: str = "json"
     relay_cors_origins: str = "*"
     # The relay the browser console connects to; empty: the console's own host, RELAY_PORT.
     console_relay_url: str = ""
@@ -129,6 +131,7 @@ class Settings:
             outbox_grace_s=_env_float(env, "OUTBOX_GRACE_S", d.outbox_grace_s),
             dependency_timeout_s=_env_float(env, "DEPENDENCY_TIMEOUT_S", d.dependency_timeout_s),
             log_level=env.get("LOG_LEVEL") or d.log_level,
+            log_format=(env.get("LOG_FORMAT") or d.log_format).lower(),
             relay_cors_origins=env.get("RELAY_CORS_ORIGINS") or d.relay_cors_origins,
             console_relay_url=env.get("CONSOLE_RELAY_URL", ""),
             api_cors_origins=env.get("API_CORS_ORIGINS", ""),

@@ -45,7 +45,17 @@ def send_job(job: dict) -> None:
         priority=9 - int(job["priority"]),
         soft_time_limit=timeout,
         time_limit=timeout + HARD_LIMIT_GRACE_S,
+        headers=log_headers(job),
     )
+
+
+def log_headers(row: dict) -> dict:
+    """What the worker's logs say of a task besides its id: the row's correlation id (and
+    agent), carried as message headers so the worker needs no query to log them."""
+    headers = {"orchestra_correlation_id": row.get("correlation_id")}
+    if row.get("agent_id") is not None:
+        headers["orchestra_agent_id"] = str(row["agent_id"])
+    return headers
 
 
 def send_command(command: dict) -> None:
@@ -64,4 +74,5 @@ def send_command(command: dict) -> None:
         queue=AGENTS_QUEUE,
         soft_time_limit=timeout,
         time_limit=timeout + HARD_LIMIT_GRACE_S,
+        headers=log_headers(command),
     )

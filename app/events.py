@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import db, pubsub
+from app import db, logs, pubsub
 from app.models import Event, EventCounter
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,31 @@ EVENT_TYPES: dict[str, dict] = {
 }
 
 
+# Compiled once; `format` is asserted too (ids must be UUIDs), which JSON Schema leaves off.
+_VALIDATORS = {
+    event_type: Draft202012Validator(
+        schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    for event_type, schema in EVENT_TYPES.items()
+}
+
+
+class InvalidEvent(Exception):
+    """An event whose type is not in the catalogue or whose payload breaks its schema: a bug
+    of ours, so the transaction that would record it rolls back."""
+
+
+def check(event_type: str, payload: dict) -> None:
+    """Raise `InvalidEvent` unless `payload` is valid for `event_type`'s schema."""
+    validator = _VALIDATORS.get(event_type)
+    if validator is None:
+        raise InvalidEvent(f"{event_type!r} is not in the event catalogue")
+    if not validator.is_valid(payload):
+        error = best_match(validator.iter_errors(payload))
+        where = "/".join(str(p) for p in error.absolute_path) or "payload"
+        raise InvalidEvent(f"{event_type} {where}: {error.message}")
+
+
 @dataclass(frozen=True)
 class Subject:
     """Whom an event is about, and the context every envelope of it carries."""
@@ -200,7 +227,9 @@ _RECORD = _record_statement()
 
 
 def record(conn: Connection, subject: Subject, event_type: str, payload: dict, source: str) -> dict:
-    """Store one event in the caller's transaction and return its envelope."""
+    """Check one event against the catalogue, store it in the caller's transaction and
+    return its envelope."""
+    check(event_type, payload)
     row = {
         "id": uuid.uuid4(),
         "tenant_id": subject.tenant_id,
@@ -211,7 +240,9 @@ def record(conn: Connection, subject: Subject, event_type: str, payload: dict, s
         "payload": payload,
         "metadata": {
             "tenant": subject.tenant,
-            "correlation_id": subject.correlation_id,
+            # An agent has no correlation id of its own: its events carry the one of the
+            # request or task that caused them (bound in the log context by the adapter).
+            "correlation_id": subject.correlation_id or logs.current("correlation_id"),
             "card_id": subject.card_id,
             "version": ENVELOPE_VERSION,
         },

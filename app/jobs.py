@@ -283,18 +283,11 @@ def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:
     return artifacts.read(found)  # a file is read outside the transaction
 
 
-def stats(window_s: float = 3600.0) -> dict:
-    """Counts by kind and status, run durations of the last `window_s`, and outbox backlog."""
-    since = _now() - timedelta(seconds=window_s)
-    duration = func.extract("epoch", Job.finished_at - Job.attempt_started_at)
+def stats() -> dict:
+    """Counts by kind and status, and the outbox backlog (run times: `app/telemetry.py`)."""
     with db.transaction() as conn:
         counts = conn.execute(
             select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
-        ).all()
-        durations = conn.execute(
-            select(Job.kind, func.count(), func.coalesce(func.sum(duration), 0.0))
-            .where(Job.status == S.COMPLETED.value, Job.finished_at >= since)
-            .group_by(Job.kind)
         ).all()
         unpublished = conn.execute(
             select(func.count()).select_from(Event).where(Event.published_at.is_(None))
@@ -306,7 +299,6 @@ def stats(window_s: float = 3600.0) -> dict:
         ).scalar_one()
     return {
         "counts": [tuple(r) for r in counts],
-        "durations": [(k, n, float(total)) for k, n, total in durations],
         "unpublished_events": unpublished,
         "undispatched_jobs": undispatched,
     }

@@ -6,6 +6,8 @@ import json
 
 import redis
 
+from app import telemetry
+
 _client: redis.Redis | None = None
 _prefix = "orchestra"
 
@@ -30,6 +32,11 @@ def client() -> redis.Redis:
     return _client
 
 
+def prefix() -> str:
+    """The prefix of every channel and key of this deployment (`CHANNEL_PREFIX`)."""
+    return _prefix
+
+
 def channel(tenant: str) -> str:
     """The channel that carries every event of one tenant."""
     return f"{_prefix}:events:{tenant}"
@@ -47,4 +54,5 @@ def publish(envelopes: list[dict]) -> None:
     pipe = client().pipeline(transaction=False)
     for env in envelopes:
         pipe.publish(channel(env["metadata"]["tenant"]), json.dumps(env, separators=(",", ":")))
+    telemetry.count_published(pipe, envelopes)
     pipe.execute()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import artifacts, config, db, events, generators
+from app import artifacts, config, db, events, generators, telemetry
 from app.errors import NotFound, Unavailable, ValidationFailed
 from app.generators import Cancelled, Output, PermanentError, TransientError
 from app.jobs import load, subject, transition
@@ -63,6 +64,9 @@ class Run:
     attempt: int
     kind: str
     params: dict
+    # When this attempt became due and when it started (for the queue-wait histogram).
+    due_at: datetime | None = None
+    started_at: datetime | None = None
 
     def _owned(self, conn, lock: bool) -> dict:
         job = load(conn, self.job_id, lock=lock)
@@ -148,7 +152,10 @@ def claim(job_id: str, token: str, worker: str) -> Run | None:
             progress=0.0,
             error=None,
         )
-    return Run(str(job["id"]), job["run_id"], job["attempts"], job["kind"], job["params"])
+    due_at = max(t for t in (job["created_at"], job["run_after"]) if t is not None)
+    return Run(
+        str(job["id"]), job["run_id"], job["attempts"], job["kind"], job["params"], due_at, now
+    )
 
 
 @_persist
@@ -236,12 +243,14 @@ def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) ->
     if run is None:
         return None
     settings = config.current()
+    started, out = time.monotonic(), None
     try:
         with _Heartbeat(run, max(0.5, settings.worker_lost_redelivery_s / 6)):
             out = _run_generator(run, timeout_errors)
     except Superseded:
         log.info("job %s: run %s superseded, its outcome dropped", job_id, run.run_id)
-        return None
+    ran_s = None if out is None else time.monotonic() - started
+    telemetry.job_attempt(run.kind, run.due_at, run.started_at, ran_s)
     return out
 
 

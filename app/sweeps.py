@@ -34,7 +34,7 @@ def dispatch_due(limit: int = 500) -> int:
     with db.transaction() as conn:
         rows = (
             conn.execute(
-                select(Job.id, Job.dispatch_token, Job.priority, Job.timeout_s)
+                select(Job.id, Job.dispatch_token, Job.priority, Job.timeout_s, Job.correlation_id)
                 .where(
                     Job.dispatched_at.is_(None),
                     Job.status.in_(_WAITING),

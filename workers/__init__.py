@@ -7,7 +7,7 @@ import logging
 from celery import Celery, current_app, signals
 
 import celeryconfig
-from app import bootstrap, db
+from app import bootstrap, db, logs
 from app.config import Settings
 
 
@@ -43,19 +43,51 @@ class _QuietSweeps(logging.Filter):
 app = make_celery(Settings.from_env())
 
 
+def _settings() -> Settings:
+    return getattr(current_app, "orchestra_settings", None) or Settings.from_env()
+
+
+@signals.setup_logging.connect
+@signals.celeryd_init.connect
+def _setup_logging(**_):
+    """Our format instead of Celery's, for the worker and beat; the sweep's per-run lines
+    are dropped.
+
+    A `setup_logging` receiver stops Celery configuring the root logger itself;
+    `celeryd_init` comes earlier, before the worker's start-up checks, whose warnings
+    (running as root, say) would otherwise be bare text lines.
+    """
+    bootstrap.configure_logging(_settings(), filters=(_QuietSweeps(),))
+
+
 @signals.worker_init.connect
 def _init_worker(sender=None, **_):
-    """The worker's main process: logging and the domain (for tasks run in-process)."""
-    celery = sender.app if sender is not None else current_app
-    bootstrap.configure_logging(celery.orchestra_settings.log_level)
-    _wire(celery)
+    """The worker's main process: the domain (for tasks run in-process)."""
+    _wire(sender.app if sender is not None else current_app)
 
 
-@signals.after_setup_logger.connect
-def _quiet_sweeps(logger=None, **_):
-    """Celery logs every task it receives and finishes; the sweep would flood the log."""
-    for handler in (logger or logging.getLogger()).handlers:
-        handler.addFilter(_QuietSweeps())
+@signals.task_prerun.connect
+def _bind_task(task_id=None, task=None, kwargs=None, **_):
+    """Every line a task logs carries its ids and the correlation id its message brought."""
+    kwargs, request = kwargs or {}, task.request
+    task.request.orchestra_log_token = logs.bind(
+        task_id=task_id,
+        job_id=kwargs.get("job_id"),
+        command_id=kwargs.get("command_id"),
+        agent_id=getattr(request, "orchestra_agent_id", None),
+        correlation_id=getattr(request, "orchestra_correlation_id", None),
+    )
+
+
+@signals.task_postrun.connect
+def _unbind_task(task=None, **_):
+    """The next task of this process starts with a clean context."""
+    token = getattr(task.request, "orchestra_log_token", None)
+    if token is not None:
+        try:
+            logs.reset(token)
+        except ValueError:  # bound in another context (a pool that moved threads): let it be
+            pass
 
 
 @signals.worker_process_init.connect

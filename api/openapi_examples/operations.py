@@ -10,8 +10,11 @@ METRICS_TEXT = """# HELP orchestra_jobs Jobs by kind and status
 # TYPE orchestra_jobs gauge
 orchestra_jobs{kind="sleep",status="completed"} 12.0
 orchestra_jobs{kind="echo",status="queued"} 3.0
-# HELP orchestra_job_run_seconds Run time of the jobs completed in the last hour
-# TYPE orchestra_job_run_seconds summary
+# HELP orchestra_job_run_seconds Run time of job attempts (generator start to outcome committed)
+# TYPE orchestra_job_run_seconds histogram
+orchestra_job_run_seconds_bucket{kind="sleep",le="2.5"} 2.0
+orchestra_job_run_seconds_bucket{kind="sleep",le="5.0"} 12.0
+orchestra_job_run_seconds_bucket{kind="sleep",le="+Inf"} 12.0
 orchestra_job_run_seconds_count{kind="sleep"} 12.0
 orchestra_job_run_seconds_sum{kind="sleep"} 36.41
 """

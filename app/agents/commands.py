@@ -515,7 +515,7 @@ def dispatch_due(limit: int = 500) -> int:
     )
     with db.transaction() as conn:
         rows = conn.execute(
-            select(heads.c.id, heads.c.dispatch_token)
+            select(heads.c.id, heads.c.dispatch_token, heads.c.agent_id, heads.c.correlation_id)
             .where(
                 heads.c.status == C.QUEUED.value,
                 heads.c.dispatched_at.is_(None),

@@ -1,0 +1,99 @@
+"""Counters the workers and publishers keep in Redis, for the API's `/metrics` to expose.
+
+Prometheus histograms and counters must be monotonic per series. In-process counters would
+be split over prefork children and api replicas, and lost at each restart, so they are kept
+in Redis, one hash per metric under `<CHANNEL_PREFIX>:metrics:`; every API replica's scrape
+reads the same numbers. Writes are best effort, after the commit: a Redis that is away
+costs a gap in the metrics, never a job. A Redis restarted empty is a counter reset, which
+Prometheus' `rate()` handles.
+
+Hand-written: prometheus_client's multiprocess mode shares files on one host only, and
+no maintained library keeps Prometheus histograms in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime
+
+import redis
+
+from app import pubsub
+
+log = logging.getLogger(__name__)
+
+INF = math.inf
+# Upper bounds (seconds): a run is an echo (ms) to an hour-long generation; a wait is ms to
+# a backlog of minutes.
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, INF)
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, INF)
+HISTOGRAMS = {"job_run_seconds": RUN_BUCKETS, "job_queue_wait_seconds": WAIT_BUCKETS}
+EVENTS_PUBLISHED = "events_published"
+
+
+def key(metric: str) -> str:
+    """The Redis hash of one metric."""
+    return f"{pubsub.prefix()}:metrics:{metric}"
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == INF else repr(float(bound))
+
+
+def observe(label: str, **values: float) -> None:
+    """Count one observation of each histogram named in `values`, by one label value (the
+    job's kind), in one round trip.
+
+    Stores the bucket each value falls in (not cumulative) and the sums, in one MULTI so a
+    scrape never sees one without the other; `read_histograms()` makes them cumulative.
+    """
+    try:
+        pipe = pubsub.client().pipeline(transaction=True)
+        for metric, value in values.items():
+            bound = next(b for b in HISTOGRAMS[metric] if value <= b)
+            pipe.hincrby(key(metric), f"{label}|{_le(bound)}", 1)
+            pipe.hincrbyfloat(key(metric), f"{label}|sum", value)
+        pipe.execute()
+    except (redis.RedisError, RuntimeError) as exc:
+        log.warning("metrics: %s not counted: %s", ", ".join(values), exc)
+
+
+def count_published(pipe, envelopes: list[dict]) -> None:
+    """Add 'events published, by type' to the pipeline that publishes them (same round trip)."""
+    by_type: dict[str, int] = {}
+    for env in envelopes:
+        by_type[env["event_type"]] = by_type.get(env["event_type"], 0) + 1
+    for event_type, n in by_type.items():
+        pipe.hincrby(key(EVENTS_PUBLISHED), event_type, n)
+
+
+def job_attempt(kind: str, due_at: datetime, started_at: datetime, ran_s: float | None):
+    """A job's attempt waited from `due_at` to `started_at` and ran `ran_s` (generator start
+    to its outcome committed; None for a run that lost the job and recorded nothing)."""
+    values = {"job_queue_wait_seconds": max(0.0, (started_at - due_at).total_seconds())}
+    if ran_s is not None:
+        values["job_run_seconds"] = max(0.0, ran_s)
+    observe(kind, **values)
+
+
+def read_histograms(client: redis.Redis, metric: str) -> dict[str, tuple[list, float]]:
+    """Per label: ([(le, cumulative count)...] ending with +Inf, sum)."""
+    raw = client.hgetall(key(metric))
+    per_label: dict[str, dict[str, float]] = {}
+    for field, value in raw.items():
+        label, _, part = field.decode().rpartition("|")
+        per_label.setdefault(label, {})[part] = float(value)
+    out = {}
+    for label, parts in per_label.items():
+        running, buckets = 0, []
+        for bound in HISTOGRAMS[metric]:
+            running += int(parts.get(_le(bound), 0))
+            buckets.append((_le(bound), running))
+        out[label] = (buckets, parts.get("sum", 0.0))
+    return out
+
+
+def read_counter(client: redis.Redis, metric: str) -> dict[str, int]:
+    """A counter hash: {label: count}."""
+    return {k.decode(): int(v) for k, v in client.hgetall(key(metric)).items()}
