@@ -1,0 +1,101 @@
+"""The end-to-end run's client processes: HTTP submitters and one Socket.IO listener.
+
+Each runs in a process of its own (spawned: nothing of the parent's connections or threads
+is inherited), so the clients do not share a GIL with each other or with the bench.
+Times are `time.time()`: the wall clock is the one the worker's event timestamps use.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+import socketio
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the clients go and who they are."""
+
+    api_url: str
+    relay_url: str
+    secret: str
+
+
+def listen(target: Target, out, ready, stop) -> None:
+    """Join the `tenant` room; put `(event_id, job_id, received_at)` of each `completed` on `out`.
+
+    `ready` is set once the relay acknowledged the subscription; runs until `stop` is set.
+    """
+    sio = socketio.Client(reconnection=False)
+
+    @sio.on("event")
+    def on_event(env):
+        received = time.time()
+        payload = env.get("payload") or {}
+        if env.get("event_type") == "job.status.updated" and payload.get("status") in (
+            "completed",
+            "failed",
+            "cancelled",
+        ):
+            out.put((env["event_id"], payload["job_id"], payload["status"], received))
+
+    sio.connect(
+        target.relay_url, auth={"token": target.secret}, transports=["websocket"], wait_timeout=30
+    )
+    ack = sio.call("subscribe", {"room": "tenant"}, timeout=30)
+    if ack != {"ok": True}:
+        raise RuntimeError(f"subscribe refused: {ack}")
+    ready.set()
+    stop.wait()
+    sio.disconnect()
+
+
+def _post(session: requests.Session, url: str, i: int) -> tuple[str, float, float]:
+    """One `POST /api/v1/jobs` of an echo job: `(job_id, started_at, latency_s)`."""
+    started = time.time()
+    t0 = time.perf_counter()
+    resp = session.post(url, json={"kind": "echo", "params": {"i": i}}, timeout=30)
+    latency = time.perf_counter() - t0
+    if resp.status_code != 202:
+        raise RuntimeError(f"POST /api/v1/jobs answered {resp.status_code}: {resp.text[:300]}")
+    return resp.json()["id"], started, latency
+
+
+def _session(target: Target) -> requests.Session:
+    session = requests.Session()  # one keep-alive connection, as a real client would hold
+    session.headers["Authorization"] = f"Bearer {target.secret}"
+    return session
+
+
+def submit_closed(target: Target, until: float, window: int, submitted, received, out) -> None:
+    """Submit back to back until `until`, holding at most `window` jobs unfinished in all.
+
+    `submitted` and `received` are shared counters (every submitter and the listener):
+    the window keeps the broker's queue short, so what is measured is the sustained
+    rate, not how fast a backlog piles up.
+    """
+    session, url, samples = _session(target), f"{target.api_url}/api/v1/jobs", []
+    while time.time() < until:
+        if submitted.value - received.value >= window:
+            time.sleep(0.002)
+            continue
+        with submitted.get_lock():
+            submitted.value += 1
+        samples.append(_post(session, url, len(samples)))
+    session.close()
+    out.put(samples)
+
+
+def submit_open(target: Target, start: float, until: float, interval: float, out) -> None:
+    """Submit one job every `interval` seconds from `start` (open loop: arrivals do not wait
+    for answers, unless one answer takes longer than the interval)."""
+    session, url, samples = _session(target), f"{target.api_url}/api/v1/jobs", []
+    due = start
+    while due < until:
+        time.sleep(max(0.0, due - time.time()))
+        samples.append(_post(session, url, len(samples)))
+        due += interval
+    session.close()
+    out.put(samples)
