@@ -191,9 +191,11 @@ def series(listener: Listener, samples: list[tuple], status: dict, t0: float, ph
     def q(values, p):
         if not values:
             return None
-        return statistics.quantiles(values, n=100, method="inclusive")[p - 1] * 1000 if len(
-            values
-        ) > 1 else values[0] * 1000
+        return (
+            statistics.quantiles(values, n=100, method="inclusive")[p - 1] * 1000
+            if len(values) > 1
+            else values[0] * 1000
+        )
 
     with listener.lock:
         seen = dict(listener.seen)

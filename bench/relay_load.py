@@ -120,5 +120,3 @@ def run(settings: Settings, n_clients: int, rate: float, seconds: float) -> dict
         "rate": rate,
         "delivery": latency_stats(delays) if len(delays) > 1 else None,
     }
-
-
