@@ -69,14 +69,22 @@ def _session(target: Target) -> requests.Session:
     return session
 
 
-def submit_closed(target: Target, until: float, window: int, submitted, received, out) -> None:
-    """Submit back to back until `until`, holding at most `window` jobs unfinished in all.
+def _wait_start(ready, go, until) -> float:
+    """Say this process is up, wait for the starting shot; the shared end time."""
+    ready.release()
+    go.wait()
+    return until.value
+
+
+def submit_closed(target: Target, start, window: int, submitted, received, out) -> None:
+    """Submit back to back until the end, holding at most `window` jobs unfinished in all.
 
     `submitted` and `received` are shared counters (every submitter and the listener):
     the window keeps the broker's queue short, so what is measured is the sustained
     rate, not how fast a backlog piles up.
     """
     session, url, samples = _session(target), f"{target.api_url}/api/v1/jobs", []
+    until = _wait_start(*start)
     while time.time() < until:
         if submitted.value - received.value >= window:
             time.sleep(0.002)
@@ -88,11 +96,12 @@ def submit_closed(target: Target, until: float, window: int, submitted, received
     out.put(samples)
 
 
-def submit_open(target: Target, start: float, until: float, interval: float, out) -> None:
-    """Submit one job every `interval` seconds from `start` (open loop: arrivals do not wait
-    for answers, unless one answer takes longer than the interval)."""
+def submit_open(target: Target, start, offset: float, interval: float, out) -> None:
+    """Submit one job every `interval` seconds from the start plus `offset`, until the end
+    (open loop: arrivals do not wait for answers, unless one takes longer than the interval)."""
     session, url, samples = _session(target), f"{target.api_url}/api/v1/jobs", []
-    due = start
+    until = _wait_start(*start)
+    due = time.time() + offset
     while due < until:
         time.sleep(max(0.0, due - time.time()))
         samples.append(_post(session, url, len(samples)))

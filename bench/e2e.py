@@ -101,6 +101,28 @@ def stop_listener(listener: Listener) -> None:
     listener.drainer.join(5)
 
 
+def _shot() -> tuple:
+    """What submitters wait on: a count of those up, the starting shot, the shared end time.
+
+    Spawned processes take seconds to boot on a loaded machine: the clock starts when
+    all of them are up, not when they were asked for.
+    """
+    return SPAWN.Semaphore(0), SPAWN.Event(), SPAWN.Value("d", 0.0)
+
+
+def _fire(workers, shot: tuple, duration_s: float) -> float:
+    """Start the processes; once all are up, set the end time and fire; the end time."""
+    ready, go, until = shot
+    for w in workers:
+        w.start()
+    for _ in workers:
+        if not ready.acquire(timeout=120):
+            raise RuntimeError("a submitter process did not start within 120 s")
+    until.value = time.time() + duration_s
+    go.set()
+    return until.value
+
+
 def _gather(workers, out, timeout_s: float) -> list[tuple]:
     """The samples of each submitter process, once they all ended."""
     samples = []
@@ -116,12 +138,10 @@ def sustained(target, listener: Listener, duration_s: float) -> tuple[dict, list
     out, submitted = SPAWN.Queue(), SPAWN.Value("i", 0)
     with listener.received.get_lock():
         listener.received.value = 0
-    start = time.time()
-    until = start + duration_s
-    args = (target, until, WINDOW, submitted, listener.received, out)
+    shot = _shot()
+    args = (target, shot, WINDOW, submitted, listener.received, out)
     workers = [SPAWN.Process(target=clients.submit_closed, args=args) for _ in range(SUBMITTERS)]
-    for w in workers:
-        w.start()
+    until = _fire(workers, shot, duration_s)
     samples = _gather(workers, out, duration_s + 120)
     listener.wait_for([s[0] for s in samples], 120)
     # The clients boot for a second or so: the steady window starts after they submit.
@@ -135,17 +155,15 @@ def sustained(target, listener: Listener, duration_s: float) -> tuple[dict, list
 def half_rate(target, listener: Listener, rate: float, duration_s: float) -> list[tuple]:
     """Phase 2: open-loop arrivals at `rate` jobs/s over `duration_s`; the submit samples."""
     out = SPAWN.Queue()
-    interval = SUBMITTERS / rate
-    start = time.time() + 2.0  # the processes spawn first
+    interval, shot = SUBMITTERS / rate, _shot()
     workers = [
         SPAWN.Process(
             target=clients.submit_open,
-            args=(target, start + k * interval / SUBMITTERS, start + duration_s, interval, out),
+            args=(target, shot, k * interval / SUBMITTERS, interval, out),
         )
         for k in range(SUBMITTERS)
     ]
-    for w in workers:
-        w.start()
+    _fire(workers, shot, duration_s)
     samples = _gather(workers, out, duration_s + 120)
     listener.wait_for([s[0] for s in samples], 120)
     return samples

@@ -71,7 +71,7 @@ def _next(q, workers, relay, timeout_s: float = 600):
         except queue.Empty:
             relay.check()
             if dead := [w for w in workers if w.exitcode not in (None, 0)]:
-                raise RuntimeError(f"a swarm process exited with {dead[0].exitcode}")
+                raise RuntimeError(f"a swarm process exited with {dead[0].exitcode}") from None
     raise TimeoutError("no report from the swarm processes")
 
 
