@@ -7,11 +7,16 @@ Times are `time.time()`: the wall clock is the one the worker's event timestamps
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from dataclasses import dataclass
 
+import redis
 import requests
 import socketio
+
+_FINAL = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -21,25 +26,43 @@ class Target:
     api_url: str
     relay_url: str
     secret: str
+    # The tenant's pub/sub channel: where the relay itself reads the events.
+    redis_url: str = ""
+    channel: str = ""
+
+
+def _report(out, source: str, env: dict, received: float) -> None:
+    payload = env.get("payload") or {}
+    if env.get("event_type") == "job.status.updated" and payload.get("status") in _FINAL:
+        out.put((source, env["event_id"], payload["job_id"], payload["status"], received))
+
+
+def _tap(target: Target, out, stop, subscribed: threading.Event) -> None:
+    """Beside the relay, read the same Redis channel: when each event reached Redis."""
+    ps = redis.Redis.from_url(target.redis_url).pubsub(ignore_subscribe_messages=True)
+    ps.subscribe(target.channel)
+    ps.get_message(timeout=5)  # the subscribe confirmation
+    subscribed.set()
+    while not stop.is_set():
+        msg = ps.get_message(timeout=0.5)
+        if msg and msg["type"] == "message":
+            _report(out, "redis", json.loads(msg["data"]), time.time())
+    ps.close()
 
 
 def listen(target: Target, out, ready, stop) -> None:
-    """Join the `tenant` room; put `(event_id, job_id, received_at)` of each `completed` on `out`.
+    """Join the `tenant` room; put `(source, event_id, job_id, status, received_at)` of each
+    final status on `out`, once as the Socket.IO client got it (`sio`) and once as a plain
+    Redis subscriber of the tenant's channel got it (`redis`), to split the latency.
 
-    `ready` is set once the relay acknowledged the subscription; runs until `stop` is set.
+    `ready` is set once both are subscribed; runs until `stop` is set.
     """
     sio = socketio.Client(reconnection=False)
-
-    @sio.on("event")
-    def on_event(env):
-        received = time.time()
-        payload = env.get("payload") or {}
-        if env.get("event_type") == "job.status.updated" and payload.get("status") in (
-            "completed",
-            "failed",
-            "cancelled",
-        ):
-            out.put((env["event_id"], payload["job_id"], payload["status"], received))
+    sio.on("event", lambda env: _report(out, "sio", env, time.time()))
+    tapped = threading.Event()
+    tap = threading.Thread(target=_tap, args=(target, out, stop, tapped), daemon=True)
+    tap.start()
+    tapped.wait(10)
 
     sio.connect(
         target.relay_url, auth={"token": target.secret}, transports=["websocket"], wait_timeout=30
@@ -50,6 +73,7 @@ def listen(target: Target, out, ready, stop) -> None:
     ready.set()
     stop.wait()
     sio.disconnect()
+    tap.join(5)
 
 
 def _post(session: requests.Session, url: str, i: int) -> tuple[str, float, float]:

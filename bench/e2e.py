@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from app import db
+from app import db, pubsub
 from app.config import Settings
 from app.models import Event
 from bench import clients, orchestra, procs
@@ -47,6 +47,7 @@ class Listener:
     stop: object
     received: object  # a shared counter the closed-loop submitters read
     seen: dict = field(default_factory=dict)  # job_id -> (event_id, status, received_at)
+    at_redis: dict = field(default_factory=dict)  # event_id -> when it reached Redis
     lock: threading.Lock = field(default_factory=threading.Lock)
     drainer: threading.Thread | None = None
     closing: bool = False
@@ -55,8 +56,12 @@ class Listener:
         """Move the listener's reports into `seen` (a thread of the bench process)."""
         while not self.closing:
             try:
-                event_id, job_id, status, at = self.queue.get(timeout=0.2)
+                source, event_id, job_id, status, at = self.queue.get(timeout=0.2)
             except queue.Empty:
+                continue
+            if source == "redis":
+                with self.lock:
+                    self.at_redis[event_id] = at
                 continue
             with self.lock:
                 self.seen[job_id] = (event_id, status, at)
@@ -194,12 +199,20 @@ def commit_times(event_ids: list[str]) -> dict[str, float]:
     return out
 
 
-def status_latencies(listener: Listener, samples: list[tuple]) -> dict[str, float]:
-    """job_id -> received_at minus the `completed` event's `created_at`, for `samples`."""
+def status_latencies(listener: Listener, samples: list[tuple]) -> tuple[dict, dict]:
+    """job_id -> received_at minus the final event's `created_at`, for `samples`: at the
+    Socket.IO client, and at a plain Redis subscriber (the part before the relay)."""
     with listener.lock:
         seen = {s[0]: listener.seen[s[0]] for s in samples}
+        at_redis = dict(listener.at_redis)
     stamps = commit_times([event_id for event_id, _, _ in seen.values()])
-    return {job: at - stamps[event_id] for job, (event_id, _, at) in seen.items()}
+    to_client = {job: at - stamps[event_id] for job, (event_id, _, at) in seen.items()}
+    to_redis = {
+        job: at_redis[event_id] - stamps[event_id]
+        for job, (event_id, _, _) in seen.items()
+        if event_id in at_redis
+    }
+    return to_client, to_redis
 
 
 def series(listener: Listener, samples: list[tuple], status: dict, t0: float, phases) -> dict:
@@ -257,6 +270,8 @@ def run(settings: Settings, durations: dict, idle_n: int) -> dict:
                 orchestra._api_url(o, ""),
                 f"http://127.0.0.1:{settings.relay_port}",
                 o.secret,
+                settings.redis_url,
+                pubsub.channel(o.tenant.name),
             )
             listener = start_listener(target)
             stack.callback(stop_listener, listener)
@@ -272,8 +287,9 @@ def run(settings: Settings, durations: dict, idle_n: int) -> dict:
             t2 = time.time()
             log(f"e2e: idle, {idle_n} jobs one at a time")
             trips = idle(o, listener, idle_n)
-            status = status_latencies(listener, s1 + s2)
+            status, to_redis = status_latencies(listener, s1 + s2)
             half_status = [status[s[0]] for s in s2]
+            half_redis = [to_redis[s[0]] for s in s2 if s[0] in to_redis]
             plot = series(
                 listener, s1 + s2, status, t0, [(t0, "sustained"), (t1, "half rate"), (t2, "idle")]
             )
@@ -285,6 +301,7 @@ def run(settings: Settings, durations: dict, idle_n: int) -> dict:
         "submit_latency": latency_stats([s[2] for s in s2]),
         "submit_latency_saturated": latency_stats([s[2] for s in s1]),
         "status_latency": latency_stats(half_status),
+        "status_latency_to_redis": latency_stats(half_redis),
         "status_latency_saturated": latency_stats([status[s[0]] for s in s1]),
         "idle_round_trip": latency_stats(trips),
         "series": plot,

@@ -87,24 +87,27 @@ def calls(s: dict) -> dict:
 
 
 def time_calls(o: orchestra.Orchestra, s: dict, n: int) -> dict:
-    """p50/p99 of each call over HTTP (one keep-alive session), `n` times each."""
+    """p50/p99 of each call over HTTP (one keep-alive session), `n` times each.
+
+    The calls take turns (one of each, then again), so a stall of the shared machine
+    hits every call alike instead of all the samples of one.
+    """
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {o.secret}"
-    out = {}
-    for name, make in calls(s).items():
-        samples = []
-        for i in range(n + 5):
+    makers = calls(s)
+    samples: dict[str, list[float]] = {name: [] for name in makers}
+    for i in range(n + 5):
+        for name, make in makers.items():
             path, _ = make(i)
             t0 = time.perf_counter()
             resp = session.get(orchestra._api_url(o, path), timeout=30)
             elapsed = time.perf_counter() - t0
             if resp.status_code != 200:
                 raise RuntimeError(f"{path} answered {resp.status_code}: {resp.text[:300]}")
-            if i >= 5:  # the first few warm the connection and the plan cache
-                samples.append(elapsed)
-        out[name] = latency_stats(samples)
+            if i >= 5:  # the first rounds warm the connections and the plan cache
+                samples[name].append(elapsed)
     session.close()
-    return out
+    return {name: latency_stats(v) for name, v in samples.items()}
 
 
 @contextmanager
@@ -123,22 +126,40 @@ def _captured():
         event.remove(engine, "before_cursor_execute", before)
 
 
-def explain(o: orchestra.Orchestra, s: dict) -> dict:
-    """EXPLAIN (ANALYZE, BUFFERS) of the main query of each call, made as the route makes it."""
-    plans = {}
+def _statement(o: orchestra.Orchestra, service) -> tuple[str, object]:
+    """The last SQL statement `service` sends (the read itself) and its parameters."""
+    with _captured() as seen:
+        service(o.tenant)
+    return seen[-1]
+
+
+def _explain(statement: str, params) -> str:
+    raw = db.engine().raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
+        return "\n".join(r[0] for r in cur.fetchall())
+    finally:
+        raw.close()
+
+
+def _execution_ms(plan: str) -> float:
+    line = next(x for x in plan.splitlines() if x.startswith("Execution Time:"))
+    return float(line.split()[2])
+
+
+def explain(o: orchestra.Orchestra, s: dict, n: int = 30) -> tuple[dict, dict]:
+    """Each call's query, made as the route makes it, under EXPLAIN (ANALYZE, BUFFERS):
+    one plan per call, and the database's execution time over `n` different samples."""
+    plans, in_db = {}, {}
     for name, make in calls(s).items():
-        _, service = make(7)
-        with _captured() as seen:
-            service(o.tenant)
-        statement, params = seen[-1]  # the call's last query is the read itself
-        raw = db.engine().raw_connection()
-        try:
-            cur = raw.cursor()
-            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
-            plans[name] = "\n".join(r[0] for r in cur.fetchall())
-        finally:
-            raw.close()
-    return plans
+        times = []
+        for i in range(n):
+            plan = _explain(*_statement(o, make(i)[1]))
+            times.append(_execution_ms(plan) / 1000)
+        plans[name] = plan
+        in_db[name] = latency_stats(times)
+    return plans, in_db
 
 
 def run(settings: Settings, small: int, large: int, n: int) -> dict:
@@ -150,7 +171,9 @@ def run(settings: Settings, small: int, large: int, n: int) -> dict:
         t0 = time.perf_counter()
         fill.fill(o.tenant.id, o.tenant.name, small, f"{TAG}{uuid.uuid4().hex[:6]}-")
         log(f"large: {small} jobs; timing the calls")
-        before = time_calls(o, _sample(o), n)
+        s = _sample(o)
+        before = time_calls(o, s, n)
+        _, before_db = explain(o, s)
         t1 = time.perf_counter()
         fill.fill(o.tenant.id, o.tenant.name, large - small, f"{TAG}{uuid.uuid4().hex[:6]}-", small)
         fill_s = time.perf_counter() - t1
@@ -158,12 +181,20 @@ def run(settings: Settings, small: int, large: int, n: int) -> dict:
         log(f"large: filled to {sizes['jobs']} jobs, {sizes['events']} events in {fill_s:.0f} s")
         s = _sample(o)
         after = time_calls(o, s, n)
-        plans = explain(o, s)
+        plans, after_db = explain(o, s)
         log(f"large: done in {time.perf_counter() - t0:.0f} s")
     finally:
         procs.stop(api)
         orchestra.close(o)
-    return {"small": before, "large": after, "sizes": sizes, "fill_s": fill_s, "plans": plans}
+    return {
+        "small": before,
+        "large": after,
+        "small_in_db": before_db,
+        "large_in_db": after_db,
+        "sizes": sizes,
+        "fill_s": fill_s,
+        "plans": plans,
+    }
 
 
 def _sizes() -> dict:
