@@ -81,12 +81,15 @@ def generated_block(doc: dict) -> str:
     parts = [
         BEGIN,
         f"Run of {doc['when']} ({'quick' if doc['quick'] else 'default'} mode, "
-        f"{doc['repeats']} repetition(s) per section, {doc['elapsed_s']:.0f} s in all) on "
-        f"{m['cpus']} CPUs, load average {m['load_before']} before the run, Python "
-        f"{m['python']}. Sizes: {sizes}.",
+        f"{doc['elapsed_s']:.0f} s in all) on {m['cpus']} CPUs shared with other work "
+        f"(load average {m['load_before']} before the run), Python {m['python']}. "
+        f"Sizes: {sizes}.",
         "",
-        "Each cell is the median over repetitions, (min-max) beside it; a ratio is taken "
-        "within each repetition, Orchestra over its baseline measured moments before.",
+        f"Raw Celery and Orchestra end to end alternate, {doc['repeats']} repetition(s): each "
+        "cell is the median over repetitions, (min-max) beside it, and a ratio is taken within "
+        "each repetition, Orchestra over its baseline measured moments before. The relay, "
+        "retention and large-table sections run once (each figure a quantile of many samples; "
+        "a large-table baseline is the same call on the small table, before the fill).",
         "",
         "### Targets",
         "",
