@@ -76,7 +76,7 @@ def listen(target: Target, out, ready, stop) -> None:
     tap.join(5)
 
 
-def _post(session: requests.Session, url: str, i: int) -> tuple[str, float, float]:
+def post_echo(session: requests.Session, url: str, i: int) -> tuple[str, float, float]:
     """One `POST /api/v1/jobs` of an echo job: `(job_id, started_at, latency_s)`."""
     started = time.time()
     t0 = time.perf_counter()
@@ -87,8 +87,9 @@ def _post(session: requests.Session, url: str, i: int) -> tuple[str, float, floa
     return resp.json()["id"], started, latency
 
 
-def _session(target: Target) -> requests.Session:
-    session = requests.Session()  # one keep-alive connection, as a real client would hold
+def open_session(target: Target) -> requests.Session:
+    """A session carrying the key, on one keep-alive connection as a real client holds."""
+    session = requests.Session()
     session.headers["Authorization"] = f"Bearer {target.secret}"
     return session
 
@@ -107,7 +108,7 @@ def submit_closed(target: Target, start, window: int, submitted, received, out) 
     the window keeps the broker's queue short, so what is measured is the sustained
     rate, not how fast a backlog piles up.
     """
-    session, url, samples = _session(target), f"{target.api_url}/api/v1/jobs", []
+    session, url, samples = open_session(target), f"{target.api_url}/api/v1/jobs", []
     until = _wait_start(*start)
     while time.time() < until:
         if submitted.value - received.value >= window:
@@ -115,7 +116,7 @@ def submit_closed(target: Target, start, window: int, submitted, received, out) 
             continue
         with submitted.get_lock():
             submitted.value += 1
-        samples.append(_post(session, url, len(samples)))
+        samples.append(post_echo(session, url, len(samples)))
     session.close()
     out.put(samples)
 
@@ -123,12 +124,12 @@ def submit_closed(target: Target, start, window: int, submitted, received, out) 
 def submit_open(target: Target, start, offset: float, interval: float, out) -> None:
     """Submit one job every `interval` seconds from the start plus `offset`, until the end
     (open loop: arrivals do not wait for answers, unless one takes longer than the interval)."""
-    session, url, samples = _session(target), f"{target.api_url}/api/v1/jobs", []
+    session, url, samples = open_session(target), f"{target.api_url}/api/v1/jobs", []
     until = _wait_start(*start)
     due = time.time() + offset
     while due < until:
         time.sleep(max(0.0, due - time.time()))
-        samples.append(_post(session, url, len(samples)))
+        samples.append(post_echo(session, url, len(samples)))
         due += interval
     session.close()
     out.put(samples)

@@ -176,11 +176,11 @@ def half_rate(target, listener: Listener, rate: float, duration_s: float) -> lis
 
 def idle(o: orchestra.Orchestra, listener: Listener, n: int) -> list[float]:
     """Phase 3: `n` jobs one at a time, from before the POST to the `completed` received."""
-    session = clients._session(clients.Target(orchestra._api_url(o, ""), "", o.secret))
-    url = orchestra._api_url(o, "/api/v1/jobs")
+    session = clients.open_session(clients.Target(orchestra.api_url(o, ""), "", o.secret))
+    url = orchestra.api_url(o, "/api/v1/jobs")
     latencies = []
     for i in range(n):
-        job_id, started, _ = clients._post(session, url, i)
+        job_id, started, _ = clients.post_echo(session, url, i)
         listener.wait_for([job_id], 30)
         with listener.lock:
             latencies.append(listener.seen[job_id][2] - started)
@@ -267,7 +267,7 @@ def run(settings: Settings, durations: dict, idle_n: int) -> dict:
                 stack.callback(procs.stop, started[name])
             orchestra.wait_api_ready(o, started["api"])
             target = clients.Target(
-                orchestra._api_url(o, ""),
+                orchestra.api_url(o, ""),
                 f"http://127.0.0.1:{settings.relay_port}",
                 o.secret,
                 settings.redis_url,

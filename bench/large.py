@@ -100,7 +100,7 @@ def time_calls(o: orchestra.Orchestra, s: dict, n: int) -> dict:
         for name, make in makers.items():
             path, _ = make(i)
             t0 = time.perf_counter()
-            resp = session.get(orchestra._api_url(o, path), timeout=30)
+            resp = session.get(orchestra.api_url(o, path), timeout=30)
             elapsed = time.perf_counter() - t0
             if resp.status_code != 200:
                 raise RuntimeError(f"{path} answered {resp.status_code}: {resp.text[:300]}")
