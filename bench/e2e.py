@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import statistics
 import threading
 import time
 import uuid
@@ -217,7 +218,6 @@ def status_latencies(listener: Listener, samples: list[tuple]) -> tuple[dict, di
 
 def series(listener: Listener, samples: list[tuple], status: dict, t0: float, phases) -> dict:
     """Per-second bins of the whole run, for the plot."""
-    import statistics
 
     def q(values, p):
         if not values:
