@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install services db console browser run test lint bench soak clean
+.PHONY: install services db console browser run test lint bench bench-quick soak clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +64,12 @@ lint: install console/node_modules/.ci-done
 test: install services lint console browser
 	$(BIN)/pytest
 
+# bench/RESULTS.md and bench/throughput_latency.png; ARGS=--quick (or make bench-quick) in < 2 min.
 bench: install services
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: install services
+	$(BIN)/python -m bench.run --quick $(ARGS)
 
 soak: install services
 	$(BIN)/python -m bench.soak

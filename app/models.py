@@ -121,7 +121,29 @@ class Job(Base):
         ),
         CheckConstraint("priority BETWEEN 0 AND 9", name="ck_jobs_priority"),
         Index("ix_jobs_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
-        Index("ix_jobs_tenant_card", "tenant_id", "card_id"),
+        # One index per list filter, in keyset order (migration 0005): a page of a rare
+        # status or kind reads `limit + 1` entries, not the tenant's whole history.
+        Index(
+            "ix_jobs_tenant_status_created",
+            "tenant_id",
+            "status",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        Index(
+            "ix_jobs_tenant_kind_created",
+            "tenant_id",
+            "kind",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        Index(
+            "ix_jobs_tenant_card_created",
+            "tenant_id",
+            "card_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
         Index(
             "uq_jobs_tenant_idempotency",
             "tenant_id",

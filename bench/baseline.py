@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import redis
 from celery import Celery
+from celery.exceptions import TimeoutError as ResultTimeout
 
 from app.config import Settings
 from bench import noop
@@ -21,11 +22,17 @@ class Baseline:
 
     producer: Celery
     redis: redis.Redis
+    # With a Redis result backend, for the round trip only.
+    results: Celery
 
 
 def connect(settings: Settings) -> Baseline:
     """The baseline's producer, on the same broker as Orchestra's."""
-    return Baseline(noop.make_app(settings.redis_url), redis.Redis.from_url(settings.redis_url))
+    return Baseline(
+        noop.make_app(settings.redis_url),
+        redis.Redis.from_url(settings.redis_url),
+        noop.make_app(settings.redis_url, results=True),
+    )
 
 
 def _counter(label: str) -> str:
@@ -49,15 +56,17 @@ def drain(b: Baseline, n: int, worker: Proc, timeout_s: float, label: str) -> di
 
 
 def round_trips(b: Baseline, n: int, worker: Proc) -> list[float]:
-    """Latencies of `n` sequential no-ops, from `send_task` until the task's flag appears."""
-    counter = _counter("round-trip")
+    """Latencies of `n` sequential no-ops, `send_task(...).get()` on a Redis result backend."""
 
     def one() -> None:
-        flag = f"bench:flag:{uuid.uuid4().hex}"
-        noop.send(b.producer, counter, flag)
-        if b.redis.blpop([flag], timeout=30) is None:
+        result = b.results.send_task(noop.RESULT_TASK, queue=noop.QUEUE)
+        try:
+            result.get(timeout=30)
+        except ResultTimeout:
             worker.check()
-            raise TimeoutError("a no-op task did not run within 30 s")
+            raise
+        finally:
+            result.forget()  # the stored result key is not left behind
 
     return timed(one, n)
 
@@ -75,4 +84,5 @@ def send_latencies(b: Baseline, n: int, warm: int) -> list[float]:
 def close(b: Baseline) -> None:
     """Release the producer's and the client's connections."""
     b.producer.close()
+    b.results.close()
     b.redis.close()

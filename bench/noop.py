@@ -2,7 +2,8 @@
 
 The task only records that it ran (INCR a counter, optionally RPUSH a flag), so what the
 baseline measures is Celery and Redis alone, configured as Orchestra configures its tasks:
-results ignored, acks late, prefetch 1.
+results ignored, acks late, prefetch 1. A second task, `bench.noop_result`, stores its
+result in a Redis result backend: the round trip of the issue is `send_task(...).get()`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from celery import Celery
 from app.config import Settings
 
 TASK = "bench.noop"
+RESULT_TASK = "bench.noop_result"
 QUEUE = "bench_noop"
 # The same concurrency and log level as the Orchestra worker it is compared with.
 WORKER_COMMAND = f"celery -A bench.noop worker -c 2 -Q {QUEUE} -n noop-$$@%h --loglevel INFO"
@@ -28,13 +30,17 @@ def _redis(url: str) -> redis.Redis:
     return client
 
 
-def make_app(redis_url: str) -> Celery:
-    """A bare Celery app on `redis_url` with the no-op task registered."""
+def make_app(redis_url: str, results: bool = False) -> Celery:
+    """A bare Celery app on `redis_url` with the no-op tasks registered.
+
+    `results`: with a Redis result backend. The producer of the drain and send figures has
+    none, so that sending costs what it costs Orchestra (which keeps no Celery results).
+    """
     celery = Celery("bench_noop")
     celery.conf.update(
         broker_url=redis_url,
         broker_connection_retry_on_startup=True,
-        result_backend=None,
+        result_backend=redis_url if results else None,
         task_ignore_result=True,
         task_acks_late=True,
         worker_prefetch_multiplier=1,
@@ -52,6 +58,11 @@ def make_app(redis_url: str) -> Celery:
             pipe.rpush(flag, 1)
         pipe.execute()
 
+    @celery.task(name=RESULT_TASK, ignore_result=False)
+    def noop_result() -> int:
+        """Nothing: its stored result tells the caller it ran."""
+        return 1
+
     return celery
 
 
@@ -61,4 +72,4 @@ def send(producer: Celery, counter: str, flag: str | None = None) -> None:
 
 
 # `celery -A bench.noop` looks for this; the bench passes REDIS_URL like to every process.
-app = make_app(Settings.from_env().redis_url)
+app = make_app(Settings.from_env().redis_url, results=True)

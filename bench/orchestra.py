@@ -1,8 +1,8 @@
-"""The Orchestra side: echo jobs through `app.jobs`, the real worker and the real API."""
+"""The Orchestra side of the bench: the domain wired in this process, a tenant and its key,
+in-process echo submits (fills and warm-ups) and the API's readiness."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,11 +11,11 @@ import redis
 import requests
 from sqlalchemy import func, select
 
-from app import db, events, jobs, pubsub
+from app import db, jobs
 from app.config import Settings
 from app.models import Job
 from app.tenants import TenantRef
-from bench.measure import throughput, timed, wait_until
+from bench.measure import throughput, wait_until
 from bench.procs import Proc
 
 TENANT = "bench"
@@ -76,62 +76,7 @@ def drain(o: Orchestra, n: int, worker: Proc, timeout_s: float, label: str) -> d
     return throughput(n, start, end)
 
 
-def _subscribe(o: Orchestra):
-    """A pub/sub listener on the tenant's channel, confirmed before any job is submitted."""
-    listener = o.redis.pubsub()
-    listener.subscribe(pubsub.channel(o.tenant.name))
-    message = listener.get_message(timeout=5)
-    if message is None or message["type"] != "subscribe":
-        raise RuntimeError(f"no subscribe confirmation from Redis: {message!r}")
-    return listener
-
-
-def _await_completed(listener, job_id: str, timeout_s: float) -> None:
-    """Read the tenant's events until `job_id` is reported `completed`."""
-    deadline = time.perf_counter() + timeout_s
-    while (left := deadline - time.perf_counter()) > 0:
-        message = listener.get_message(timeout=left)
-        if message is None or message["type"] != "message":
-            continue
-        env = json.loads(message["data"])
-        payload = env.get("payload", {})
-        if env.get("event_type") != events.JOB_STATUS_UPDATED or payload.get("job_id") != job_id:
-            continue
-        if payload["status"] == "completed":
-            return
-        if payload["status"] in _BAD:
-            raise RuntimeError(f"job {job_id} ended {payload['status']}: {payload.get('error')}")
-    raise TimeoutError(f"job {job_id} not completed within {timeout_s:.0f} s")
-
-
-def round_trips(o: Orchestra, n: int, worker: Proc) -> list[float]:
-    """Latencies of `n` sequential echo jobs, from submit until their `completed` event.
-
-    The event is published right after the commit that makes the job `completed`, so it
-    is what a client of the relay sees, without polling Postgres.
-    """
-    listener = _subscribe(o)
-    batch = f"round-trip-{uuid.uuid4().hex[:8]}"
-    counter = iter(range(n))
-
-    def one() -> None:
-        job_id = submit_echo(o, batch, next(counter))
-        try:
-            _await_completed(listener, job_id, 30)
-        except TimeoutError:
-            worker.check()
-            raise
-
-    try:
-        latencies = timed(one, n)
-    finally:
-        listener.close()
-    if not _all_completed(batch, n):
-        raise RuntimeError("completed events were seen for jobs Postgres does not call completed")
-    return latencies
-
-
-def _api_url(o: Orchestra, path: str) -> str:
+def api_url(o: Orchestra, path: str) -> str:
     return f"http://{o.settings.bind_host}:{o.settings.api_port}{path}"
 
 
@@ -140,31 +85,12 @@ def wait_api_ready(o: Orchestra, api: Proc, timeout_s: float = 60) -> None:
 
     def ready() -> bool:
         try:
-            return requests.get(_api_url(o, "/health/readiness"), timeout=5).status_code == 200
+            return requests.get(api_url(o, "/health/readiness"), timeout=5).status_code == 200
         # Not listening yet, or too busy booting (workers and Celery start at once): retry.
         except (requests.ConnectionError, requests.Timeout):
             return False
 
     wait_until(ready, timeout_s, "the API's readiness", check=api.check)
-
-
-def http_submit_latencies(o: Orchestra, n: int, warm: int) -> list[float]:
-    """Latencies of `POST /api/v1/jobs` on one keep-alive connection, one at a time."""
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {o.secret}"
-    url = _api_url(o, "/api/v1/jobs")
-    body = {"kind": "echo", "params": {"i": 0}, "card_id": "submit-latency"}
-
-    def one() -> None:
-        resp = session.post(url, json=body, timeout=10)
-        if resp.status_code != 202:
-            raise RuntimeError(f"POST /api/v1/jobs answered {resp.status_code}: {resp.text}")
-
-    try:
-        timed(one, warm)
-        return timed(one, n)
-    finally:
-        session.close()
 
 
 def close(o: Orchestra) -> None:

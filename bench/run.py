@@ -1,7 +1,10 @@
-"""`python -m bench.run`: Orchestra's job pipeline beside raw Celery, measured in the same run.
+"""`python -m bench.run [--quick]`: Orchestra beside raw Celery, measured in the same run.
 
-The machine is shared and noisy, so absolute figures mean little; each Orchestra figure is
-printed next to a baseline measured seconds before on the same machine, with their ratio.
+The machine is shared and noisy, so absolute figures mean little: the baseline and the
+end-to-end sections run R times, alternating, and every figure is printed beside its
+baseline of the same repetition with their ratio, as the median (min-max) over
+repetitions. Writes bench/results/latest.json, bench/RESULTS.md (its generated block)
+and bench/throughput_latency.png.
 """
 
 from __future__ import annotations
@@ -18,183 +21,192 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import Settings
-from bench import baseline, noop, orchestra, procs
+from bench import baseline, e2e, figures, large, noop, procs, relay_load, report, retention_load
 from bench.measure import latency_stats
 from bench.sandbox import ROOT, log, sandbox
 
 RESULTS = ROOT / "bench" / "results"
-SIZES = {"jobs": 300, "samples": 500, "round_trips": 300}
-QUICK_SIZES = {"jobs": 100, "samples": 60, "round_trips": 40}
-# Unrecorded iterations first: connections, lazy imports and the pool children warm up.
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
+PLOT = ROOT / "bench" / "throughput_latency.png"
+# Fixed durations where counts would make a run unbounded; counts where they are cheap.
+SIZES = {
+    "repeats": 3,
+    "baseline_jobs": 1000,
+    "sends": 1000,
+    "round_trips": 200,
+    "sustained_s": 15,
+    "half_rate_s": 10,
+    "idle_trips": 100,
+    "relay_clients": 5000,
+    "relay_rate": 200,
+    "relay_s": 15,
+    "retention_rate": 30,
+    "retention_s": 24,
+    "small_jobs": 10_000,
+    "large_jobs": 1_000_000,
+    "calls": 100,
+}
+QUICK_SIZES = {
+    "repeats": 1,
+    "baseline_jobs": 300,
+    "sends": 300,
+    "round_trips": 50,
+    "sustained_s": 8,
+    "half_rate_s": 6,
+    "idle_trips": 30,
+    "relay_clients": 500,
+    "relay_rate": 100,
+    "relay_s": 6,
+    "retention_rate": 20,
+    "retention_s": 12,
+    "small_jobs": 2_000,
+    "large_jobs": 50_000,
+    "calls": 30,
+}
+SECTIONS = ("e2e", "relay", "retention", "large")
 WARM = 10
-WORKER_FLAGS = "-c 2"
+# High enough that the bench measures the limiter's cost, never its refusals.
+RATE_LIMIT = "100000000/minute"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(
         prog="python -m bench.run",
-        description="Orchestra's job pipeline beside raw Celery baselines of the same run.",
+        description="Orchestra beside raw Celery baselines of the same run.",
     )
-    p.add_argument("--quick", action="store_true", help="a smaller run, for a smoke test")
-    p.add_argument("--jobs", type=int, help=f"jobs drained for throughput ({SIZES['jobs']})")
-    p.add_argument("--samples", type=int, help=f"submit-latency samples ({SIZES['samples']})")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, one repetition (<2 min)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument(
-        "--round-trips", type=int, help=f"sequential end-to-end samples ({SIZES['round_trips']})"
+        "--set", nargs="+", default=[], metavar="NAME=N", help="override a size, e.g. repeats=5"
     )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="JSON results")
+    p.add_argument("--no-report", action="store_true", help="leave RESULTS.md and the plot alone")
     return p.parse_args(argv)
 
 
 def sizes_of(args: argparse.Namespace) -> dict[str, int]:
-    """The run's sizes: the defaults (or the quick ones), then what the command line says."""
+    """The run's sizes: the defaults (or the quick ones), then what `--set` says."""
     sizes = dict(QUICK_SIZES if args.quick else SIZES)
-    for name in sizes:
-        if getattr(args, name) is not None:
-            sizes[name] = getattr(args, name)
-    if min(sizes.values()) < 2:
-        raise SystemExit("every size must be at least 2 (quantiles need two samples)")
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in sizes or not value.isdigit():
+            raise SystemExit(f"--set {item}: expected one of {', '.join(sizes)} = an integer")
+        sizes[name] = int(value)
     return sizes
 
 
-def drain_timeout(n: int) -> float:
-    """Generous: a throughput run is aborted, not waited on forever, when the worker stalls."""
-    return 60 + n / 5
-
-
 def run_baseline(settings: Settings, sizes: dict[str, int]) -> dict:
-    """Raw Celery: one `celery -A bench.noop worker -c 2`, no-op tasks."""
+    """Raw Celery: `celery -A bench.noop worker -c 2` (prefork), no-op tasks."""
     b = baseline.connect(settings)
     try:
         with ExitStack() as stack:
             worker = procs.start("noop-worker", noop.WORKER_COMMAND, procs.child_env(settings))
             stack.callback(procs.stop, worker)
-            # The first tasks also wait for the worker to boot: hence the long timeout.
-            baseline.drain(b, WARM, worker, 60, "warm-up")
-            log(f"baseline: throughput, {sizes['jobs']} no-ops")
-            drained = baseline.drain(b, sizes["jobs"], worker, drain_timeout(sizes["jobs"]), "tp")
-            log(f"baseline: {sizes['round_trips']} round trips")
+            baseline.drain(b, WARM, worker, 60, "warm-up")  # also waits for the worker's boot
+            n = sizes["baseline_jobs"]
+            drained = baseline.drain(b, n, worker, 60 + n / 5, "tp")
             baseline.round_trips(b, WARM, worker)
             trips = baseline.round_trips(b, sizes["round_trips"], worker)
-        # The worker is gone: submit latency is measured on the producer path alone.
-        log(f"baseline: {sizes['samples']} sends")
-        sends = baseline.send_latencies(b, sizes["samples"], WARM)
+        # The worker is gone: the send rate is the producer's alone.
+        sends = baseline.send_latencies(b, sizes["sends"], WARM)
     finally:
         baseline.close(b)
     return {
-        "throughput": drained,
-        "submit_latency": latency_stats(sends),
+        "drain": drained,
+        "send_per_s": len(sends) / sum(sends),
+        "send_latency": latency_stats(sends),
         "round_trip": latency_stats(trips),
     }
-
-
-def run_orchestra(settings: Settings, sizes: dict[str, int]) -> dict:
-    """Orchestra: the Procfile's `worker` (with `-c 2`) and `api`, echo jobs."""
-    commands = procs.read_procfile()
-    env = procs.child_env(settings)
-    o = orchestra.connect(settings)
-    try:
-        with ExitStack() as stack:
-            api = procs.start("api", commands["api"], env)
-            stack.callback(procs.stop, api)
-            with ExitStack() as worker_stack:
-                worker = procs.start("worker", f"{commands['worker']} {WORKER_FLAGS}", env)
-                worker_stack.callback(procs.stop, worker)
-                orchestra.wait_api_ready(o, api)
-                orchestra.drain(o, WARM, worker, 60, "warm-up")
-                log(f"orchestra: throughput, {sizes['jobs']} echo jobs")
-                n = sizes["jobs"]
-                drained = orchestra.drain(o, n, worker, drain_timeout(n), "throughput")
-                log(f"orchestra: {sizes['round_trips']} round trips")
-                orchestra.round_trips(o, WARM, worker)
-                trips = orchestra.round_trips(o, sizes["round_trips"], worker)
-            # As for the baseline: no worker competes with the API for the CPU.
-            log(f"orchestra: {sizes['samples']} HTTP submits")
-            posts = orchestra.http_submit_latencies(o, sizes["samples"], WARM)
-    finally:
-        orchestra.close(o)
-    return {
-        "throughput": drained,
-        "submit_latency": latency_stats(posts),
-        "round_trip": latency_stats(trips),
-    }
-
-
-def rows_of(orch: dict, base: dict) -> list[dict]:
-    """The compared figures: name, unit, Orchestra, baseline, ratio (Orchestra / baseline)."""
-    picks = [
-        ("throughput (drain, worker -c 2)", "jobs/s", "throughput", "per_s", "higher"),
-        ("submit latency p50 (POST vs send_task)", "ms", "submit_latency", "p50_ms", "lower"),
-        ("submit latency p99 (POST vs send_task)", "ms", "submit_latency", "p99_ms", "lower"),
-        ("end-to-end p50 (submit -> completed)", "ms", "round_trip", "p50_ms", "lower"),
-        ("end-to-end p99 (submit -> completed)", "ms", "round_trip", "p99_ms", "lower"),
-    ]
-    return [
-        {
-            "name": name,
-            "unit": unit,
-            "orchestra": orch[part][key],
-            "baseline": base[part][key],
-            "ratio": orch[part][key] / base[part][key],
-            "better": better,
-        }
-        for name, unit, part, key, better in picks
-    ]
-
-
-def table(rows: list[dict], sizes: dict[str, int]) -> str:
-    """The figures side by side, as printed."""
-    head = (
-        f"Orchestra vs raw Celery, same run ({os.cpu_count()} CPUs; {sizes['jobs']} jobs, "
-        f"{sizes['samples']} submits, {sizes['round_trips']} round trips)"
-    )
-    lines = [head, f"{'benchmark':<40} {'unit':<7} {'orchestra':>10} {'baseline':>10} {'ratio':>8}"]
-    for r in rows:
-        lines.append(
-            f"{r['name']:<40} {r['unit']:<7} {r['orchestra']:>10.2f} {r['baseline']:>10.2f} "
-            f"{r['ratio']:>7.2f}x"
-        )
-    lines.append("ratio = orchestra / baseline (throughput: higher is better; latency: lower)")
-    return "\n".join(lines)
-
-
-def write_json(path: Path, rows: list[dict], orch: dict, base: dict, meta: dict) -> None:
-    """Everything measured, for comparison across runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {**meta, "rows": rows, "orchestra": orch, "baseline": base}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _terminate(signum, _frame) -> None:
     """SIGTERM unwinds like Ctrl-C, so processes are stopped and the sandbox removed."""
-    # A second TERM must not cut the cleanup short.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut cleanup short
     raise SystemExit(128 + signum)
 
 
+def measure(settings: Settings, sizes: dict, sections) -> dict:
+    """Run the sections; the raw results of each."""
+    raw: dict = {}
+    if "e2e" in sections:
+        raw["baseline"], raw["e2e"] = [], []
+        durations = {"sustained": sizes["sustained_s"], "half": sizes["half_rate_s"]}
+        for k in range(sizes["repeats"]):
+            log(f"repetition {k + 1}/{sizes['repeats']}: raw Celery")
+            raw["baseline"].append(run_baseline(settings, sizes))
+            log(f"repetition {k + 1}/{sizes['repeats']}: Orchestra end to end")
+            raw["e2e"].append(e2e.run(settings, durations, sizes["idle_trips"]))
+    if "relay" in sections:
+        log(f"relay: {sizes['relay_clients']} clients")
+        raw["relay"] = relay_load.run(
+            settings, sizes["relay_clients"], sizes["relay_rate"], sizes["relay_s"]
+        )
+    if "retention" in sections:
+        raw["retention"] = retention_load.run(
+            settings, sizes["retention_rate"], sizes["retention_s"]
+        )
+    if "large" in sections:  # last: it leaves a big database behind
+        raw["large"] = large.run(settings, sizes["small_jobs"], sizes["large_jobs"], sizes["calls"])
+        raw["large"]["small_jobs"] = sizes["small_jobs"]
+    return raw
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Set up the sandbox, measure both sides, print and save the comparison."""
+    """Set up the sandbox, measure, print and save the comparison."""
     args = parse_args(argv)
     sizes = sizes_of(args)
+    sections = args.only or SECTIONS
     os.chdir(ROOT)  # the Procfile's commands and alembic.ini are relative to the project
     signal.signal(signal.SIGTERM, _terminate)
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()
     with sandbox() as settings:
-        # Whatever reads the environment in this process (Settings.from_env) sees the sandbox.
-        os.environ.update(settings.as_env())
-        base = run_baseline(settings, sizes)
-        orch = run_orchestra(settings, sizes)
-    rows = rows_of(orch, base)
-    print(table(rows, sizes), flush=True)
-    meta = {
+        settings = settings.with_(rate_limit=RATE_LIMIT)
+        os.environ.update(settings.as_env())  # what reads the environment here sees the sandbox
+        raw = measure(settings, sizes, sections)
+    rows, targets = figures.assemble(raw)
+    doc = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "repeats": sizes["repeats"],
         "sizes": sizes,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "sections": list(sections),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_before": " ".join(f"{x:.1f}" for x in load),
+        },
         "elapsed_s": round(time.perf_counter() - started, 1),
+        "results": args.output.name,
+        "rows": [r.as_dict() for r in rows],
+        "targets": [t.as_dict() for t in targets],
     }
-    write_json(args.output, rows, orch, base, meta)
-    log(f"results in {args.output}, {meta['elapsed_s']} s in all")
+    write(args, doc, raw)
+    print(report.targets_table(doc["targets"]), "", report.figures_table(doc["rows"]), sep="\n")
+    log(f"{doc['elapsed_s']:.0f} s in all; results in {args.output}")
     return 0
+
+
+def write(args: argparse.Namespace, doc: dict, raw: dict) -> None:
+    """The JSON results (with every raw reading and plan), RESULTS.md and the plot."""
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    plans = raw.get("large", {}).pop("plans", None)
+    if plans:
+        (args.output.parent / "explain.txt").write_text(
+            "\n\n".join(f"== {name}\n{plan}" for name, plan in plans.items()) + "\n"
+        )
+    series = [r.pop("series") for r in raw.get("e2e", [])]
+    args.output.write_text(json.dumps({**doc, "raw": raw}, indent=1, default=str) + "\n")
+    if args.no_report:
+        return
+    report.write_results_md(RESULTS_MD, doc)
+    if series:
+        last = series[-1]
+        last["title"] = (
+            f"Orchestra end to end, last repetition ({doc['when']}, "
+            f"{'quick' if doc['quick'] else 'default'} mode; 2 shared CPUs)"
+        )
+        report.plot(PLOT, last)
 
 
 if __name__ == "__main__":

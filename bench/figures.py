@@ -1,0 +1,251 @@
+"""The figures of a run: rows beside their baselines, and the issue's targets."""
+
+from __future__ import annotations
+
+from bench.stats import Row, Target, ratios, spread
+
+
+def _col(reps: list[dict], *path) -> list[float]:
+    out = []
+    for r in reps:
+        for key in path:
+            r = r[key]
+        out.append(r)
+    return out
+
+
+def e2e_rows(base: list[dict], orch: list[dict]) -> list[Row]:
+    """End-to-end figures beside raw Celery's, repetition by repetition."""
+    s = "end to end"
+    return [
+        Row(
+            s,
+            "throughput: completed events received/s vs no-op drain",
+            "jobs/s",
+            _col(orch, "throughput", "per_s"),
+            _col(base, "drain", "per_s"),
+            "4 HTTP clients, worker -c 2",
+        ),
+        Row(
+            s,
+            "submit p50: POST /jobs vs apply_async",
+            "ms",
+            _col(orch, "submit_latency", "p50_ms"),
+            _col(base, "send_latency", "p50_ms"),
+            "at half the sustained rate",
+        ),
+        Row(
+            s,
+            "submit p99: POST /jobs vs apply_async",
+            "ms",
+            _col(orch, "submit_latency", "p99_ms"),
+            _col(base, "send_latency", "p99_ms"),
+            "at half the sustained rate",
+        ),
+        Row(
+            s,
+            "idle round trip p50: POST -> completed received vs .get()",
+            "ms",
+            _col(orch, "idle_round_trip", "p50_ms"),
+            _col(base, "round_trip", "p50_ms"),
+            "one job at a time",
+        ),
+        Row(
+            s,
+            "idle round trip p99",
+            "ms",
+            _col(orch, "idle_round_trip", "p99_ms"),
+            _col(base, "round_trip", "p99_ms"),
+        ),
+        Row(
+            s,
+            "status latency p50: created_at -> Socket.IO client",
+            "ms",
+            _col(orch, "status_latency", "p50_ms"),
+            None,
+            "at half the sustained rate",
+        ),
+        Row(
+            s,
+            "status latency p99",
+            "ms",
+            _col(orch, "status_latency", "p99_ms"),
+            None,
+            "at half the sustained rate",
+        ),
+        Row(
+            s,
+            "of which created_at -> Redis subscriber, p99",
+            "ms",
+            _col(orch, "status_latency_to_redis", "p99_ms"),
+            None,
+            "commit + publish, before the relay",
+        ),
+        Row(
+            s,
+            "status latency p99, saturated",
+            "ms",
+            _col(orch, "status_latency_saturated", "p99_ms"),
+            None,
+            "during the sustained phase",
+        ),
+        Row(
+            s,
+            "submit p99, saturated",
+            "ms",
+            _col(orch, "submit_latency_saturated", "p99_ms"),
+            None,
+            "during the sustained phase",
+        ),
+        Row(
+            "baseline",
+            "apply_async rate (one producer)",
+            "tasks/s",
+            _col(base, "send_per_s"),
+            None,
+            "raw Celery alone",
+        ),
+    ]
+
+
+def e2e_targets(base: list[dict], orch: list[dict]) -> list[Target]:
+    """The issue's end-to-end targets."""
+    tp, drain = _col(orch, "throughput", "per_s"), _col(base, "drain", "per_s")
+    rt, brt = _col(orch, "idle_round_trip", "p50_ms"), _col(base, "round_trip", "p50_ms")
+
+    return [
+        Target(
+            "end-to-end throughput >= 0.5 x raw drain",
+            spread(tp),
+            "jobs/s",
+            0.5,
+            ">=",
+            spread(ratios(tp, drain)),
+            spread(drain),
+        ),
+        Target(
+            "idle submit->completed p50 <= 2 x raw round trip p50",
+            spread(rt),
+            "ms",
+            2.0,
+            "<=",
+            spread(ratios(rt, brt)),
+            spread(brt),
+        ),
+        Target(
+            "status latency p99 <= 25 ms at half the sustained rate",
+            spread(_col(orch, "status_latency", "p99_ms")),
+            "ms",
+            25.0,
+            "<=",
+        ),
+    ]
+
+
+def relay_parts(r: dict) -> tuple[list[Row], list[Target]]:
+    """The relay section's row and target."""
+    d = r["delivery"] or {"p50_ms": None, "p99_ms": None}
+    note = (
+        f"{r['connected']}/{r['clients']} clients connected in {r['connect_s']:.0f} s; "
+        f"{r['received']}/{r['sent']} events at {r['rate']:.0f}/s"
+        + ("; QUICK: fewer clients than the target's 5,000" if r["clients"] < 5000 else "")
+    )
+    p50 = [d["p50_ms"]] if d["p50_ms"] is not None else []
+    p99 = [d["p99_ms"]] if d["p99_ms"] is not None else []
+    rows = [
+        Row("relay", "delivery p50: publish -> client", "ms", p50, None, note),
+        Row("relay", "delivery p99: publish -> client", "ms", p99, None, note),
+    ]
+    ok = r["connected"] == r["clients"] and r["received"] == r["sent"]
+    target = Target(
+        f"one relay holds {r['clients']:,} clients, p99 delivery <= 100 ms",
+        spread(p99 if ok else []),
+        "ms",
+        100.0,
+        "<=",
+        note=note if ok else "clients or events lost: " + note,
+    )
+    return rows, [target]
+
+
+def retention_parts(r: dict) -> tuple[list[Row], list[Target]]:
+    """The growth section: deleted/s beside finished/s."""
+    note = (
+        f"RETENTION_S={r['retention_s']:.0f}; jobs present max {r['jobs_present_max']}, "
+        f"at the end {r['jobs_present_end']} of {r['submitted']} submitted"
+    )
+    rows = [
+        Row(
+            "retention",
+            "rows deleted/s vs jobs finished/s",
+            "jobs/s",
+            [r["deleted_per_s"]],
+            [r["finished_per_s"]],
+            note,
+        ),
+    ]
+    target = Target(
+        "retention sweep deletes >= finished (ratio >= 0.9: sampling)",
+        spread([r["deleted_per_s"]]),
+        "jobs/s",
+        0.9,
+        ">=",
+        spread([r["deleted_per_s"] / r["finished_per_s"]]) if r["finished_per_s"] else spread([]),
+        spread([r["finished_per_s"]]),
+        note,
+    )
+    return rows, [target]
+
+
+def large_parts(r: dict) -> tuple[list[Row], list[Target]]:
+    """Each call at the large size beside the same call at the small size: over HTTP, and
+    the query alone inside Postgres (EXPLAIN ANALYZE's execution time)."""
+    rows, targets = [], []
+    size = f"{r['sizes']['jobs']:,} jobs, {r['sizes']['events']:,} events"
+    base = f"baseline: {r['small_jobs']:,} jobs"
+    for name, big in r["large"].items():
+        small, db_big, db_small = r["small"][name], r["large_in_db"][name], r["small_in_db"][name]
+        rows.append(
+            Row("large table", f"{name}: HTTP p50", "ms", [big["p50_ms"]], [small["p50_ms"]], base)
+        )
+        rows.append(
+            Row("large table", f"{name}: HTTP p99", "ms", [big["p99_ms"]], [small["p99_ms"]], base)
+        )
+        rows.append(
+            Row(
+                "large table",
+                f"{name}: in Postgres p99",
+                "ms",
+                [db_big["p99_ms"]],
+                [db_small["p99_ms"]],
+                base,
+            )
+        )
+        targets.append(
+            Target(
+                f"{name}: HTTP p99 <= 20 ms at {size}",
+                spread([big["p99_ms"]]),
+                "ms",
+                20.0,
+                "<=",
+                note=f"query in Postgres p99 {db_big['p99_ms']:.2f} ms",
+            )
+        )
+    return rows, targets
+
+
+def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
+    """The rows and targets of whatever sections ran."""
+    rows, targets = [], []
+    if "e2e" in raw:
+        rows += e2e_rows(raw["baseline"], raw["e2e"])
+        targets += e2e_targets(raw["baseline"], raw["e2e"])
+    for name, parts in (
+        ("relay", relay_parts),
+        ("retention", retention_parts),
+        ("large", large_parts),
+    ):
+        if name in raw:
+            r, t = parts(raw[name])
+            rows, targets = rows + r, targets + t
+    return rows, targets
