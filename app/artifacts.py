@@ -46,8 +46,13 @@ def _dir() -> Path:
     return Path(config.current().artifact_dir)
 
 
+class StoreError(Exception):
+    """The store could not keep an artifact (a full disk, an unwritable ARTIFACT_DIR)."""
+
+
 def stage(job_id: str, artifact: tuple[str, bytes] | None) -> Staged | None:
-    """Ready an artifact before the transaction; the filesystem store writes its file now."""
+    """Ready an artifact before the transaction; the filesystem store writes its file now
+    (`StoreError` if it cannot)."""
     if artifact is None:
         return None
     content_type, body = artifact
@@ -58,7 +63,10 @@ def stage(job_id: str, artifact: tuple[str, bytes] | None) -> Staged | None:
         raise ValueError(f"ARTIFACT_STORE must be one of {STORES}, not {store!r}")
     ext = mimetypes.guess_extension(content_type.split(";")[0].strip()) or ".bin"
     name = f"{job_id}-{uuid.uuid4().hex}{ext}"
-    _write(_dir() / name, body)
+    try:
+        _write(_dir() / name, body)
+    except OSError as exc:
+        raise StoreError(f"could not write {name} under ARTIFACT_DIR: {exc}") from exc
     return Staged(content_type, path=name)
 
 

@@ -276,5 +276,10 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
     except Exception as exc:  # noqa: BLE001 - a generator bug fails its job, not the worker
         log.exception("job %s: generator %s raised", run.job_id, run.kind)
         return fail(run, "UNEXPECTED_ERROR", f"{type(exc).__name__}: {exc}", transient=False)
-    complete(run, output)
+    try:
+        complete(run, output)
+    except artifacts.StoreError as exc:
+        # Our failure, not the generator's: log it, and let a later attempt try again.
+        log.error("job %s: artifact not stored: %s", run.job_id, exc)
+        return fail(run, "ARTIFACT_STORE_ERROR", str(exc), transient=True)
     return "completed"

@@ -106,6 +106,20 @@ def test_a_missing_file_is_a_404_not_a_500(domain, tenant, http, tmp_path):
     assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "NOT_FOUND"
 
 
+def test_a_store_that_cannot_write_ends_the_attempt_as_transient(domain, tenant, tmp_path):
+    blocked = tmp_path / "a-file-not-a-directory"
+    blocked.write_text("")
+    config.install(domain.with_(artifact_store="filesystem", artifact_dir=str(blocked)))
+    try:
+        job = run_job(tenant, "image", {"width": 8, "height": 8})
+    finally:
+        config.install(domain)
+    # Not left `processing` for the orphan sweep: retried, with our error named.
+    assert job["status"] == "retrying"
+    assert job["error"]["code"] == "ARTIFACT_STORE_ERROR"
+    assert artifact_row(job["id"]) is None
+
+
 def test_retention_removes_the_artifact_files(domain, tenant, tmp_path):
     settings = config.install(
         domain.with_(artifact_store="filesystem", artifact_dir=str(tmp_path), retention_s=3600)
