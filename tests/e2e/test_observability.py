@@ -99,6 +99,8 @@ def test_flower_still_serves_its_own_metrics(stack):
         30, 0.5, "flower's /metrics",
     )
     assert "flower_" in text
+    # Flower logs JSON lines too (flowerconfig.py), its start-up lines included.
+    assert json_lines(flower), "flower logged nothing"
 
 
 def json_lines(proc) -> list[dict]:
