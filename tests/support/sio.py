@@ -9,6 +9,25 @@ import socketio
 from tests.support.stack import wait_until
 
 
+def _handle_messages_in_order(sio: socketio.Client) -> None:
+    """Handle each message on the client's read thread, in the order it came off the wire.
+
+    python-engineio's threaded client hands every message to a thread of its own, so two
+    events sent in order can be appended out of order, and a test of the relay's ordering
+    would fail on the client's doing (seen: seq 2 recorded before seq 1). Replaces one
+    private method of the engine.io client, for tests only: no option of the library does it.
+    """
+    eio = sio.eio
+    trigger = eio._trigger_event
+
+    def in_order(event, *args, **kwargs):
+        if event == "message":
+            kwargs["run_async"] = False
+        return trigger(event, *args, **kwargs)
+
+    eio._trigger_event = in_order
+
+
 class EventClient:
     """Connects to a relay with a key, subscribes, and keeps every `event` it receives."""
 
@@ -17,6 +36,7 @@ class EventClient:
         self._lock = threading.Lock()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("event", self._on_event)
+        _handle_messages_in_order(self.sio)
         self.sio.connect(url, auth={"token": secret}, transports=["websocket"], wait_timeout=10)
 
     def _on_event(self, envelope: dict) -> None:
