@@ -159,20 +159,18 @@ def claim(job_id: str, token: str, worker: str) -> Run | None:
 
 
 @_persist
-def complete(run: Run, out: Output) -> None:
-    """Record the generator's output; the job is `completed`."""
-    # A file store writes the file now, before the transaction that commits its row.
-    staged = artifacts.stage(run.job_id, out.artifact)
-    try:
-        with unit_of_work("worker") as uow:
-            job = run._owned(uow.conn, lock=True)
-            artifacts.attach(uow.conn, job["id"], staged)
-            transition(
-                uow, job, S.COMPLETED, result=out.result, result_url=out.result_url, progress=1.0
-            )
-    except Superseded:
-        artifacts.discard(staged)  # rolled back for sure: the job is no longer ours
-        raise
+def complete(run: Run, out: Output, staged: artifacts.Staged | None) -> None:
+    """Record the generator's output (its artifact already staged); the job is `completed`.
+
+    Retried while the database is away: the artifact is staged once, by the caller, so a
+    retry writes no second file.
+    """
+    with unit_of_work("worker") as uow:
+        job = run._owned(uow.conn, lock=True)
+        artifacts.attach(uow.conn, job["id"], staged)
+        transition(
+            uow, job, S.COMPLETED, result=out.result, result_url=out.result_url, progress=1.0
+        )
 
 
 @_persist
@@ -277,9 +275,15 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
         log.exception("job %s: generator %s raised", run.job_id, run.kind)
         return fail(run, "UNEXPECTED_ERROR", f"{type(exc).__name__}: {exc}", transient=False)
     try:
-        complete(run, output)
+        # A file store writes the file now, before the transaction that commits its row.
+        staged = artifacts.stage(run.job_id, output.artifact)
     except artifacts.StoreError as exc:
         # Our failure, not the generator's: log it, and let a later attempt try again.
         log.error("job %s: artifact not stored: %s", run.job_id, exc)
         return fail(run, "ARTIFACT_STORE_ERROR", str(exc), transient=True)
+    try:
+        complete(run, output, staged)
+    except Superseded:
+        artifacts.discard(staged)  # rolled back for sure: the job is no longer ours
+        raise
     return "completed"

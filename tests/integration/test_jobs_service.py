@@ -160,7 +160,7 @@ def test_orphan_sweep_gives_the_job_away_and_the_old_run_cannot_finish_it(domain
     row = job_row(job["id"])
     assert row["status"] == "retrying" and row["error"]["code"] == "WORKER_LOST"
     with pytest.raises(runs.Superseded):
-        runs.complete(run, Output(result={"late": True}))
+        runs.complete(run, Output(result={"late": True}), None)
     assert job_row(job["id"])["status"] == "retrying"
     assert run_now(job["id"]) == "completed"
     assert job_row(job["id"])["attempts"] == 2
