@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, url_for
 
 from api import correlation, schemas
 from api.auth import current_tenant, requires
-from api.body import header, json_body, query
+from api.body import json_body, query
 from app import audit
 from app.agents import commands, queries, registry
 
@@ -73,7 +73,7 @@ def revert(agent_id: str):
 
 
 def _accept(agent_id: str, command: str, params: dict):
-    corr = header(correlation.HEADER) or correlation.correlation_id()
+    corr = correlation.for_new_rows()
     cmd = commands.accept(current_tenant(), agent_id, command, params, correlation_id=corr)
     correlation.bind(command_id=cmd["id"])
     log.info("agent command %s accepted", command)

@@ -86,12 +86,17 @@ def json_body(optional: bool = False) -> dict:
     return data
 
 
+def printable(value: str, max_len: int = 255) -> bool:
+    """Whether a header value is 1 to `max_len` printable ASCII characters, no spaces."""
+    return bool(value) and len(value) <= max_len and all(ord(c) in _HEADER_OK for c in value)
+
+
 def header(name: str, max_len: int = 255) -> str | None:
     """A printable-ASCII header value of at most `max_len` characters, or None if absent."""
     value = request.headers.get(name)
     if value is None:
         return None
-    if not value or len(value) > max_len or any(ord(c) not in _HEADER_OK for c in value):
+    if not printable(value, max_len):
         raise _invalid(
             f"bad {name} header", name, f"1-{max_len} printable ASCII characters, no spaces"
         )

@@ -11,21 +11,22 @@ import uuid
 
 from flask import Flask, g, request
 
+from api.body import header, printable
 from app import logs
 
 HEADER = "X-Correlation-ID"
-_MAX_LEN = 255
-
-
-def _valid(value: str | None) -> bool:
-    # The same rule as api.body.header(): printable ASCII without spaces. A bad header is
-    # refused (422) by the routes that store it; here it only gets a fresh id for the logs.
-    return bool(value) and len(value) <= _MAX_LEN and all(0x21 <= ord(c) < 0x7F for c in value)
 
 
 def correlation_id() -> str:
     """This request's correlation id."""
     return g.correlation_id
+
+
+def for_new_rows() -> str:
+    """The correlation id to store on the jobs and commands this request creates: a
+    malformed `X-Correlation-ID` is refused (422) here, where it would be stored."""
+    header(HEADER)
+    return correlation_id()
 
 
 def bind(**fields) -> None:
@@ -35,7 +36,8 @@ def bind(**fields) -> None:
 
 def _begin() -> None:
     supplied = request.headers.get(HEADER)
-    g.correlation_id = supplied if _valid(supplied) else str(uuid.uuid4())
+    # A malformed header gets a fresh id for the logs; `for_new_rows` refuses it.
+    g.correlation_id = supplied if supplied and printable(supplied) else str(uuid.uuid4())
     args = request.view_args or {}
     g.log_tokens = [
         logs.bind(

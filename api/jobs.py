@@ -25,7 +25,7 @@ def submit():
         current_tenant(),
         req,
         idempotency_key=header("Idempotency-Key"),
-        correlation_id=header(correlation.HEADER) or correlation.correlation_id(),
+        correlation_id=correlation.for_new_rows(),
     )
     correlation.bind(job_id=job["id"])
     log.info("job %s %s", "submitted" if created else "found by idempotency key", job["kind"])
