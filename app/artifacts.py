@@ -30,8 +30,6 @@ from app.models import JobArtifact
 
 log = logging.getLogger(__name__)
 
-STORES = ("postgres", "filesystem")
-
 
 @dataclass(frozen=True)
 class Staged:
@@ -60,7 +58,8 @@ def stage(job_id: str, artifact: tuple[str, bytes] | None) -> Staged | None:
     if store == "postgres":
         return Staged(content_type, body=body)
     if store != "filesystem":
-        raise ValueError(f"ARTIFACT_STORE must be one of {STORES}, not {store!r}")
+        stores = config.ARTIFACT_STORES
+        raise ValueError(f"ARTIFACT_STORE must be one of {stores}, not {store!r}")
     ext = mimetypes.guess_extension(content_type.split(";")[0].strip()) or ".bin"
     name = f"{job_id}-{uuid.uuid4().hex}{ext}"
     try:

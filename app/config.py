@@ -25,6 +25,10 @@ def _env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple)
     return value
 
 
+# The artifact stores (`app/artifacts.py`): a row's bytes, or files under ARTIFACT_DIR.
+ARTIFACT_STORES = ("postgres", "filesystem")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of every process, with the contract's defaults."""
@@ -145,9 +149,7 @@ class Settings:
             breaker_reset_timeout_s=_env_float(
                 env, "BREAKER_RESET_TIMEOUT_S", d.breaker_reset_timeout_s
             ),
-            artifact_store=_env_choice(
-                env, "ARTIFACT_STORE", d.artifact_store, ("postgres", "filesystem")
-            ),
+            artifact_store=_env_choice(env, "ARTIFACT_STORE", d.artifact_store, ARTIFACT_STORES),
             artifact_dir=env.get("ARTIFACT_DIR") or d.artifact_dir,
             rate_limit=env.get("RATE_LIMIT") or d.rate_limit,
             retention_s=_env_float(env, "RETENTION_S", d.retention_s),
