@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, select, tuple_
+from sqlalchemy import delete, select
 
 from app import artifacts, config, db
 from app.models import TERMINAL, Event, EventCounter, Job
@@ -39,16 +39,10 @@ def purge_expired(batch: int = 500) -> int:
         if not ids:
             return 0
         files = artifacts.files_of(conn, ids)
-        conn.execute(
-            delete(Event).where(and_(Event.subject_type == "job", Event.subject_id.in_(ids)))
-        )
-        conn.execute(
-            delete(EventCounter).where(
-                tuple_(EventCounter.subject_type, EventCounter.subject_id).in_(
-                    [("job", i) for i in ids]
-                )
+        for table in (Event, EventCounter):  # the jobs' events, and their `seq` counters
+            conn.execute(
+                delete(table).where(table.subject_type == "job", table.subject_id.in_(ids))
             )
-        )
         conn.execute(delete(Job).where(Job.id.in_(ids)))  # artifact rows go by ON DELETE CASCADE
     artifacts.remove(files)
     log.info("retention: purged %d finished jobs older than %ss", len(ids), keep_s)
