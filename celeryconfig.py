@@ -7,6 +7,7 @@ import os
 import tempfile
 
 from app.config import Settings
+from app.dispatch import AGENTS_QUEUE, JOBS_QUEUE
 
 SWEEP_TASK = "orchestra.sweeps.run"
 HEARTBEAT_TASK = "orchestra.agents.heartbeat"
@@ -64,10 +65,10 @@ def from_settings(s: Settings) -> dict:
         # ~0.5 ms CPU, a fifth of a submit). Flower lists a task from the moment a worker
         # receives it; queued jobs are the API's to show (GET /api/v1/jobs?status=queued).
         "task_send_sent_event": False,
-        "task_default_queue": "jobs",
+        "task_default_queue": JOBS_QUEUE,
         "task_routes": {
-            "orchestra.jobs.*": {"queue": "jobs"},
-            "orchestra.agents.*": {"queue": "agents"},
+            "orchestra.jobs.*": {"queue": JOBS_QUEUE},
+            "orchestra.agents.*": {"queue": AGENTS_QUEUE},
             "orchestra.sweeps.*": {"queue": SWEEPS_QUEUE},
         },
         "beat_schedule": {
