@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from urllib.parse import urlsplit
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -22,6 +23,20 @@ def _env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple)
     value = env.get(name) or default
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _env_hosts(env: Mapping[str, str], name: str) -> str:
+    # `host[:port]` entries; a bad one would otherwise surface only at the first `http` job.
+    value = env.get(name, "")
+    for entry in filter(None, (e.strip() for e in value.split(","))):
+        parts = urlsplit(f"//{entry}")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError(f"{name}: {entry!r} has no valid port") from None
+        if not parts.hostname or parts.path or parts.username:
+            raise ValueError(f"{name}: {entry!r} is not host[:port]")
     return value
 
 
@@ -70,8 +85,15 @@ class Settings:
     # Origins whose browser pages may call /api/v1 (comma-separated); empty: same origin only.
     api_cors_origins: str = ""
     relay_async_mode: str = "gevent"
-    # Hosts the `http` generator may call (comma-separated); empty allows any host.
+    # Hosts the `http` generator may call (comma-separated); empty allows any public address.
     http_allowed_hosts: str = ""
+    # `host[:port]` entries (comma-separated; no port: any port) that the `http` generator may
+    # call although they are on a private or loopback address: an operator's own generation
+    # service. Every other such address is refused; link-local and metadata ones always are.
+    http_private_hosts: str = ""
+    # The largest answer the `http` generator reads from a service (past it: a permanent
+    # failure, RESPONSE_TOO_LARGE), so a service cannot fill a worker's memory.
+    http_max_response_bytes: int = 1024 * 1024
     # The `http` generator's timeouts per request: to connect, and to wait for the answer.
     http_connect_timeout_s: float = 3.05
     http_read_timeout_s: float = 10.0
@@ -141,6 +163,10 @@ class Settings:
             api_cors_origins=env.get("API_CORS_ORIGINS", ""),
             relay_async_mode=env.get("RELAY_ASYNC_MODE") or d.relay_async_mode,
             http_allowed_hosts=env.get("HTTP_ALLOWED_HOSTS", ""),
+            http_private_hosts=_env_hosts(env, "HTTP_PRIVATE_HOSTS"),
+            http_max_response_bytes=_env_int(
+                env, "HTTP_MAX_RESPONSE_BYTES", d.http_max_response_bytes
+            ),
             http_connect_timeout_s=_env_float(
                 env, "HTTP_CONNECT_TIMEOUT_S", d.http_connect_timeout_s
             ),

@@ -269,7 +269,9 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
         return fail(run, "TIMEOUT", "the job outlived its timeout_s", transient=False)
     except TransientError as exc:
         return fail(run, "TRANSIENT_ERROR", str(exc) or type(exc).__name__, transient=True)
-    except (PermanentError, ValidationFailed) as exc:
+    except PermanentError as exc:
+        return fail(run, exc.code, str(exc) or type(exc).__name__, transient=False)
+    except ValidationFailed as exc:
         return fail(run, "GENERATOR_ERROR", str(exc) or type(exc).__name__, transient=False)
     except Exception as exc:  # noqa: BLE001 - a generator bug fails its job, not the worker
         log.exception("job %s: generator %s raised", run.job_id, run.kind)

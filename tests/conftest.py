@@ -18,7 +18,14 @@ def run_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def base_settings(run_name):
+def gen_service_port() -> int:
+    """The port of this run's fake generation services: the one loopback `host:port` listed in
+    HTTP_PRIVATE_HOSTS, so the `http` generator may call them and nothing else on 127.0.0.1."""
+    return sandbox.free_port()
+
+
+@pytest.fixture(scope="session")
+def base_settings(run_name, gen_service_port):
     """Settings pointing at this run's own database, Redis db and channel prefix."""
     database_url = isolation.create_database(f"orchestra_test_{run_name}")
     redis_url = sandbox.claim_redis_db(isolation.BASE_REDIS_URL, run_name)
@@ -33,6 +40,7 @@ def base_settings(run_name):
         worker_lost_redelivery_s=6.0,
         # Tests poll hard; the limit itself is tested with an app of its own.
         rate_limit="100000/minute",
+        http_private_hosts=f"127.0.0.1:{gen_service_port}",
         log_level="INFO",
     )
     yield settings

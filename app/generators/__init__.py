@@ -24,7 +24,11 @@ class TransientError(Exception):
 
 
 class PermanentError(Exception):
-    """A failure no retry will mend (bad input, a refusal)."""
+    """A failure no retry will mend (bad input, a refusal); `code` is the job's error code."""
+
+    def __init__(self, message: str = "", code: str = "GENERATOR_ERROR"):
+        super().__init__(message)
+        self.code = code
 
 
 class Cancelled(Exception):

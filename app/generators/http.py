@@ -5,6 +5,13 @@ with `status` (`queued`, `processing`, `completed` or `failed`) and, until it is
 the job polls `poll_url` (where `{id}` is replaced by that id) until the status is final.
 A final answer carries `result_url` and/or `result`, or `error` when it failed.
 
+Every target (the `url`, the poll URL, each redirect, at most `MAX_REDIRECTS`) passes
+`HTTP_ALLOWED_HOSTS` and the address check of `app/netguard.py` before it is called, and every
+connection's peer passes it again; a refusal fails the attempt at once, `ADDRESS_NOT_ALLOWED`.
+A POST carries the job's id as `Idempotency-Key`. An answer is read up to
+`HTTP_MAX_RESPONSE_BYTES` (past it: `RESPONSE_TOO_LARGE`); errors quote a remote text only as a
+short printable excerpt, and URLs lose their `user:password@` in names, errors and logs.
+
 Connection errors, timeouts, 429 and 5xx answers are transient (the job retries with
 backoff); other 4xx answers are permanent. A circuit breaker per host, its state in Redis
 so every worker shares it, stops hammering a service that keeps failing: while it is open,
@@ -14,22 +21,28 @@ event of the job whose call changed it.
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 from contextlib import contextmanager
 from contextvars import ContextVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import pybreaker
 import redis
 import requests
 
-from app import config, pubsub
+from app import config, netguard, pubsub
 from app.generators import Context, Output, PermanentError, TransientError, wait
 
 log = logging.getLogger(__name__)
 
 FINAL = {"completed", "succeeded", "failed", "error"}
 POLL_START_S, POLL_MAX_S = 0.2, 5.0
+REDIRECTS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 5
+READ_CHUNK = 64 * 1024
+EXCERPT_CHARS = 200
 
 # The state changes the current call made, for its job to record (set around each call).
 _changes: ContextVar[list | None] = ContextVar("breaker_changes", default=None)
@@ -142,11 +155,11 @@ def _call(ctx: Context, method: str, url: str, payload=None) -> dict:
     holds a per-breaker lock during the call: calls to one host from the threads of one
     process take turns; Celery's prefork workers run one job per process anyway.)
     """
-    host = urlsplit(url).netloc
+    host = netguard.service_name(url)
     changes: list = []
     token = _changes.set(changes)
     try:
-        return breaker(host).call(_request, method, url, payload)
+        return breaker(host).call(_request, method, url, payload, ctx.job_id)
     except pybreaker.CircuitBreakerError:
         raise TransientError(f"circuit open for {host}: the service keeps failing") from None
     finally:
@@ -155,24 +168,107 @@ def _call(ctx: Context, method: str, url: str, payload=None) -> dict:
             ctx.circuit_changed(host, previous, current, failures)
 
 
-def _request(method: str, url: str, payload) -> dict:
+def _request(method: str, url: str, payload, job_id: str) -> dict:
+    """One call, following at most `MAX_REDIRECTS` redirects, each target checked first.
+
+    A POST carries the job's id as `Idempotency-Key`, so the service can tell a retried or
+    redelivered attempt from a new generation.
+    """
+    headers = {"Idempotency-Key": job_id} if method == "POST" else {}
+    for _ in range(MAX_REDIRECTS + 1):
+        _check_target(url)
+        with _send(method, url, payload, headers) as resp:
+            location = resp.headers.get("Location")
+            if resp.status_code not in REDIRECTS or not location:
+                return _answer(f"{method} {netguard.redact(url)}", resp)
+        url = urljoin(url, location)
+        if resp.status_code not in (307, 308):  # the others become a GET, as in browsers
+            method, payload, headers = "GET", None, {}
+    raise PermanentError(
+        f"{method} {netguard.redact(url)}: more than {MAX_REDIRECTS} redirects",
+        code="TOO_MANY_REDIRECTS",
+    )
+
+
+def _send(method: str, url: str, payload, headers: dict) -> requests.Response:
+    """Send one request through the checked session; the answer is streamed, not yet read."""
+    settings = config.current()
+    timeout = (settings.http_connect_timeout_s, settings.http_read_timeout_s)
     try:
-        settings = config.current()
-        timeout = (settings.http_connect_timeout_s, settings.http_read_timeout_s)
-        resp = requests.request(method, url, json=payload, timeout=timeout)
+        with netguard.session() as session:
+            return session.request(method, url, json=payload, headers=headers, timeout=timeout,
+                                   stream=True, allow_redirects=False)
+    except netguard.AddressNotAllowed as exc:
+        # The socket reached another address than the one checked (DNS rebinding, say).
+        raise _refused(url, exc) from None
     except requests.RequestException as exc:
-        raise TransientError(f"{method} {url}: {type(exc).__name__}") from exc
+        raise TransientError(f"{method} {netguard.redact(url)}: {type(exc).__name__}") from exc
+
+
+def _answer(where: str, resp: requests.Response) -> dict:
+    """The service's JSON object, or the failure its answer means."""
     if resp.status_code == 429 or resp.status_code >= 500:
-        raise TransientError(f"{method} {url}: HTTP {resp.status_code}")
+        raise TransientError(f"{where}: HTTP {resp.status_code}")
+    body = _read(where, resp)
     if resp.status_code >= 400:
-        raise PermanentError(f"{method} {url}: HTTP {resp.status_code}: {resp.text[:300]}")
+        raise PermanentError(f"{where}: HTTP {resp.status_code}: {excerpt(body)}")
     try:
-        body = resp.json()
+        answer = json.loads(body)
     except ValueError:
-        raise PermanentError(f"{method} {url}: the answer is not JSON") from None
-    if not isinstance(body, dict):
-        raise PermanentError(f"{method} {url}: the answer is not a JSON object")
-    return body
+        raise PermanentError(f"{where}: the answer is not JSON") from None
+    if not isinstance(answer, dict):
+        raise PermanentError(f"{where}: the answer is not a JSON object")
+    return answer
+
+
+def _read(where: str, resp: requests.Response) -> bytes:
+    """The answer's body, read until `HTTP_MAX_RESPONSE_BYTES` and not a byte further."""
+    limit = config.current().http_max_response_bytes
+    too_large = PermanentError(f"{where}: the answer is larger than {limit} bytes",
+                               code="RESPONSE_TOO_LARGE")
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    try:
+        for chunk in resp.iter_content(READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except requests.RequestException as exc:
+        raise TransientError(f"{where}: {type(exc).__name__} while reading") from exc
+    return bytes(body)
+
+
+def excerpt(value) -> str:
+    """A short excerpt of remote text, printable characters only, for an error message.
+
+    Remote bodies never go into errors, results or logs whole: a refusal's text may be
+    anything, up to a whole page of another service.
+    """
+    raw = value[: EXCERPT_CHARS * 4] if isinstance(value, bytes | str) else str(value)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "\u2026"
+
+
+def _refused(url: str, exc: netguard.AddressNotAllowed) -> PermanentError:
+    log.warning("http: refused %s: %s", netguard.redact(url), exc)
+    return PermanentError(f"{exc.target}: {exc.reason}", code="ADDRESS_NOT_ALLOWED")
+
+
+def _check_target(url: str) -> None:
+    """Refuse a URL outside `HTTP_ALLOWED_HOSTS` or whose host has a refused address."""
+    _check_host(url)
+    try:
+        netguard.check_url(url)
+    except netguard.AddressNotAllowed as exc:
+        raise _refused(url, exc) from None
+    except socket.gaierror:
+        # Not resolvable now, maybe soon: a failure of the service, as a refused connection is.
+        raise TransientError(f"{netguard.redact(url)}: its host does not resolve") from None
+    except (ValueError, UnicodeError):
+        raise PermanentError(f"not a valid URL: {excerpt(netguard.redact(url))}") from None
 
 
 def _check_host(url: str) -> None:
@@ -180,6 +276,14 @@ def _check_host(url: str) -> None:
     host = urlsplit(url).hostname or ""
     if allowed and host not in {h.strip() for h in allowed.split(",")}:
         raise PermanentError(f"host {host!r} is not in HTTP_ALLOWED_HOSTS")
+
+
+def _fraction(value) -> float | None:
+    """A service's progress as a number, or None when it sent something else."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class Http:
@@ -198,25 +302,28 @@ class Http:
     }
 
     def run(self, params: dict, ctx: Context) -> Output:
-        _check_host(params["url"])
         answer = _call(ctx, "POST", params["url"], params.get("payload", {}))
         poll_url, delay = None, POLL_START_S
         while str(answer.get("status", "completed")).lower() not in FINAL:
             # The service names the job once, in its first answer; later ones may not.
             poll_url = poll_url or self._poll_url(params, answer)
-            if "progress" in answer:
-                ctx.progress(float(answer["progress"]), f"service: {answer.get('status')}")
+            progress = _fraction(answer.get("progress"))
+            if progress is not None:
+                ctx.progress(progress, f"service: {excerpt(answer.get('status'))}")
             wait(delay, ctx)
             delay = min(delay * 2, POLL_MAX_S)
             answer = _call(ctx, "GET", poll_url)
         if str(answer.get("status")).lower() in {"failed", "error"}:
-            raise PermanentError(f"the service failed the job: {answer.get('error')}")
-        return Output(result=answer.get("result", answer), result_url=answer.get("result_url"))
+            raise PermanentError(f"the service failed the job: {excerpt(answer.get('error'))}")
+        result_url = answer.get("result_url")
+        if result_url is not None and not isinstance(result_url, str):
+            raise PermanentError("the service's result_url is not a string")
+        return Output(result=answer.get("result", answer), result_url=result_url)
 
     def _poll_url(self, params: dict, answer: dict) -> str:
+        """Where to poll: the job's `poll_url` or the service's, checked like any target."""
         template = params.get("poll_url") or answer.get("poll_url")
-        if not template:
+        if not template or not isinstance(template, str):
             raise PermanentError("the service answered a pending status but gave no poll_url")
-        url = template.replace("{id}", str(answer.get("id", "")))
-        _check_host(url)
-        return url
+        # Quoted: the service's id stays one path segment of the template's URL.
+        return template.replace("{id}", quote(str(answer.get("id", "")), safe=""))

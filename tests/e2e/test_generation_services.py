@@ -45,9 +45,9 @@ def client(gen_stack, tenant) -> Client:
 
 
 @pytest.fixture
-def service(gen_stack):
-    """The generation service, up, its breaker fresh; stopped afterwards."""
-    svc = GenService().start()
+def service(gen_stack, gen_service_port):
+    """The generation service, up on the run's private port, its breaker fresh; stopped after."""
+    svc = GenService(gen_service_port).start()
     http_gen.reset_breaker(svc.host)
     yield svc
     svc.stop()

@@ -34,9 +34,10 @@ def settings(domain):
 
 
 @pytest.fixture
-def service(settings):
-    """The generation service, up; stopped (and its breaker forgotten) afterwards."""
-    svc = GenService().start()
+def service(settings, gen_service_port):
+    """The generation service, up, on the run's private port; stopped (and its breaker
+    forgotten) afterwards."""
+    svc = GenService(gen_service_port).start()
     http_gen.reset_breaker(svc.host)
     yield svc
     svc.stop()

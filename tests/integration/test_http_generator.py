@@ -46,8 +46,9 @@ class FakeService(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def service():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeService)
+def service(gen_service_port):
+    """The fake service on the run's port, the one loopback address HTTP_PRIVATE_HOSTS lists."""
+    server = ThreadingHTTPServer(("127.0.0.1", gen_service_port), FakeService)
     FakeService.calls = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -55,6 +56,7 @@ def service():
     http_gen.reset_breaker(host)
     yield f"http://{host}"
     server.shutdown()
+    server.server_close()
     http_gen.reset_breaker(host)
 
 
@@ -108,8 +110,9 @@ def test_circuit_opens_after_repeated_failures(service, tenant):
     assert len(FakeService.calls) == calls  # the open circuit did not call the service
 
 
-def test_unreachable_service_is_transient(tenant):
-    job = run_job(tenant, {"url": "http://127.0.0.1:1/generate"})
+def test_unreachable_service_is_transient(tenant, gen_service_port):
+    # The allowed private port, with nothing listening on it.
+    job = run_job(tenant, {"url": f"http://127.0.0.1:{gen_service_port}/generate"})
     assert job["error"]["code"] == "TRANSIENT_ERROR"
 
 

@@ -8,7 +8,8 @@ with `"reject": true` is refused with 422.
 Told what to do over HTTP, the tests make it misbehave on demand:
 `POST /_control {"slow_next": N, "slow_s": S}` answers the next N generation calls after
 S seconds, `{"fail_next": N, "fail_status": 503}` fails them, `{"polls": K}` sets the
-number of pending answers; `GET /_stats` counts the generation calls it received. Down is
+number of pending answers; `GET /_stats` counts the generation calls it received and lists
+the `Idempotency-Key` header of each `POST /generate`, in order. Down is
 the process stopped (`GenService.stop()`): connections are refused until `start()`.
 
 Hand-written on http.server: a few dozen lines, nothing to install, and a real socket.
@@ -41,6 +42,7 @@ class _State:
         self.control = {"slow_next": 0, "slow_s": 0.0, "fail_next": 0, "fail_status": 503,
                         "polls": 1}
         self.calls = {"generate": 0, "status": 0}
+        self.idempotency_keys: list[str | None] = []
         self.pending: dict[str, dict] = {}  # id -> {"polls_left", "payload"}
 
     def misbehaviour(self) -> tuple[float, int | None]:
@@ -92,6 +94,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(200, STATE.control)
         if self.path != "/generate":
             return self._answer(404, {"detail": "no such route"})
+        with STATE.lock:
+            STATE.idempotency_keys.append(self.headers.get("Idempotency-Key"))
         if self._misbehave("generate"):
             return None
         if body.get("reject"):
@@ -104,7 +108,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - the http.server API
         if self.path == "/_stats":
             with STATE.lock:
-                return self._answer(200, dict(STATE.calls))
+                return self._answer(200, {**STATE.calls,
+                                          "idempotency_keys": STATE.idempotency_keys})
         if not self.path.startswith("/status/"):
             return self._answer(404, {"detail": "no such route"})
         if self._misbehave("status"):
@@ -169,9 +174,17 @@ class GenService:
         """Tell the service how to behave from now on."""
         return requests.post(f"{self.url}/_control", json=changes, timeout=5).json()
 
+    def stats(self) -> dict:
+        return requests.get(f"{self.url}/_stats", timeout=5).json()
+
     def calls(self) -> dict:
         """How many generation calls (`generate`, `status`) the running process received."""
-        return requests.get(f"{self.url}/_stats", timeout=5).json()
+        stats = self.stats()
+        return {"generate": stats["generate"], "status": stats["status"]}
+
+    def idempotency_keys(self) -> list[str | None]:
+        """The `Idempotency-Key` of each `POST /generate` the running process received."""
+        return self.stats()["idempotency_keys"]
 
 
 def main(port: int) -> None:
