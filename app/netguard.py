@@ -235,15 +235,21 @@ class CheckedAdapter(HTTPAdapter):
                                                    "https": _CheckedHTTPSPool}
 
 
+class _Session(requests.Session):
+    def get_redirect_target(self, resp):
+        # Told not to follow a redirect, requests still reads its whole body to prepare
+        # `Response.next`: unbounded. Callers follow redirects themselves, each checked.
+        return None
+
+
 def session() -> requests.Session:
     """A requests session whose connections are checked; no proxies or netrc from the env.
 
     (A proxy would be the peer of every connection, and the check would judge it instead of
     the target.) It follows no redirects by itself: callers check each target first.
     """
-    s = requests.Session()
+    s = _Session()
     s.trust_env = False
-    s.max_redirects = 0
     adapter = CheckedAdapter()
     s.mount("http://", adapter)
     s.mount("https://", adapter)

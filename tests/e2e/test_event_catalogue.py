@@ -62,8 +62,9 @@ class GenerationService(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def service_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), GenerationService)
+def service_url(gen_service_port):
+    # On the run's port: the one loopback address HTTP_PRIVATE_HOSTS lets the workers call.
+    server = ThreadingHTTPServer(("127.0.0.1", gen_service_port), GenerationService)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/generate"

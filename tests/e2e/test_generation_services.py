@@ -5,6 +5,7 @@ filesystem artifact store."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,7 @@ def test_flaky_service_is_retried_until_it_completes(client, service):
     statuses = [e["payload"]["status"] for e in events(client, job["id"])
                 if e["event_type"] == "job.status.updated"]
     assert "retrying" in statuses and breaker_changes(client, job["id"]) == []
+    assert service.idempotency_keys() == [job["id"]] * FAIL_MAX  # one generation, one key
 
 
 def test_slow_service_times_out_and_the_retry_completes(client, service):
@@ -112,6 +114,23 @@ def test_down_service_opens_the_breaker_and_it_closes_when_the_service_is_back(c
     assert {p["service_name"] for p in payloads} == {service.host}
     types = {t["event_type"] for t in client.get("/api/v1/event-types").json()["items"]}
     assert CHANGED in types
+
+
+def test_a_job_at_the_api_itself_is_refused_at_once_and_learns_nothing(client):
+    """The API's own readiness is on 127.0.0.1 too, but not at the listed host:port."""
+    job = client.submit("http", {"url": f"{client.base}/health/readiness"}, max_retries=3)
+    done = client.wait_status(job["id"], {"completed", "failed"}, timeout=60)
+    assert done["status"] == "failed" and done["attempts"] == 1, done
+    assert done["error"]["code"] == "ADDRESS_NOT_ALLOWED", done["error"]
+    timeline = events(client, job["id"])
+    failed = [e["payload"] for e in timeline if e["event_type"] == "job.status.updated"
+              and e["payload"]["status"] == "failed"]
+    assert [p["error"]["code"] for p in failed] == ["ADDRESS_NOT_ALLOWED"]
+    # Nothing of what the API answers (its readiness, or its 405 to a POST) reached the job.
+    readiness = client.get("/health/readiness").json()
+    seen = json.dumps([done, timeline])
+    for leak in ["METHOD_NOT_ALLOWED", "healthy", *readiness["checks"]]:
+        assert leak not in seen, leak
 
 
 def test_image_is_served_from_the_filesystem_store(client, settings):

@@ -99,6 +99,9 @@ def test_slow_service_times_out_and_the_retry_completes(tenant, service):
     assert "Timeout" in job["error"]["message"]
     job = attempt(tenant, job_id)
     assert job["status"] == "completed" and job["attempts"] == 2
+    # The first attempt's generation may exist (its answer was lost): the retry says it is
+    # the same job, so the service can answer it instead of billing a second one.
+    assert service.idempotency_keys() == [job_id, job_id]
 
 
 def test_flaky_service_is_retried_until_it_completes(tenant, service):
@@ -109,6 +112,7 @@ def test_flaky_service_is_retried_until_it_completes(tenant, service):
     job = attempt(tenant, job_id)
     assert job["status"] == "completed" and job["attempts"] == FAIL_MAX
     assert breaker_changes(job_id) == [] and breaker_state(service) == "closed"
+    assert service.idempotency_keys() == [job_id] * FAIL_MAX
 
 
 def test_retries_stop_at_max_retries(tenant, service):
