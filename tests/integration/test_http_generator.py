@@ -259,13 +259,15 @@ def test_redirects_to_allowed_targets_are_followed_and_bounded(service, tenant):
     assert len(FakeService.calls) == http_gen.MAX_REDIRECTS + 1
 
 
-def test_the_connection_itself_is_checked_before_anything_is_sent(internal, gen_service_port):
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_connection_itself_is_checked_before_anything_is_sent(internal, scheme):
     """A name that resolved to an allowed address for the check and to another for the
     connection (DNS rebinding) still cannot reach it: the socket's peer is judged before the
-    request is written. Shown by connecting without the pre-check, as a rebound name would."""
+    request (or a TLS handshake) is written. Shown by connecting without the pre-check, as a
+    rebound name would."""
     port = int(internal.rsplit(":", 1)[1])
     with netguard.session() as session, pytest.raises(netguard.AddressNotAllowed) as refused:
-        session.get(f"{internal}/anything", timeout=5)
+        session.get(f"{scheme}://127.0.0.1:{port}/anything", timeout=5)
     assert refused.value.target == f"127.0.0.1:{port}"
     assert InternalService.calls == []  # connected, refused, closed: no request reached it
 
