@@ -109,7 +109,7 @@ def service(gen_service_port):
 
 
 @pytest.fixture
-def internal():
+def internal(domain):
     """A service on another loopback port, not listed in HTTP_PRIVATE_HOSTS."""
     server = _serve(InternalService, 0)
     InternalService.calls = []
