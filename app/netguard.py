@@ -185,7 +185,10 @@ def check_url(url: str, spec: str | None = None) -> None:
 
 def redact(url: str) -> str:
     """The URL without `user:password@`, fit for names, events and log lines."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed `[`: nothing of it is worth repeating
+        return "(not a valid URL)"
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
@@ -193,7 +196,10 @@ def redact(url: str) -> str:
 
 def service_name(url: str) -> str:
     """`host[:port]` of a URL as written, without credentials."""
-    return urlsplit(url).netloc.rpartition("@")[2]
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2]
+    except ValueError:
+        return "(not a valid URL)"
 
 
 class _PeerChecked:

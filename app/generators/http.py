@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,6 +44,8 @@ REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 5
 READ_CHUNK = 64 * 1024
 EXCERPT_CHARS = 200
+# http(s), and no whitespace or control characters: they would end up in errors and events.
+URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
 
 # The state changes the current call made, for its job to record (set around each call).
 _changes: ContextVar[list | None] = ContextVar("breaker_changes", default=None)
@@ -259,8 +262,10 @@ def _refused(url: str, exc: netguard.AddressNotAllowed) -> PermanentError:
 
 def _check_target(url: str) -> None:
     """Refuse a URL outside `HTTP_ALLOWED_HOSTS` or whose host has a refused address."""
-    _check_host(url)
+    if not isinstance(url, str) or not re.match(URL_PATTERN, url):  # a service's poll_url, say
+        raise PermanentError("not a valid http(s) URL (whitespace or control characters?)")
     try:
+        _check_host(url)
         netguard.check_url(url)
     except netguard.AddressNotAllowed as exc:
         raise _refused(url, exc) from None
@@ -293,9 +298,9 @@ class Http:
     params_schema = {
         "type": "object",
         "properties": {
-            "url": {"type": "string", "pattern": "^https?://", "maxLength": 2000},
+            "url": {"type": "string", "pattern": URL_PATTERN, "maxLength": 2000},
             "payload": {"type": "object"},
-            "poll_url": {"type": "string", "pattern": "^https?://", "maxLength": 2000},
+            "poll_url": {"type": "string", "pattern": URL_PATTERN, "maxLength": 2000},
         },
         "required": ["url"],
         "additionalProperties": False,

@@ -354,3 +354,21 @@ def test_credentials_in_the_url_appear_in_no_name_event_or_log(service, tenant, 
     assert [c["service_name"] for c in changes] == [host]
     assert "s3cret" not in json.dumps([first["error"], second["error"], events])
     assert "circuit" in caplog.text and "s3cret" not in caplog.text
+
+
+@pytest.mark.parametrize("url", ["http://gen.example/a\x00b", "http://gen.example/a b",
+                                 "ftp://gen.example/", "http://gen.example/\x1b[2J"])
+def test_urls_with_control_characters_are_refused_field_by_field(http, url):
+    client, auth = http
+    resp = client.post("/api/v1/jobs", json={"kind": "http", "params": {"url": url}},
+                       headers=auth)
+    assert resp.status_code == 422, resp.get_json()
+    assert "params.url" in resp.get_json()["error"]["details"]
+
+
+def test_odd_urls_from_the_service_fail_the_job_not_the_worker(service, tenant):
+    for poll_url in ["http://127.0.0.1/\x00", "http://[::1/status", 17]:
+        FakeService.script = {"post": (202, {"id": "g1", "status": "queued",
+                                             "poll_url": poll_url})}
+        job = run_job(tenant, {"url": f"{service}/generate"})
+        assert job["status"] == "failed" and job["error"]["code"] == "GENERATOR_ERROR", job["error"]
