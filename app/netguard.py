@@ -46,7 +46,6 @@ METADATA = frozenset(
         "169.254.169.253",
         "169.254.170.2",
         "fd00:ec2::254",
-        "fd00:ec2::23",
         "100.100.100.200",
         "168.63.129.16",
         "192.0.0.192",
@@ -70,6 +69,7 @@ class Verdict(enum.Enum):
 
 # What is never allowed, by the kind `kind()` names; every other kind but `public` is private.
 NEVER_KINDS = frozenset({"metadata", "link-local", "multicast", "unspecified", "broadcast"})
+
 
 class AddressNotAllowed(Exception):
     """A host or a connection's peer is an address this deployment does not call.
