@@ -33,6 +33,7 @@ def base_settings(run_name):
         worker_lost_redelivery_s=6.0,
         # Tests poll hard; the limit itself is tested with an app of its own.
         rate_limit="100000/minute",
+        auth_fail_limit="100000/minute",
         log_level="INFO",
     )
     yield settings
