@@ -137,7 +137,9 @@ _OPERATIONS = [
         "get",
         "A job's events after `since`",
         "The job's stored events with `seq > since`, in `seq` order: the same envelopes the "
-        "relay sends, so a client can catch up and then follow live.",
+        "relay sends, so a client can catch up and then follow live. Paged: at most `limit` "
+        "(default 100, at most 1,000) an answer; while `has_more`, ask again with "
+        "`since=next_since`.",
         {"parameters": _ID + _query(schemas.SinceQuerySchema)["parameters"]},
         {**_resp(200, "events in seq order", _ref("EventList")), **_errors(404, 422)},
     ),
@@ -391,7 +393,9 @@ _OPERATIONS += [
         "get",
         "The agent's events after `since`",
         "The agent's stored events with `seq > since`, in `seq` order (status changes, "
-        "commands, executions): the same envelopes the relay sends.",
+        "commands, executions): the same envelopes the relay sends. Paged as a job's events "
+        "are (`limit`, `next_since`, `has_more`). A job's result or error in an execution's "
+        "events is shown only to a key with `jobs:read`.",
         _query(schemas.SinceQuerySchema),
         _resp(200, "events in seq order", _ref("EventList")),
         422,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from api.openapi_examples.story import (
     AGENT_ID,
     BAD_SINCE,
+    EVENTS_LIMIT_TOO_BIG,
     EXECUTE_ID,
     KEY_ID,
     KEY_PREFIX,
@@ -443,7 +444,10 @@ def agents() -> dict:
             },
         },
         ("get", "/api/v1/agents/{agent_id}/events"): {
-            "parameters": {"since": {"after_10": example("The events after seq 10", 10)}},
+            "parameters": {
+                "since": {"after_10": example("The events after seq 10", 10)},
+                "limit": {"one": example("One event a page", 1)},
+            },
             "responses": {
                 "200": {
                     "events": example(
@@ -471,12 +475,17 @@ def agents() -> dict:
                                         "version": "1.0",
                                     },
                                 }
-                            ]
+                            ],
+                            "next_since": 13,
+                            "has_more": False,
                         },
                     )
                 },
                 "404": _NO_AGENT_EXAMPLE,
-                "422": {"bad_since": example("A negative seq", BAD_SINCE)},
+                "422": {
+                    "bad_since": example("A negative seq", BAD_SINCE),
+                    "too_many": example("More than 1,000 a page", EVENTS_LIMIT_TOO_BIG),
+                },
             },
         },
         ("get", "/api/v1/audit"): {

@@ -30,11 +30,13 @@ def status(who: TenantRef, agent_id) -> dict:
     }
 
 
-def agent_events(who: TenantRef, agent_id, since: int = 0) -> list[dict]:
-    """The agent's events with `seq > since`, in order."""
+def agent_events(who: TenantRef, agent_id, since: int = 0, limit: int = 100) -> dict:
+    """A page of the agent's events with `seq > since`, in order: `{items, next_since,
+    has_more}`."""
     with db.transaction() as conn:
         agent = core.load(conn, agent_id, who.id)
-        return events.for_subject(conn, "agent", agent["id"], since)
+        found = events.for_subject(conn, "agent", agent["id"], since, limit=limit + 1)
+    return events.page(found, since, limit)
 
 
 def logs(who: TenantRef, agent_id, limit: int = 100) -> list[dict]:
