@@ -203,6 +203,11 @@ class CapabilitySchema(Schema):
     name = fields.String(required=True)
     description = fields.String(required=True)
     input_schema = fields.Dict(required=True)
+    scopes = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "scopes a key needs, beyond agents:write, to execute it"},
+    )
 
 
 class AgentSchema(Schema):

@@ -27,6 +27,7 @@ _SAY = {
         "required": ["text"],
         "additionalProperties": False,
     },
+    "scopes": [],
 }
 AGENT_REQUEST = {
     "name": "scribe",

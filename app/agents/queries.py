@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import case, func, select
 
 from app import db, events
-from app.agents import core
+from app.agents import core, scopes
 from app.events import iso
 from app.models import Agent, AgentCommand, AgentLog
 from app.tenants import TenantRef
@@ -36,7 +36,8 @@ def agent_events(who: TenantRef, agent_id, since: int = 0, limit: int = 100) -> 
     with db.transaction() as conn:
         agent = core.load(conn, agent_id, who.id)
         found = events.for_subject(conn, "agent", agent["id"], since, limit=limit + 1)
-    return events.page(found, since, limit)
+    # A job's result in an execution's events is the job's: only for `jobs:read`.
+    return events.page([scopes.envelope_for(who, e) for e in found], since, limit)
 
 
 def logs(who: TenantRef, agent_id, limit: int = 100) -> list[dict]:
