@@ -194,7 +194,9 @@ _OPERATIONS = [
         "get",
         "Prometheus metrics",
         "Prometheus text exposition: jobs by kind and status, run durations, queue depth, "
-        "outbox backlog, agents and commands. No key needed.",
+        "outbox backlog, agents and commands. Jobs and commands by status are as the sweep "
+        "last counted them (every `METRICS_COUNTS_INTERVAL_S`; `orchestra_counts_age_seconds` "
+        "says how long ago), so a scrape scans no table. No key needed.",
         {"security": []},
         _resp(200, "text exposition", {"type": "string"}, media="text/plain"),
     ),

@@ -34,6 +34,8 @@ def base_settings(run_name):
         # Tests poll hard; the limit itself is tested with an app of its own.
         rate_limit="100000/minute",
         auth_fail_limit="100000/minute",
+        # /metrics serves counts the sweep refreshes; tests wait for them, briefly.
+        metrics_counts_interval_s=0.5,
         log_level="INFO",
     )
     yield settings

@@ -113,16 +113,12 @@ def metrics(who: TenantRef, agent_id) -> dict:
 
 
 def totals() -> dict:
-    """Every tenant's agents by type and status, and commands by command and status."""
+    """Every tenant's live agents by type and status (commands by status, which grow with
+    history, are counted by the sweep: `app/telemetry.py`)."""
     with db.transaction() as conn:
         agents = conn.execute(
             select(Agent.type, Agent.status, func.count())
             .where(Agent.deleted_at.is_(None))
             .group_by(Agent.type, Agent.status)
         ).all()
-        cmds = conn.execute(
-            select(AgentCommand.command, AgentCommand.status, func.count()).group_by(
-                AgentCommand.command, AgentCommand.status
-            )
-        ).all()
-    return {"agents": [tuple(r) for r in agents], "commands": [tuple(r) for r in cmds]}
+    return {"agents": [tuple(r) for r in agents]}
