@@ -324,6 +324,17 @@ def agents() -> dict:
             },
             "responses": {
                 "202": {"queued": example("The command, queued", EXECUTE_QUEUED)},
+                "403": {
+                    "generate_needs_jobs_write": example(
+                        "A capability that submits a job (generate) needs jobs:write too; "
+                        "nothing was queued",
+                        error(
+                            "FORBIDDEN",
+                            "this key lacks the jobs:write scope",
+                            {"scope": ["requires jobs:write"]},
+                        ),
+                    )
+                },
                 "404": _NO_AGENT_EXAMPLE,
                 "409": {
                     "not_running": example(

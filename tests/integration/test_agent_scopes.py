@@ -59,6 +59,10 @@ def test_generate_needs_jobs_write_and_a_refusal_writes_nothing(keys):
     }
     assert row_counts() == before
     assert keys["full"].get(f"/agents/{aid}/commands")["items"] == commands_before
+    doc = keys["full"].client.get("/api/v1/openapi.json").json
+    post = doc["paths"]["/api/v1/agents/{agent_id}/commands"]["post"]
+    named = post["responses"]["403"]["content"]["application/json"]["examples"]
+    assert resp.json == named["generate_needs_jobs_write"]["value"]  # as documented
     # The same key may still command the agent and execute what makes no job.
     echo = keys["agents"].create()["id"]
     keys["agents"].command(echo, "start")
