@@ -137,9 +137,9 @@ def logs(agent_id: str):
 
 @bp.get("/agents/<agent_id>/events")
 def agent_events(agent_id: str):
-    """The agent's events after `since`, in `seq` order."""
-    since = query(schemas.since_query)["since"]
-    return jsonify({"items": queries.agent_events(current_tenant(), agent_id, since)})
+    """A page of the agent's events after `since`, in `seq` order (`limit` at most)."""
+    q = query(schemas.since_query)
+    return jsonify(queries.agent_events(current_tenant(), agent_id, q["since"], q["limit"]))
 
 
 @bp.get("/audit")

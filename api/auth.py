@@ -19,15 +19,22 @@ def token_from_header(value: str | None) -> str | None:
     return token.strip()
 
 
+def authenticated() -> TenantRef | None:
+    """The tenant of this request's valid key, or None; looked up once per request (the
+    rate limiter asks before the scope check does)."""
+    if "auth_checked" not in g:
+        token = token_from_header(request.headers.get("Authorization"))
+        g.tenant = tenants.authenticate(token) if token is not None else None
+        g.auth_checked = True  # after the lookup: a database error is not remembered
+    return g.tenant
+
+
 def require_key() -> None:
     """`before_request` hook: set `g.tenant` or refuse with 401."""
-    token = token_from_header(request.headers.get("Authorization"))
-    if token is None:
+    if token_from_header(request.headers.get("Authorization")) is None:
         raise ApiError(401, "UNAUTHORIZED", "missing or malformed bearer token")
-    tenant = tenants.authenticate(token)
-    if tenant is None:
+    if authenticated() is None:
         raise ApiError(401, "UNAUTHORIZED", "unknown API key")
-    g.tenant = tenant
 
 
 def requires(area: str):

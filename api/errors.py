@@ -12,7 +12,13 @@ from app.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-_STATUS_BY_KIND = {"not_found": 404, "validation": 422, "conflict": 409, "unavailable": 503}
+_STATUS_BY_KIND = {
+    "not_found": 404,
+    "validation": 422,
+    "forbidden": 403,
+    "conflict": 409,
+    "unavailable": 503,
+}
 _CODE_BY_STATUS = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",

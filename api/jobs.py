@@ -67,9 +67,9 @@ def retry(job_id: str):
 
 @bp.get("/jobs/<job_id>/events")
 def job_events(job_id: str):
-    """The job's events after `since`, in `seq` order."""
-    since = query(schemas.since_query)["since"]
-    return jsonify({"items": jobs.job_events(current_tenant(), job_id, since)})
+    """A page of the job's events after `since`, in `seq` order (`limit` at most)."""
+    q = query(schemas.since_query)
+    return jsonify(jobs.job_events(current_tenant(), job_id, q["since"], q["limit"]))
 
 
 @bp.get("/jobs/<job_id>/result")

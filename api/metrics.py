@@ -1,8 +1,10 @@
 """`GET /metrics`: Prometheus text, gathered from Postgres and Redis at scrape time.
 
 Gathered per scrape (not counted in-process) so every api replica reports the same truth
-and a restart loses nothing: gauges from Postgres and the broker, and the histograms and
-counters the workers and publishers keep in Redis (`app/telemetry.py`).
+and a restart loses nothing: the jobs and commands by status the sweep counted into Redis,
+the outbox backlog from Postgres (partial indexes: as costly as the backlog is long), the
+queue depths of the broker, and the histograms and counters the workers and publishers
+keep in Redis (`app/telemetry.py`). No scrape scans a table that grows with history.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from prometheus_client.core import (
 )
 
 import celeryconfig
-from app import config, dispatch, jobs, pubsub, telemetry
+from app import config, dispatch, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
 
@@ -38,20 +40,15 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
 
 
 class JobsCollector:
-    """Job counts, queue depth and outbox backlog."""
+    """Job counts (as the sweep last counted them), queue depth and outbox backlog."""
 
     def collect(self):
+        yield from self._counts()
         try:
-            stats = jobs.stats()
+            stats = telemetry.outbox_backlog()
         except Unavailable:
             log.warning("metrics: database unavailable")
             return
-        counts = GaugeMetricFamily(
-            "orchestra_jobs", "Jobs by kind and status", labels=["kind", "status"]
-        )
-        for kind, status, n in stats["counts"]:
-            counts.add_metric([kind, status], n)
-        yield counts
         yield GaugeMetricFamily(
             "orchestra_outbox_unpublished_events",
             "Events committed but not yet published",
@@ -63,6 +60,35 @@ class JobsCollector:
             value=stats["undispatched_jobs"],
         )
         yield from self._queue()
+
+    def _counts(self):
+        try:
+            client = pubsub.client()
+            job_counts, age = telemetry.read_counts(client, telemetry.JOB_COUNTS)
+            command_counts, _ = telemetry.read_counts(client, telemetry.COMMAND_COUNTS)
+        except redis.RedisError as exc:
+            log.warning("metrics: redis unavailable: %s", exc)
+            return
+        counts = GaugeMetricFamily(
+            "orchestra_jobs", "Jobs by kind and status", labels=["kind", "status"]
+        )
+        for kind, status, n in job_counts:
+            counts.add_metric([kind, status], n)
+        yield counts
+        commands = GaugeMetricFamily(
+            "orchestra_agent_commands",
+            "Agent commands by command and status",
+            labels=["command", "status"],
+        )
+        for command, status, n in command_counts:
+            commands.add_metric([command, status], n)
+        yield commands
+        yield GaugeMetricFamily(
+            "orchestra_counts_age_seconds",
+            # Counted every METRICS_COUNTS_INTERVAL_S; +Inf until the first count.
+            "Seconds since the sweep counted jobs and commands by status",
+            value=age,
+        )
 
     def _queue(self):
         url = config.current().effective_broker_url
@@ -114,7 +140,7 @@ class CountersCollector:
 
 
 class AgentsCollector:
-    """Agents by type and status; commands by command and status."""
+    """Agents by type and status (the agents table is small: read at each scrape)."""
 
     def collect(self):
         try:
@@ -128,14 +154,6 @@ class AgentsCollector:
         for agent_type, status, n in totals["agents"]:
             agents.add_metric([agent_type, status], n)
         yield agents
-        commands = GaugeMetricFamily(
-            "orchestra_agent_commands",
-            "Agent commands by command and status",
-            labels=["command", "status"],
-        )
-        for command, status, n in totals["commands"]:
-            commands.add_metric([command, status], n)
-        yield commands
 
 
 _registry = CollectorRegistry()

@@ -137,7 +137,9 @@ _OPERATIONS = [
         "get",
         "A job's events after `since`",
         "The job's stored events with `seq > since`, in `seq` order: the same envelopes the "
-        "relay sends, so a client can catch up and then follow live.",
+        "relay sends, so a client can catch up and then follow live. Paged: at most `limit` "
+        "(default 100, at most 1,000) an answer; while `has_more`, ask again with "
+        "`since=next_since`.",
         {"parameters": _ID + _query(schemas.SinceQuerySchema)["parameters"]},
         {**_resp(200, "events in seq order", _ref("EventList")), **_errors(404, 422)},
     ),
@@ -192,7 +194,9 @@ _OPERATIONS = [
         "get",
         "Prometheus metrics",
         "Prometheus text exposition: jobs by kind and status, run durations, queue depth, "
-        "outbox backlog, agents and commands. No key needed.",
+        "outbox backlog, agents and commands. Jobs and commands by status are as the sweep "
+        "last counted them (every `METRICS_COUNTS_INTERVAL_S`; `orchestra_counts_age_seconds` "
+        "says how long ago), so a scrape scans no table. No key needed.",
         {"security": []},
         _resp(200, "text exposition", {"type": "string"}, media="text/plain"),
     ),
@@ -391,7 +395,9 @@ _OPERATIONS += [
         "get",
         "The agent's events after `since`",
         "The agent's stored events with `seq > since`, in `seq` order (status changes, "
-        "commands, executions): the same envelopes the relay sends.",
+        "commands, executions): the same envelopes the relay sends. Paged as a job's events "
+        "are (`limit`, `next_since`, `has_more`). A job's result or error in an execution's "
+        "events is shown only to a key with `jobs:read`.",
         _query(schemas.SinceQuerySchema),
         _resp(200, "events in seq order", _ref("EventList")),
         422,

@@ -382,7 +382,7 @@ def create_relay_app(settings: Settings | None = None) -> Flask:
     """Build the relay for `settings` and start its Redis listener."""
     settings = settings or Settings.from_env()
     bootstrap.configure_logging(settings)
-    bootstrap.init(settings)
+    bootstrap.init(settings, kind="relay")
     app = Flask(__name__)
     app.config["SECRET_KEY"] = uuid.uuid4().hex
     origins = settings.relay_cors_origins

@@ -74,11 +74,16 @@ class JobListQuerySchema(Schema):
     cursor = fields.String(validate=validate.Length(1, 512))
 
 
+MAX_EVENTS_PAGE = 1000
+
+
 class SinceQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
     since = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
+    # A replay is paged: a subject of 10,000 events is never one answer.
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_EVENTS_PAGE))
 
 
 class SubjectSchema(Schema):
@@ -99,6 +104,13 @@ class EventSchema(Schema):
 
 class EventListSchema(Schema):
     items = fields.List(fields.Nested(EventSchema), required=True)
+    next_since = fields.Integer(
+        required=True,
+        metadata={"description": "the `since` of the next page: the last `seq` here"},
+    )
+    has_more = fields.Boolean(
+        required=True, metadata={"description": "whether events after this page exist"}
+    )
 
 
 class ErrorSchema(Schema):
@@ -191,6 +203,11 @@ class CapabilitySchema(Schema):
     name = fields.String(required=True)
     description = fields.String(required=True)
     input_schema = fields.Dict(required=True)
+    scopes = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "scopes a key needs, beyond agents:write, to execute it"},
+    )
 
 
 class AgentSchema(Schema):

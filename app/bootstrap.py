@@ -8,10 +8,19 @@ from app import config, db, dispatch, logs, pubsub
 from app.config import Settings
 
 
-def init(settings: Settings, sender=None) -> Settings:
-    """Called once by each entry point (API, relay, worker, CLI), never at import."""
+def init(settings: Settings, sender=None, kind: str = "cli") -> Settings:
+    """Called once by each entry point (API, relay, worker, CLI), never at import.
+
+    `kind` (`api`, `relay`, `worker`, `cli`) picks the Postgres timeouts of the process.
+    """
     config.install(settings)
-    db.init(settings.database_url, timeout_s=max(1.0, settings.dependency_timeout_s))
+    statement_s, lock_s = settings.db_timeouts(kind)
+    db.init(
+        settings.database_url,
+        timeout_s=max(1.0, settings.dependency_timeout_s),
+        statement_timeout_s=statement_s,
+        lock_timeout_s=lock_s,
+    )
     pubsub.init(settings.redis_url, settings.channel_prefix, settings.dependency_timeout_s)
     if sender is not None:
         dispatch.configure(sender)

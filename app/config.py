@@ -44,6 +44,20 @@ def _env_hosts(env: Mapping[str, str], name: str) -> str:
 ARTIFACT_STORES = ("postgres", "filesystem")
 
 
+# The process kinds with Postgres timeouts of their own (`db_*_timeout_<kind>_s`).
+PROCESS_KINDS = ("api", "relay", "worker", "cli")
+
+
+def _db_timeouts(env: Mapping[str, str], d) -> dict[str, float]:
+    """`DB_STATEMENT_TIMEOUT_<KIND>_S` and `DB_LOCK_TIMEOUT_<KIND>_S` of every process kind."""
+    out = {}
+    for kind in PROCESS_KINDS:
+        for what in ("statement", "lock"):
+            name = f"db_{what}_timeout_{kind}_s"
+            out[name] = _env_float(env, name.upper(), getattr(d, name))
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of every process, with the contract's defaults."""
@@ -110,6 +124,36 @@ class Settings:
     retention_s: float = 30 * 86400.0
     # Requests per key on /api/v1, in Flask-Limiter's notation ("600/minute;50/second").
     rate_limit: str = "600/minute"
+    # Failed authentications (no key, or one that is not valid) per client address on
+    # /api/v1: random tokens share their address's bucket instead of each getting one.
+    auth_fail_limit: str = "30/minute"
+    # Proxies in front of the api whose `X-Forwarded-For` is trusted (0: use the peer's
+    # address, for a client could write any header it likes).
+    trusted_proxies: int = 0
+    # Postgres `statement_timeout` and `lock_timeout` (seconds) of every connection, per
+    # process kind: an api request or a relay read gives up fast (503) rather than queue
+    # behind a lock; a worker (runs, agent commands, the sweeps and retention, in small
+    # batches) has more room; `cli` is everything else (keys, scripts, bench fills).
+    db_statement_timeout_api_s: float = 5.0
+    db_lock_timeout_api_s: float = 2.0
+    db_statement_timeout_relay_s: float = 5.0
+    db_lock_timeout_relay_s: float = 2.0
+    db_statement_timeout_worker_s: float = 60.0
+    db_lock_timeout_worker_s: float = 10.0
+    db_statement_timeout_cli_s: float = 600.0
+    db_lock_timeout_cli_s: float = 30.0
+    # How often (seconds, at most) the sweep counts jobs and agent commands by status for
+    # `/metrics`, which reads that count from Redis instead of scanning at every scrape.
+    metrics_counts_interval_s: float = 15.0
+
+    def db_timeouts(self, kind: str) -> tuple[float, float]:
+        """(statement_timeout, lock_timeout) in seconds of a process of `kind`."""
+        if kind not in PROCESS_KINDS:
+            raise ValueError(f"process kind must be one of {', '.join(PROCESS_KINDS)}")
+        return (
+            getattr(self, f"db_statement_timeout_{kind}_s"),
+            getattr(self, f"db_lock_timeout_{kind}_s"),
+        )
 
     @property
     def effective_broker_url(self) -> str:
@@ -178,6 +222,12 @@ class Settings:
             artifact_store=_env_choice(env, "ARTIFACT_STORE", d.artifact_store, ARTIFACT_STORES),
             artifact_dir=env.get("ARTIFACT_DIR") or d.artifact_dir,
             rate_limit=env.get("RATE_LIMIT") or d.rate_limit,
+            auth_fail_limit=env.get("AUTH_FAIL_LIMIT") or d.auth_fail_limit,
+            trusted_proxies=_env_int(env, "TRUSTED_PROXIES", d.trusted_proxies),
+            **_db_timeouts(env, d),
+            metrics_counts_interval_s=_env_float(
+                env, "METRICS_COUNTS_INTERVAL_S", d.metrics_counts_interval_s
+            ),
             retention_s=_env_float(env, "RETENTION_S", d.retention_s),
         )
 

@@ -14,23 +14,44 @@ from app.errors import Unavailable
 log = logging.getLogger(__name__)
 
 _engine: Engine | None = None
-_url: str | None = None
+_identity: tuple | None = None
 
 
-def init(database_url: str, timeout_s: float = 5.0) -> Engine:
-    """Create this process's engine (idempotent for the same URL)."""
-    global _engine, _url
-    if _engine is not None and _url == database_url:
+def session_options(statement_timeout_s: float, lock_timeout_s: float) -> str:
+    """libpq's `options` that set both timeouts on every connection at its start (no extra
+    round trip, and a pooled connection cannot lose them)."""
+    return (
+        f"-c statement_timeout={max(0, round(statement_timeout_s * 1000))} "
+        f"-c lock_timeout={max(0, round(lock_timeout_s * 1000))}"
+    )
+
+
+def init(
+    database_url: str,
+    timeout_s: float = 5.0,
+    statement_timeout_s: float = 600.0,
+    lock_timeout_s: float = 30.0,
+) -> Engine:
+    """Create this process's engine (idempotent for the same URL and timeouts).
+
+    `statement_timeout_s` and `lock_timeout_s` bound every statement and every lock wait:
+    Postgres cancels what outlives them, and `transaction()` makes that `Unavailable`.
+    """
+    global _engine, _identity
+    options = session_options(statement_timeout_s, lock_timeout_s)
+    if _engine is not None and _identity == (database_url, options):
         return _engine
+    if _engine is not None:
+        _engine.dispose()  # the same process re-wired with other timeouts (tests)
     _engine = create_engine(
         database_url,
         # A restarted Postgres leaves dead connections in the pool: test each on checkout.
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
-        connect_args={"connect_timeout": max(1, int(timeout_s))},
+        connect_args={"connect_timeout": max(1, int(timeout_s)), "options": options},
     )
-    _url = database_url
+    _identity = (database_url, options)
     return _engine
 
 
@@ -52,7 +73,9 @@ def transaction() -> Iterator[Connection]:
     """One transaction: commits on success, rolls back on any error.
 
     A lost or refused connection surfaces as `Unavailable`, so adapters answer 503
-    (HTTP) or retry (Celery) instead of treating it as a bug.
+    (HTTP) or retry (Celery) instead of treating it as a bug; so does a statement Postgres
+    cancelled at `statement_timeout` or `lock_timeout` (psycopg2 raises both as
+    `OperationalError`: QueryCanceled, LockNotAvailable).
     """
     try:
         with engine().begin() as conn:

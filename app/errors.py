@@ -27,6 +27,13 @@ class ValidationFailed(ServiceError):
     code = "VALIDATION_ERROR"
 
 
+class Forbidden(ServiceError):
+    """The key holds the route's scope but not one the operation needs beyond it."""
+
+    kind = "forbidden"
+    code = "FORBIDDEN"
+
+
 class Conflict(ServiceError):
     kind = "conflict"
     code = "CONFLICT"

@@ -287,9 +287,11 @@ def for_subject(
     since: int = 0,
     until: int | None = None,
     after: datetime | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[dict]:
     """The envelopes of one subject with `since < seq <= until` (created after `after`, if
-    given), in `seq` order."""
+    given), in `seq` order; at most `limit` of them, if given."""
     q = select(*_COLUMNS).where(
         Event.subject_type == subject_type, Event.subject_id == subject_id, Event.seq > since
     )
@@ -297,7 +299,21 @@ def for_subject(
         q = q.where(Event.seq <= until)
     if after is not None:
         q = q.where(Event.created_at > after)
-    return [envelope(r) for r in conn.execute(q.order_by(Event.seq))]
+    q = q.order_by(Event.seq)
+    if limit is not None:
+        q = q.limit(limit)
+    return [envelope(r) for r in conn.execute(q)]
+
+
+def page(envelopes: list[dict], since: int, limit: int) -> dict:
+    """A page of a replay read with `limit + 1`: at most `limit` envelopes, whether more
+    follow, and the `since` that asks for them."""
+    items = envelopes[:limit]
+    return {
+        "items": items,
+        "next_since": items[-1]["seq"] if items else since,
+        "has_more": len(envelopes) > limit,
+    }
 
 
 def for_tenant(

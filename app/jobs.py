@@ -267,11 +267,13 @@ def retry(tenant: TenantRef, job_id) -> dict:
     return public(job)
 
 
-def job_events(tenant: TenantRef, job_id, since: int = 0) -> list[dict]:
-    """The job's events with `seq > since`, in order."""
+def job_events(tenant: TenantRef, job_id, since: int = 0, limit: int = 100) -> dict:
+    """A page of the job's events with `seq > since`, in order: `{items, next_since,
+    has_more}` (one more is read to know whether more follow)."""
     with db.transaction() as conn:
         job = load(conn, job_id, tenant.id)
-        return events.for_subject(conn, "job", job["id"], since)
+        found = events.for_subject(conn, "job", job["id"], since, limit=limit + 1)
+    return events.page(found, since, limit)
 
 
 def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:

@@ -10,7 +10,7 @@ import redis
 from sqlalchemy import func, or_, select, update
 
 from app import broker as broker_state
-from app import config, db, dispatch, events, outbox, retention
+from app import config, db, dispatch, events, outbox, retention, telemetry
 from app.agents import commands, heartbeats
 from app.jobs import load, transition
 from app.models import AgentCommand, Job, JobStatus
@@ -183,6 +183,8 @@ def run_all(broker: redis.Redis | None) -> dict:
         "commands_lost": commands.reap_stuck,
         "agents_inactive": heartbeats.mark_inactive,
         "expired": retention.purge_expired,
+        # At most every METRICS_COUNTS_INTERVAL_S: the counts /metrics serves from Redis.
+        "counted": lambda: telemetry.refresh_counts(config.current().metrics_counts_interval_s),
     }
     done = {}
     for name, step in steps.items():

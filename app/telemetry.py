@@ -9,17 +9,26 @@ Prometheus' `rate()` handles.
 
 Hand-written: prometheus_client's multiprocess mode shares files on one host only, and
 no maintained library keeps Prometheus histograms in Redis.
+
+Jobs and agent commands by status are gauges, but counting them scans their tables, which
+grow with history (a million jobs: over 100 ms a scrape). So the sweep counts them at most
+every `METRICS_COUNTS_INTERVAL_S` (`refresh_counts`, one process at a time by a Redis key)
+and leaves the counts in Redis, where every scrape reads them in one round trip; they are
+as old as `orchestra_counts_age_seconds` says. Nothing is written per job to keep them.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import datetime
 
 import redis
+from sqlalchemy import func, select
 
-from app import pubsub
+from app import db, pubsub
+from app.models import AgentCommand, Event, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,10 @@ RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900,
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, INF)
 HISTOGRAMS = {"job_run_seconds": RUN_BUCKETS, "job_queue_wait_seconds": WAIT_BUCKETS}
 EVENTS_PUBLISHED = "events_published"
+# The counts the sweep refreshes: {"<a>|<b>": n} and `_at`, when they were counted.
+JOB_COUNTS = "job_counts"  # kind|status
+COMMAND_COUNTS = "command_counts"  # command|status
+_AT = "_at"
 
 
 def key(metric: str) -> str:
@@ -97,3 +110,63 @@ def read_histograms(client: redis.Redis, metric: str) -> dict[str, tuple[list, f
 def read_counter(client: redis.Redis, metric: str) -> dict[str, int]:
     """A counter hash: {label: count}."""
     return {k.decode(): int(v) for k, v in client.hgetall(key(metric)).items()}
+
+
+# --- counts by status, refreshed by the sweep --------------------------------------------
+
+
+def _count(conn, *columns) -> dict[str, int]:
+    rows = conn.execute(select(*columns, func.count()).group_by(*columns)).all()
+    return {f"{a}|{b}": n for a, b, n in rows}
+
+
+def refresh_counts(interval_s: float, force: bool = False) -> bool:
+    """Count jobs (by kind and status) and agent commands (by command and status) into
+    Redis, unless another process did within `interval_s`; return whether this one did.
+
+    The only full scans `/metrics` needs, run here (a worker, with its longer
+    statement_timeout) instead of at every scrape of every replica.
+    """
+    client = pubsub.client()
+    lock = key("counts-lock")
+    if not client.set(lock, 1, nx=True, px=max(1, int(interval_s * 1000))) and not force:
+        return False
+    with db.transaction() as conn:
+        counts = {
+            JOB_COUNTS: _count(conn, Job.kind, Job.status),
+            COMMAND_COUNTS: _count(conn, AgentCommand.command, AgentCommand.status),
+        }
+    pipe = client.pipeline(transaction=True)  # a scrape sees the old counts or the new ones
+    for metric, values in counts.items():
+        pipe.delete(key(metric))
+        pipe.hset(key(metric), mapping={**values, _AT: repr(time.time())})
+    pipe.execute()
+    return True
+
+
+def read_counts(client: redis.Redis, metric: str) -> tuple[list[tuple[str, str, int]], float]:
+    """The counts last refreshed, as `[(a, b, n)]`, and their age in seconds (inf: never)."""
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(key(metric)).items()}
+    at = float(raw.pop(_AT, "-inf"))
+    rows = []
+    for field, value in sorted(raw.items()):
+        a, _, b = field.rpartition("|")
+        rows.append((a, b, int(value)))
+    return rows, max(0.0, time.time() - at)
+
+
+def outbox_backlog() -> dict[str, int]:
+    """Events not yet published and waiting jobs not yet on the broker: each count reads
+    its partial index (`ix_events_unpublished`, `ix_jobs_due`), so it costs what the
+    backlog is long, not what the tables hold."""
+    waiting = [JobStatus.QUEUED.value, JobStatus.RETRYING.value]
+    with db.transaction() as conn:
+        unpublished = conn.execute(
+            select(func.count()).select_from(Event).where(Event.published_at.is_(None))
+        ).scalar_one()
+        undispatched = conn.execute(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.dispatched_at.is_(None), Job.status.in_(waiting))
+        ).scalar_one()
+    return {"unpublished_events": unpublished, "undispatched_jobs": undispatched}

@@ -204,23 +204,29 @@ def large_parts(r: dict) -> tuple[list[Row], list[Target]]:
     size = f"{r['sizes']['jobs']:,} jobs, {r['sizes']['events']:,} events"
     base = f"baseline: {r['small_jobs']:,} jobs"
     for name, big in r["large"].items():
-        small, db_big, db_small = r["small"][name], r["large_in_db"][name], r["small_in_db"][name]
+        small = r["small"][name]
         rows.append(
             Row("large table", f"{name}: HTTP p50", "ms", [big["p50_ms"]], [small["p50_ms"]], base)
         )
         rows.append(
             Row("large table", f"{name}: HTTP p99", "ms", [big["p99_ms"]], [small["p99_ms"]], base)
         )
-        rows.append(
-            Row(
-                "large table",
-                f"{name}: in Postgres p99",
-                "ms",
-                [db_big["p99_ms"]],
-                [db_small["p99_ms"]],
-                base,
+        # A call of several reads (`GET /metrics`) has no one query to explain.
+        db_big, db_small = r["large_in_db"].get(name), r["small_in_db"].get(name)
+        if db_big is not None:
+            rows.append(
+                Row(
+                    "large table",
+                    f"{name}: in Postgres p99",
+                    "ms",
+                    [db_big["p99_ms"]],
+                    [db_small["p99_ms"]],
+                    base,
+                )
             )
-        )
+        note = f"query in Postgres p99 {db_big['p99_ms']:.2f} ms" if db_big else ""
+        if name == "GET /metrics" and "counts_s" in r:
+            note = "reads the counts the sweep left in Redis"
         targets.append(
             Target(
                 f"{name}: HTTP p99 <= 20 ms at {size}",
@@ -228,7 +234,19 @@ def large_parts(r: dict) -> tuple[list[Row], list[Target]]:
                 "ms",
                 20.0,
                 "<=",
-                note=f"query in Postgres p99 {db_big['p99_ms']:.2f} ms",
+                note=note,
+            )
+        )
+    if "counts_s" in r:
+        counts = r["counts_s"]
+        rows.append(
+            Row(
+                "large table",
+                "sweep: count jobs by status for /metrics (each METRICS_COUNTS_INTERVAL_S)",
+                "ms",
+                [counts["large"] * 1000],
+                [counts["small"] * 1000],
+                base,
             )
         )
     return rows, targets

@@ -41,6 +41,9 @@ def base_settings(run_name, gen_service_port):
         # Tests poll hard; the limit itself is tested with an app of its own.
         rate_limit="100000/minute",
         http_private_hosts=f"127.0.0.1:{gen_service_port}",
+        auth_fail_limit="100000/minute",
+        # /metrics serves counts the sweep refreshes; tests wait for them, briefly.
+        metrics_counts_interval_s=0.5,
         log_level="INFO",
     )
     yield settings

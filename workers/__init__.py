@@ -23,7 +23,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def _wire(celery: Celery) -> None:
     settings = getattr(celery, "orchestra_settings", None) or Settings.from_env()
-    bootstrap.init(settings, sender=celery.send_task)
+    bootstrap.init(settings, sender=celery.send_task, kind="worker")
 
 
 class _QuietSweeps(logging.Filter):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from api.openapi_examples.story import (
     AGENT_ID,
     BAD_SINCE,
+    EVENTS_LIMIT_TOO_BIG,
     EXECUTE_ID,
     KEY_ID,
     KEY_PREFIX,
@@ -26,6 +27,7 @@ _SAY = {
         "required": ["text"],
         "additionalProperties": False,
     },
+    "scopes": [],
 }
 AGENT_REQUEST = {
     "name": "scribe",
@@ -322,6 +324,17 @@ def agents() -> dict:
             },
             "responses": {
                 "202": {"queued": example("The command, queued", EXECUTE_QUEUED)},
+                "403": {
+                    "generate_needs_jobs_write": example(
+                        "A capability that submits a job (generate) needs jobs:write too; "
+                        "nothing was queued",
+                        error(
+                            "FORBIDDEN",
+                            "this key lacks the jobs:write scope",
+                            {"scope": ["requires jobs:write"]},
+                        ),
+                    )
+                },
                 "404": _NO_AGENT_EXAMPLE,
                 "409": {
                     "not_running": example(
@@ -443,7 +456,10 @@ def agents() -> dict:
             },
         },
         ("get", "/api/v1/agents/{agent_id}/events"): {
-            "parameters": {"since": {"after_10": example("The events after seq 10", 10)}},
+            "parameters": {
+                "since": {"after_10": example("The events after seq 10", 10)},
+                "limit": {"one": example("One event a page", 1)},
+            },
             "responses": {
                 "200": {
                     "events": example(
@@ -471,12 +487,17 @@ def agents() -> dict:
                                         "version": "1.0",
                                     },
                                 }
-                            ]
+                            ],
+                            "next_since": 13,
+                            "has_more": False,
                         },
                     )
                 },
                 "404": _NO_AGENT_EXAMPLE,
-                "422": {"bad_since": example("A negative seq", BAD_SINCE)},
+                "422": {
+                    "bad_since": example("A negative seq", BAD_SINCE),
+                    "too_many": example("More than 1,000 a page", EVENTS_LIMIT_TOO_BIG),
+                },
             },
         },
         ("get", "/api/v1/audit"): {

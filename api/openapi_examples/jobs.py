@@ -6,6 +6,7 @@ from api.openapi_examples.story import (
     BAD_SINCE,
     CORRELATION_ID,
     CURSOR,
+    EVENTS_LIMIT_TOO_BIG,
     JOB_ID,
     at,
     error,
@@ -284,15 +285,26 @@ def jobs() -> dict:
             },
         },
         ("get", "/api/v1/jobs/{job_id}/events"): {
-            "parameters": {"since": {"after_3": example("The events after seq 3", 3)}},
+            "parameters": {
+                "since": {"after_3": example("The events after seq 3", 3)},
+                "limit": {"two": example("Two events a page", 2)},
+            },
             "responses": {
                 "200": {
                     "events": example(
-                        "In seq order, as the relay sends them", {"items": JOB_EVENTS}
-                    )
+                        "In seq order, as the relay sends them; the last page",
+                        {"items": JOB_EVENTS, "next_since": 6, "has_more": False},
+                    ),
+                    "a_page": example(
+                        "A page of two with more to follow: ask again with since=5",
+                        {"items": JOB_EVENTS[:2], "next_since": 5, "has_more": True},
+                    ),
                 },
                 "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
-                "422": {"bad_since": example("A negative seq", BAD_SINCE)},
+                "422": {
+                    "bad_since": example("A negative seq", BAD_SINCE),
+                    "too_many": example("More than 1,000 a page", EVENTS_LIMIT_TOO_BIG),
+                },
             },
         },
         ("get", "/api/v1/jobs/{job_id}/result"): {

@@ -10,6 +10,9 @@ METRICS_TEXT = """# HELP orchestra_jobs Jobs by kind and status
 # TYPE orchestra_jobs gauge
 orchestra_jobs{kind="sleep",status="completed"} 12.0
 orchestra_jobs{kind="echo",status="queued"} 3.0
+# HELP orchestra_counts_age_seconds Seconds since the sweep counted jobs and commands by status
+# TYPE orchestra_counts_age_seconds gauge
+orchestra_counts_age_seconds 4.2
 # HELP orchestra_job_run_seconds Run time of job attempts (generator start to outcome committed)
 # TYPE orchestra_job_run_seconds histogram
 orchestra_job_run_seconds_bucket{kind="sleep",le="2.5"} 2.0

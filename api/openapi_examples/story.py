@@ -53,3 +53,9 @@ BAD_SINCE = error(
     "invalid request",
     {"since": ["Must be greater than or equal to 0 and less than or equal to 2147483647."]},
 )
+# An event replay is paged: at most 1,000 events an answer.
+EVENTS_LIMIT_TOO_BIG = error(
+    "VALIDATION_ERROR",
+    "invalid request",
+    {"limit": ["Must be greater than or equal to 1 and less than or equal to 1000."]},
+)

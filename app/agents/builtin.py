@@ -88,6 +88,7 @@ class Generator:
                 "submits a job {kind, params}; completes with {job_id, result}",
                 check=self.check,
                 submits_job=True,
+                scopes=("jobs:write",),  # it submits a job of the tenant
             )
         }
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from app import audit, config, db, dispatch, events, jobs, outbox
-from app.agents import core, types
+from app.agents import core, scopes, types
 from app.agents.heartbeats import beat
 from app.agents.types import AgentContext, JobRequest
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -60,8 +60,10 @@ def public(cmd: dict) -> dict:
 # --- accepting (API) -------------------------------------------------------------------
 
 
-def check(agent: dict, command: str, params: Any) -> dict:
-    """Validate a command and its params before anything is written; return clean params."""
+def check(agent: dict, command: str, params: Any, who: TenantRef | None = None) -> dict:
+    """Validate a command and its params before anything is written; return clean params.
+
+    An `execute` by `who` also needs the scopes its capability asks for (403 otherwise)."""
     if command not in COMMANDS:
         raise ValidationFailed("unknown command", {"command": [f"one of {', '.join(COMMANDS)}"]})
     if not isinstance(params, dict):
@@ -78,6 +80,8 @@ def check(agent: dict, command: str, params: Any) -> dict:
             raise ValidationFailed("reason too long", {"params.reason": ["at most 200 characters"]})
         return params
     cap = types.capability(agent["type"], params.get("capability"))
+    if who is not None:
+        scopes.check_execute(who, cap)
     value = params.get("input", {})
     types.validate_input(agent["type"], cap, value, agent["config"])
     return {"capability": cap.name, "input": value}
@@ -89,7 +93,7 @@ def accept(
     """Queue a command for one of the tenant's agents (checked first); return it."""
     with unit_of_work("api") as uow:
         agent = core.load(uow.conn, agent_id, who.id, lock=True)
-        params = check(agent, command, params)
+        params = check(agent, command, params, who)
         if command == "execute" and not _will_be_running(uow.conn, agent):
             raise Conflict(
                 f"agent is {agent['status']}, not running: start it first",
@@ -487,7 +491,7 @@ def get(who: TenantRef, agent_id, command_id) -> dict:
         )
     if row is None:
         raise NotFound("no such command")
-    return public(dict(row))
+    return scopes.command_view(who, public(dict(row)))
 
 
 def list_commands(who: TenantRef, agent_id, limit: int = 50) -> list[dict]:
@@ -500,7 +504,7 @@ def list_commands(who: TenantRef, agent_id, limit: int = 50) -> list[dict]:
             .order_by(AgentCommand.seq.desc())
             .limit(limit)
         ).mappings()
-        return [public(dict(r)) for r in rows]
+        return [scopes.command_view(who, public(dict(r))) for r in rows]
 
 
 def dispatch_due(limit: int = 500) -> int:

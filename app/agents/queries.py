@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import case, func, select
 
 from app import db, events
-from app.agents import core
+from app.agents import core, scopes
 from app.events import iso
 from app.models import Agent, AgentCommand, AgentLog
 from app.tenants import TenantRef
@@ -30,11 +30,14 @@ def status(who: TenantRef, agent_id) -> dict:
     }
 
 
-def agent_events(who: TenantRef, agent_id, since: int = 0) -> list[dict]:
-    """The agent's events with `seq > since`, in order."""
+def agent_events(who: TenantRef, agent_id, since: int = 0, limit: int = 100) -> dict:
+    """A page of the agent's events with `seq > since`, in order: `{items, next_since,
+    has_more}`."""
     with db.transaction() as conn:
         agent = core.load(conn, agent_id, who.id)
-        return events.for_subject(conn, "agent", agent["id"], since)
+        found = events.for_subject(conn, "agent", agent["id"], since, limit=limit + 1)
+    # A job's result in an execution's events is the job's: only for `jobs:read`.
+    return events.page([scopes.envelope_for(who, e) for e in found], since, limit)
 
 
 def logs(who: TenantRef, agent_id, limit: int = 100) -> list[dict]:
@@ -110,16 +113,12 @@ def metrics(who: TenantRef, agent_id) -> dict:
 
 
 def totals() -> dict:
-    """Every tenant's agents by type and status, and commands by command and status."""
+    """Every tenant's live agents by type and status (commands by status, which grow with
+    history, are counted by the sweep: `app/telemetry.py`)."""
     with db.transaction() as conn:
         agents = conn.execute(
             select(Agent.type, Agent.status, func.count())
             .where(Agent.deleted_at.is_(None))
             .group_by(Agent.type, Agent.status)
         ).all()
-        cmds = conn.execute(
-            select(AgentCommand.command, AgentCommand.status, func.count()).group_by(
-                AgentCommand.command, AgentCommand.status
-            )
-        ).all()
-    return {"agents": [tuple(r) for r in agents], "commands": [tuple(r) for r in cmds]}
+    return {"agents": [tuple(r) for r in agents]}

@@ -59,7 +59,10 @@ class Capability:
     # A further check at accept time, beyond the schema: `check(config, input)`.
     check: Callable[[dict, dict], None] | None = None
     # True when `run` returns a `JobRequest`: the execution starts when the job is submitted.
+    # Such a capability needs `jobs:write` too (`app/agents/scopes.py`).
     submits_job: bool = False
+    # Scopes a key needs, beyond `agents:write`, to execute it.
+    scopes: tuple[str, ...] = ()
 
 
 class AgentType(Protocol):
@@ -161,4 +164,11 @@ def describe(agent_type: AgentType) -> dict:
 
 
 def capability_view(cap: Capability) -> dict:
-    return {"name": cap.name, "description": cap.description, "input_schema": cap.input_schema}
+    from app.agents.scopes import needed  # scopes imports this module
+
+    return {
+        "name": cap.name,
+        "description": cap.description,
+        "input_schema": cap.input_schema,
+        "scopes": list(needed(cap)),
+    }

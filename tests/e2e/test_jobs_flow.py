@@ -279,9 +279,16 @@ def test_metrics_report_jobs_queue_and_relay_connections(stack, client):
 
     job = client.submit("echo", {"metric": 1})
     client.wait_status(job["id"], "completed")
-    text = requests.get(stack.url(stack.procs_named("api")[0]) + "/metrics", timeout=5).text
-    match = re.search(r'orchestra_jobs\{kind="echo",status="completed"\} (\d+)', text)
-    assert match and float(match.group(1)) >= 1
+    api = stack.url(stack.procs_named("api")[0])
+
+    def counted():  # the sweep counts jobs by status every METRICS_COUNTS_INTERVAL_S
+        text = requests.get(api + "/metrics", timeout=5).text
+        match = re.search(r'orchestra_jobs\{kind="echo",status="completed"\} (\S+)', text)
+        return match and float(match.group(1)) >= 1 and text
+
+    text = wait_until(counted, 30, 0.2, "the sweep to count the completed job")
+    age = re.search(r"^orchestra_counts_age_seconds (\S+)", text, re.M)
+    assert age and float(age.group(1)) < 30
     for name in ("orchestra_queue_depth", "orchestra_outbox_unpublished_events",
                  "orchestra_job_run_seconds_count"):
         assert name in text

@@ -74,8 +74,15 @@ def test_metrics_move_after_a_run_with_a_client_connected(stack, client):
         assert inf == value(after_api, f"{name}_count", kind="echo")
     run_sum = value(after_api, "orchestra_job_run_seconds_sum", kind="sleep")
     assert run_sum - value(before_api, "orchestra_job_run_seconds_sum", kind="sleep") >= 0.3
-    completed = value(after_api, "orchestra_jobs", kind="echo", status="completed")
-    assert completed >= value(before_api, "orchestra_jobs", kind="echo", status="completed") + 3
+    # Jobs by status are counted by the sweep (METRICS_COUNTS_INTERVAL_S): wait for them.
+    before_done = value(before_api, "orchestra_jobs", kind="echo", status="completed")
+    wait_until(
+        lambda: value(scrape(api), "orchestra_jobs", kind="echo", status="completed")
+        >= before_done + 3,
+        30,
+        0.2,
+        "the sweep to count the completed jobs",
+    )
     published = value(
         after_api, "orchestra_events_published_total", event_type="job.status.updated"
     )

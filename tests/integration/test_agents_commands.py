@@ -9,7 +9,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select, text
 
-from app import config, db, events
+from app import config, db, events, telemetry
 from app.agents import core, heartbeats
 from app.models import AgentLog
 from tests.support.stack import wait_until
@@ -270,6 +270,7 @@ def test_metrics_count_and_time_commands_and_executions(agents):
     say = metrics["executions"]["say"]
     assert say["completed"] == 4 and say["failed"] == 0
     assert 0 <= say["duration_s"]["p50"] <= say["duration_s"]["max"]
+    telemetry.refresh_counts(1.0, force=True)  # what the sweep does every few seconds
     scraped = agents.client.get("/metrics").get_data(as_text=True)
     done = re.search(
         r'orchestra_agent_commands\{command="execute",status="completed"\} (\S+)', scraped

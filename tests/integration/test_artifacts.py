@@ -61,7 +61,7 @@ def test_image_result_is_a_png_of_the_requested_size(store, tenant, http):
     assert image.format == "PNG" and image.size == (320, 200)
     assert image.getpixel((50, 50)) == (255, 0, 0) and image.getpixel((300, 5)) == (32, 64, 96)
     assert len(resp.data) == job["result"]["bytes"]
-    progress = [e["payload"]["progress"] for e in jobs.job_events(tenant[1], job["id"])
+    progress = [e["payload"]["progress"] for e in jobs.job_events(tenant[1], job["id"])["items"]
                 if e["event_type"] == "job.progress.updated"]
     assert progress == sorted(progress) and len(progress) >= 3
 

@@ -87,7 +87,7 @@ def test_completes_after_polling(tenant, service):
     assert job["status"] == "completed" and job["attempts"] == 1
     assert job["result_url"].endswith(".png") and job["result"]["payload"] == {"prompt": "a cat"}
     assert service.calls() == {"generate": 1, "status": 3}
-    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job["id"])]
+    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job["id"])["items"]]
     assert kinds.count("job.progress.updated") == 2
 
 

@@ -150,7 +150,7 @@ def test_submits_polls_and_keeps_the_result_url(service, tenant):
     assert job["result_url"] == "https://cdn/x.png" and job["result"] == {"w": 512}
     assert FakeService.calls[0] == ("POST", "/generate", {"prompt": "a cat"})
     assert [c[1] for c in FakeService.calls[1:]] == ["/status/g1", "/status/g1"]
-    progress = [e["payload"]["progress"] for e in jobs.job_events(tenant[1], job["id"])
+    progress = [e["payload"]["progress"] for e in jobs.job_events(tenant[1], job["id"])["items"]
                 if e["event_type"] == "job.progress.updated"]
     assert progress == [0.5]
 

@@ -324,6 +324,7 @@ ERROR_CASES = [
     ("get", "/api/v1/jobs", {"query_string": {"status": "done"}}, 422, "bad_status", {}),
     ("get", JOB, {}, 404, "no_such_job", NOWHERE),
     ("get", JOB + "/events", {"query_string": {"since": -1}}, 422, "bad_since", {}),
+    ("get", JOB + "/events", {"query_string": {"limit": 1001}}, 422, "too_many", {}),
     ("get", JOB + "/result", {}, 404, "no_artifact", {}),
     ("post", "/api/v1/agents", {"json": {"name": "taken", "type": "echo"}}, 409, "name_taken", {}),
     (
@@ -344,6 +345,7 @@ ERROR_CASES = [
     ("get", AGENT + "/commands/{command_id}", {}, 404, "no_such_command", {}),
     ("get", AGENT + "/commands", {"query_string": {"limit": 0}}, 422, "bad_limit", {}),
     ("get", AGENT + "/logs", {"query_string": {"limit": 1001}}, 422, "bad_limit", {}),
+    ("get", AGENT + "/events", {"query_string": {"limit": 1001}}, 422, "too_many", {}),
     ("get", "/api/v1/audit", {"query_string": {"agent_id": "nope"}}, 422, "bad_agent_id", {}),
 ]
 

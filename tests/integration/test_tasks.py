@@ -35,7 +35,7 @@ def test_run_job_task_runs_a_dispatched_job(celery_app_worker, tenant):
         "the job to complete",
     )
     assert done["result"] == {"slept": 0.2} and done["attempts"] == 1
-    assert [e["seq"] for e in jobs.job_events(tenant[1], job["id"])] == [1, 2, 3, 4, 5]
+    assert [e["seq"] for e in jobs.job_events(tenant[1], job["id"])["items"]] == [1, 2, 3, 4, 5]
 
 
 def test_sweep_task_dispatches_a_delayed_job(celery_app_worker, tenant):
