@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -274,3 +275,42 @@ def test_a_services_answer_postgres_cannot_store_fails_the_job(celery_app_worker
     }
     # The service's own words are kept, mended so that Postgres can store them.
     assert "no \ufffd thanks" in ended["refusal"]["error"]["message"]
+
+
+# --- Progress is coalesced; cancellation stays timely -----------------------------------
+
+
+def progress_events(tenant, job_id: str) -> list[dict]:
+    return [e["payload"] for e in jobs.job_events(tenant[1], job_id)
+            if e["event_type"] == "job.progress.updated"]
+
+
+def test_a_thousand_progress_steps_write_a_few_events(celery_app_worker, domain, tenant):
+    """`sleep` with 1,000 steps in a second reports progress 1,000 times; Postgres gets at
+    most one event per PROGRESS_MIN_INTERVAL_S of the run, and the last step's."""
+    job, _ = jobs.submit(tenant[1], {"kind": "sleep", "params": {"seconds": 1, "steps": 1000}})
+    done = wait_ended(tenant, job["id"])
+    assert done["status"] == "completed" and done["progress"] == 1.0
+    ran_s = (datetime.fromisoformat(done["finished_at"])
+             - datetime.fromisoformat(done["started_at"])).total_seconds()
+    written = progress_events(tenant, job["id"])
+    # The bound follows the run's own measured length, so a slow machine cannot break it.
+    assert 2 <= len(written) <= ran_s / domain.progress_min_interval_s + 2, (len(written), ran_s)
+    assert written[-1] == {"job_id": job["id"], "progress": 1.0, "message": "step 1000/1000"}
+    values = [p["progress"] for p in written]
+    assert values == sorted(values)
+
+
+def test_cancel_is_seen_promptly_between_many_small_steps(celery_app_worker, tenant):
+    """Cancel reads are coalesced too, yet a job cancelled mid-run stops at once."""
+    job, _ = jobs.submit(tenant[1], {"kind": "sleep",
+                                     "params": {"seconds": 60, "steps": 10000}})
+    wait_until(lambda: progress_events(tenant, job["id"]), 20, 0.05, "the first progress")
+    asked = time.monotonic()
+    jobs.cancel(tenant[1], job["id"])
+    done = wait_ended(tenant, job["id"])
+    took = time.monotonic() - asked
+    assert done["status"] == "cancelled"
+    # Checked every PROGRESS_MIN_INTERVAL_S (0.25 s); the bound is loose, for a loaded host:
+    # what it rules out is a run that only stops at its end (a minute).
+    assert took < 10, took
