@@ -332,7 +332,7 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
         log.warning("job %s: output not storable: %s", run.job_id, exc.message)
         run.pending = None
         return fail(run, exc.code, exc.message, transient=False)
-    except StatementError as exc:  # a progress write refused by the database
+    except StatementError as exc:  # a write of the run's (progress, mostly) refused
         return _refused(run, exc, "a progress update")
     except Unavailable as exc:
         # The database stayed away longer than `_persist` waits: end this attempt as a
