@@ -139,8 +139,8 @@ def test_a_progress_message_postgres_cannot_store_fails_the_attempt(
     job, _ = jobs.submit(tenant[1], {"kind": "hostile", "params": params})
     done = wait_ended(tenant, job["id"])
     assert done["status"] == "failed" and done["error"]["code"] == "OUTPUT_NOT_STORABLE"
-    assert "progress message" in done["error"]["message"]
-    assert "\x00" not in done["error"]["message"]
+    message = done["error"]["message"]
+    assert "progress message" in message and "\x00" not in message and "step" not in message
     kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job["id"])]
     assert "job.progress.updated" not in kinds
 
@@ -294,6 +294,7 @@ def test_a_thousand_progress_steps_write_a_few_events(celery_app_worker, domain,
     ran_s = (datetime.fromisoformat(done["finished_at"])
              - datetime.fromisoformat(done["started_at"])).total_seconds()
     written = progress_events(tenant, job["id"])
+    print(f"{len(written)} progress events for 1000 steps in {ran_s:.2f}s")
     # The bound follows the run's own measured length, so a slow machine cannot break it.
     assert 2 <= len(written) <= ran_s / domain.progress_min_interval_s + 2, (len(written), ran_s)
     assert written[-1] == {"job_id": job["id"], "progress": 1.0, "message": "step 1000/1000"}
@@ -310,6 +311,7 @@ def test_cancel_is_seen_promptly_between_many_small_steps(celery_app_worker, ten
     jobs.cancel(tenant[1], job["id"])
     done = wait_ended(tenant, job["id"])
     took = time.monotonic() - asked
+    print(f"cancelled {took:.2f}s after the request")
     assert done["status"] == "cancelled"
     # Checked every PROGRESS_MIN_INTERVAL_S (0.25 s); the bound is loose, for a loaded host:
     # what it rules out is a run that only stops at its end (a minute).
