@@ -8,8 +8,10 @@ so artifacts written before a change of store stay readable.
 The run's state change and its event commit in one transaction, and the artifact's row with
 them. A file is therefore written *before* that transaction, under a name of its own, and made
 visible by the commit of the row that points at it: a crash (or a run that lost its job) in
-between leaves at most an orphan file in `ARTIFACT_DIR`, never a row without its file. Files
-are removed only after the transaction that deleted their rows committed.
+between leaves at most an orphan file in `ARTIFACT_DIR`, never a row without its file. A run
+removes a file it staged only once it read that no row names it (a COMMIT that lost its answer
+may have succeeded). Files are removed only after the transaction that deleted their rows
+committed.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import config
-from app.errors import NotFound
+from app import config, db
+from app.errors import NotFound, Unavailable
 from app.models import JobArtifact
 
 log = logging.getLogger(__name__)
@@ -80,10 +82,30 @@ def _write(path: Path, body: bytes) -> None:
     os.replace(part, path)
 
 
-def discard(staged: Staged | None) -> None:
-    """Remove a staged file whose row will never be committed."""
-    if staged is not None and staged.path:
-        remove([staged.path])
+def discard(job_id, staged: Staged | None) -> None:
+    """Remove a staged file the run will not attach, unless a committed row names it.
+
+    The run's outcome may have been retried after its COMMIT lost its answer (the connection
+    dropped): that COMMIT may have succeeded, and its row points at this file. So the row is
+    read first; the file goes only when no row names it, and stays when that cannot be known
+    (an orphan file is the safe side, a row without its file is not).
+    """
+    if staged is None or not staged.path:
+        return
+    try:
+        with db.transaction() as conn:
+            attached = conn.execute(
+                select(JobArtifact.job_id).where(
+                    JobArtifact.job_id == job_id, JobArtifact.path == staged.path
+                )
+            ).first()
+    except Unavailable:
+        log.warning("artifact file %s kept: the database cannot say if a row names it", staged.path)
+        return
+    if attached is not None:
+        log.info("artifact file %s kept: a commit whose answer was lost attached it", staged.path)
+        return
+    remove([staged.path])
 
 
 # One statement, built once: a run that completes a job again (a duplicate message that

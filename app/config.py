@@ -74,6 +74,12 @@ class Settings:
     # carries this prefix; tests give each run its own.
     channel_prefix: str = "orchestra"
     max_body_bytes: int = 256 * 1024
+    # The largest `result` a run may store (its JSON, in bytes): it is kept on the job row
+    # and in the completion event; a bigger one ends the attempt `failed` (RESULT_TOO_LARGE).
+    max_result_bytes: int = 1024 * 1024
+    # One run writes progress (and reads its job's cancel flag) at most this often; calls in
+    # between are coalesced, the latest value wins and the outcome records what is pending.
+    progress_min_interval_s: float = 0.25
     agent_heartbeat_timeout_s: float = 60.0
     # How often workers run each running agent's health hook (well under the timeout).
     agent_heartbeat_interval_s: float = 10.0
@@ -180,6 +186,10 @@ class Settings:
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH", ""),
             channel_prefix=env.get("CHANNEL_PREFIX") or d.channel_prefix,
             max_body_bytes=_env_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
+            max_result_bytes=_env_int(env, "MAX_RESULT_BYTES", d.max_result_bytes),
+            progress_min_interval_s=_env_float(
+                env, "PROGRESS_MIN_INTERVAL_S", d.progress_min_interval_s
+            ),
             agent_heartbeat_timeout_s=_env_float(
                 env, "AGENT_HEARTBEAT_TIMEOUT_S", d.agent_heartbeat_timeout_s
             ),

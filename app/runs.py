@@ -8,22 +8,25 @@ moves the job.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
+from sqlalchemy.exc import StatementError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import artifacts, config, db, events, generators, telemetry
+from app import artifacts, config, db, events, generators, storable, telemetry
 from app.errors import NotFound, Unavailable, ValidationFailed
 from app.generators import Cancelled, Output, PermanentError, TransientError
 from app.jobs import load, subject, transition
 from app.models import Job, JobStatus
 from app.outbox import unit_of_work
+from app.storable import NotStorable
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -67,6 +70,12 @@ class Run:
     # When this attempt became due and when it started (for the queue-wait histogram).
     due_at: datetime | None = None
     started_at: datetime | None = None
+    # Progress not yet written (`(fraction, message)`); when this run last wrote progress and
+    # last read the cancel flag (monotonic; a progress write reads it too). Each happens at
+    # most once per PROGRESS_MIN_INTERVAL_S.
+    pending: tuple[float, str | None] | None = field(default=None, repr=False)
+    written_at: float = field(default=-math.inf, repr=False)
+    checked_at: float = field(default=-math.inf, repr=False)
 
     def _owned(self, conn, lock: bool) -> dict:
         job = load(conn, self.job_id, lock=lock)
@@ -74,30 +83,66 @@ class Run:
             raise Superseded(self.job_id)
         return job
 
-    @_persist
+    @staticmethod
+    def _due(since: float) -> bool:
+        """Whether PROGRESS_MIN_INTERVAL_S has passed since `since` (monotonic)."""
+        return time.monotonic() - since >= config.current().progress_min_interval_s
+
     def check_cancelled(self) -> None:
-        """Raise `Cancelled` if the job was cancelled; `Superseded` if it is no longer ours."""
+        """Raise `Cancelled` if the job was cancelled; `Superseded` if it is no longer ours.
+
+        Reads the flag at most every PROGRESS_MIN_INTERVAL_S (a generator checking between
+        thousands of small steps would otherwise read it thousands of times a second), and
+        writes the pending progress, if any, in the same visit.
+        """
+        if self.pending is not None and self._due(self.written_at):
+            self._write_progress()
+        elif self._due(self.checked_at):
+            self._read_cancel_flag()
+
+    @_persist
+    def _read_cancel_flag(self) -> None:
         with db.transaction() as conn:
             if self._owned(conn, lock=False)["cancel_requested"]:
                 raise Cancelled(self.job_id)
+        self.checked_at = time.monotonic()
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record progress and its event, coalesced: at most one write per
+        PROGRESS_MIN_INTERVAL_S, the latest value wins, and the outcome's transaction records
+        what is still pending. A cancelled job stops here; a message Postgres could not store
+        raises `NotStorable` (the attempt fails)."""
+        fraction = min(1.0, max(0.0, float(fraction)))
+        storable.check_text("a progress message", message, storable.MAX_MESSAGE_CHARS)
+        self.pending = (fraction, message)
+        if self._due(self.written_at):
+            self._write_progress()
 
     @_persist
-    def progress(self, fraction: float, message: str | None = None) -> None:
-        """Record progress and its event; a cancelled job stops here."""
-        fraction = min(1.0, max(0.0, float(fraction)))
+    def _write_progress(self) -> None:
         with unit_of_work("worker") as uow:
             job = self._owned(uow.conn, lock=True)
             if job["cancel_requested"]:
                 raise Cancelled(self.job_id)
-            uow.conn.execute(
-                update(Job)
-                .where(Job.id == job["id"])
-                .values(progress=fraction, heartbeat_at=_now(), updated_at=_now())
-            )
-            payload = {"job_id": self.job_id, "progress": fraction}
-            if message:
-                payload["message"] = message
-            uow.record(subject(job), events.JOB_PROGRESS_UPDATED, payload)
+            self.record_pending(uow, job)
+        self.pending = None
+        self.written_at = self.checked_at = time.monotonic()
+
+    def record_pending(self, uow, job: dict) -> None:
+        """Write the pending progress and its event in the caller's transaction (the caller
+        clears `pending` once it committed)."""
+        if self.pending is None:
+            return
+        fraction, message = self.pending
+        uow.conn.execute(
+            update(Job)
+            .where(Job.id == job["id"])
+            .values(progress=fraction, heartbeat_at=_now(), updated_at=_now())
+        )
+        payload = {"job_id": self.job_id, "progress": fraction}
+        if message:
+            payload["message"] = message
+        uow.record(subject(job), events.JOB_PROGRESS_UPDATED, payload)
 
     @_persist
     def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
@@ -167,10 +212,12 @@ def complete(run: Run, out: Output, staged: artifacts.Staged | None) -> None:
     """
     with unit_of_work("worker") as uow:
         job = run._owned(uow.conn, lock=True)
+        run.record_pending(uow, job)  # the last progress the generator reported
         artifacts.attach(uow.conn, job["id"], staged)
         transition(
             uow, job, S.COMPLETED, result=out.result, result_url=out.result_url, progress=1.0
         )
+    run.pending = None
 
 
 @_persist
@@ -178,12 +225,16 @@ def fail(run: Run, code: str, message: str, transient: bool) -> str:
     """Record a failed attempt: `retrying` with backoff while the budget lasts, else `failed`."""
     with unit_of_work("worker") as uow:
         job = run._owned(uow.conn, lock=True)
-        return end_attempt(uow, job, code, message, transient)["status"]
+        run.record_pending(uow, job)  # how far it got
+        status = end_attempt(uow, job, code, message, transient)["status"]
+    run.pending = None
+    return status
 
 
 def end_attempt(uow, job: dict, code: str, message: str, transient: bool) -> dict:
     """Decide what follows a failed attempt of a locked job (also used by the orphan sweep)."""
-    error = {"code": code, "message": message[:4000]}
+    # Often an exception's text (a generator's, a service's answer): mended, so it commits.
+    error = {"code": code, "message": storable.printable(message)}
     if job["cancel_requested"]:
         return transition(uow, job, S.CANCELLED, error=error, run_id=None)
     retries_used = job["attempts"] - job["retry_base"] - 1
@@ -252,15 +303,37 @@ def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) ->
     return out
 
 
+def _refused(run: Run, exc: StatementError, what: str) -> str:
+    """The database refused a write of this run (what `app.storable` let through): the
+    attempt fails for good. The message names the refusal, not the value (it may be hostile,
+    and could not be stored anyway)."""
+    orig = exc.orig if exc.orig is not None else exc
+    sqlstate = getattr(orig, "pgcode", None)
+    why = type(orig).__name__ + (f", SQLSTATE {sqlstate}" if sqlstate else "")
+    log.error("job %s: the database refused %s (%s)", run.job_id, what, why)
+    run.pending = None  # it may be what was refused
+    message = f"the database refused to store {what} ({why})"
+    return fail(run, storable.OUTPUT_NOT_STORABLE, message, transient=False)
+
+
 def _run_generator(run: Run, timeout_errors: tuple) -> str:
     try:
         generator = generators.get(run.kind)
         output = generator.run(run.params, run)
+        # Checked before the outcome's transaction: a refused write would roll it back and
+        # leave the job `processing` for the orphan sweep, to fail again the same way.
+        storable.check_output(output, config.current().max_result_bytes)
     except Cancelled:
         cancelled(run)
         return "cancelled"
     except Superseded:
         raise
+    except NotStorable as exc:
+        log.warning("job %s: output not storable: %s", run.job_id, exc.message)
+        run.pending = None
+        return fail(run, exc.code, exc.message, transient=False)
+    except StatementError as exc:  # a write of the run's (progress, mostly) refused
+        return _refused(run, exc, "a progress update")
     except Unavailable as exc:
         # The database stayed away longer than `_persist` waits: end this attempt as a
         # transient failure, so it is retried rather than lost.
@@ -286,6 +359,11 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
     try:
         complete(run, output, staged)
     except Superseded:
-        artifacts.discard(staged)  # rolled back for sure: the job is no longer ours
+        # Not ours any more, but an earlier try whose COMMIT lost its answer (retried as
+        # `Unavailable`) may have attached the file: `discard` keeps it then.
+        artifacts.discard(run.job_id, staged)
         raise
+    except StatementError as exc:
+        artifacts.discard(run.job_id, staged)  # refused before COMMIT: no row names it
+        return _refused(run, exc, "the outcome")
     return "completed"

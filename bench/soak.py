@@ -2,8 +2,10 @@
 
 Several clients submit jobs to the real API while a chaos thread SIGKILLs a random worker
 (and starts a fresh one) every few seconds; a Socket.IO client follows the tenant room.
-At the end every job must be terminal, none completed twice, every job's event `seq` must
-run 1..n without a gap, and the follower must have seen every event exactly once.
+At the end every job must have `completed` (the jobs cannot fail: a failure is a defect),
+none completed twice, every job's event `seq` must run 1..n without a gap, and the follower
+must have seen every event exactly once (checked once a marker job sent after everything was
+published has reached it: anything extra would have come before it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app.config import Settings
 from scripts.stack import Stack, stack_env, wait_until
 
 TERMINAL = ("completed", "failed", "cancelled")
+STATUS_OF_MARKER = "completed"
 
 
 @dataclass
@@ -38,6 +41,7 @@ class SoakReport:
     restarts: int = 0
     by_status: dict = field(default_factory=dict)
     not_terminal: int = 0
+    not_completed: int = 0
     missing_rows: int = 0
     completed_twice: int = 0
     seq_gaps: int = 0
@@ -50,6 +54,7 @@ class SoakReport:
     def ok(self) -> bool:
         return not (
             self.not_terminal
+            or self.not_completed
             or self.missing_rows
             or self.completed_twice
             or self.seq_gaps
@@ -79,6 +84,10 @@ class Follower:
     def count(self) -> int:
         with self._lock:
             return len(self.seen)
+
+    def has(self, subject_id: str, seq: int) -> bool:
+        with self._lock:
+            return (subject_id, seq) in self.seen
 
 
 def _submit(base: str, secret: str, n: int, report: SoakReport, lock: threading.Lock) -> list:
@@ -146,6 +155,7 @@ _CHECKS = {
     "FROM events WHERE tenant_id = :t AND subject_type = 'job' GROUP BY subject_id) x "
     "WHERE lo <> 1 OR hi <> n",
     "events": "SELECT count(*) FROM events WHERE tenant_id = :t AND subject_type = 'job'",
+    "unpublished": "SELECT count(*) FROM events WHERE tenant_id = :t AND published_at IS NULL",
 }
 
 
@@ -163,6 +173,23 @@ def _stored_events(tenant_id) -> set[tuple[str, int]]:
             {"t": tenant_id},
         ).all()
     return {(str(r.subject_id), r.seq) for r in rows}
+
+
+def _send_marker(base: str, secret: str, follower: Follower, tenant_id) -> str:
+    """Once every event is published (none left for the sweep to send again), submit an
+    `echo` job and wait for its completion (seq 3) at the follower: the relay forwards in
+    order, so any duplicate it would still send of the soak's events has arrived. Its id."""
+    wait_until(lambda: _count("unpublished", tenant_id) == 0, 60, 0.2, "the outbox to drain")
+    headers = {"Authorization": f"Bearer {secret}"}
+    body = {"kind": "echo", "params": {"marker": True}}
+
+    def submitted():
+        resp = requests.post(f"{base}/api/v1/jobs", json=body, headers=headers, timeout=10)
+        return resp.status_code == 202 and resp.json()["id"]
+
+    marker = wait_until(submitted, 60, 0.2, "the marker job to be accepted")
+    wait_until(lambda: follower.has(marker, 3), 60, 0.1, "the marker's completion")
+    return marker
 
 
 def _diagnose(settings: Settings, tenant_id) -> str:
@@ -241,7 +268,7 @@ def run_soak(
         chaos.finish()
         stored = _stored_events(tenant.id)
         wait_until(lambda: follower.count() >= len(stored), 60, 0.5, "the follower to catch up")
-        time.sleep(1)  # anything extra (a duplicate) would arrive now
+        marker = _send_marker(stack.url(api), secret, follower, tenant.id)
         with db.transaction() as conn:
             report.by_status = dict(
                 conn.execute(
@@ -249,10 +276,13 @@ def run_soak(
                     {"t": tenant.id},
                 ).all()
             )
+        report.by_status[STATUS_OF_MARKER] -= 1  # the marker is not the soak's
         report.missing_rows = len(ids) - sum(report.by_status.values())
+        report.not_completed = len(ids) - report.by_status.get("completed", 0)
         for name in ("not_terminal", "completed_twice", "seq_gaps", "events"):
             setattr(report, name, _count(name, tenant.id))
-        received = list(follower.seen)
+        report.events -= 3  # the marker's: queued, processing, completed
+        received = [seen for seen in follower.seen if seen[0] != marker]
         report.follower_missed = len(stored - set(received))
         report.follower_duplicates = len(received) - len(set(received))
         follower.sio.disconnect()

@@ -136,8 +136,13 @@ def test_submit_a_sleep_job_and_watch_it_complete_live(console):
     seen: list[float] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        value = page.eval_on_selector(f"{row(job_id)} progress", "p => p.value")
-        status = page.inner_text(f"{row(job_id)} .status-cell")
+        # Both in one evaluation: read apart, the row could change in between (seen under
+        # load: the bar read at 0.83, then the status read `completed`, and the loop ended).
+        value, status = page.eval_on_selector(
+            row(job_id),
+            "r => [r.querySelector('progress').value,"
+            " r.querySelector('.status-cell').innerText.trim()]",
+        )
         if not seen or value != seen[-1]:
             seen.append(value)
         if status == "completed":

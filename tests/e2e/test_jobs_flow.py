@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from tests.e2e.conftest import Client
+from tests.support.marker import send_marker
 from tests.support.sio import EventClient
 from tests.support.stack import wait_until
 
@@ -28,8 +30,10 @@ def test_sleep_job_followed_live_to_completed_on_two_relays(stack, client):
         for w in watchers:
             assert w.subscribe(f"job:{job['id']}", since=0) == {"ok": True}
         for w in watchers:
-            events = w.wait_for_status(job["id"], "completed", timeout=30)
-            time.sleep(0.3)  # anything after the terminal event would be a defect
+            w.wait_for_status(job["id"], "completed", timeout=30)
+        # Anything after the terminal event would be a defect: it would arrive before this.
+        send_marker(client, watchers, [job["id"]])
+        for w in watchers:
             events = w.of(job["id"])
             assert seqs(events) == list(range(1, len(events) + 1))
             statuses = [e["payload"]["status"] for e in events if "status" in e["payload"]]
@@ -79,9 +83,11 @@ def test_card_and_tenant_rooms_receive_live_events(stack, client):
             done = [e for e in evs if e["payload"].get("status") == "completed"]
             return len(done) == 2 and evs
 
-        events = wait_until(both_rooms_done, 30, 0.05, "the completed event in both rooms")
-        time.sleep(0.3)  # nothing more may follow
+        wait_until(both_rooms_done, 30, 0.05, "the completed event in both rooms")
+        marker = send_marker(client, [watcher], [job["id"]])  # nothing more may come before it
         events = watcher.of(job["id"])
+        # The marker was in the tenant room and its own card room only.
+        assert len(watcher.of(marker)) == 2 * 3
         # Each event arrives once per room it is in (card + tenant), in order in each.
         ids = [e["event_id"] for e in events]
         assert len(ids) == 2 * len(set(ids))
@@ -107,7 +113,11 @@ def test_relay_refuses_bad_tokens_and_other_tenants_rooms(stack, client, other_t
         assert intruder.subscribe("bogus")["error"]["code"] == "VALIDATION_ERROR"
         assert intruder.subscribe("tenant") == {"ok": True}
         client.wait_status(job["id"], "completed")
-        time.sleep(0.5)
+        # A job of the intruder's own tenant, sent after every event of the job was published,
+        # reaches its tenant room: whatever of the job the relay would send has arrived too.
+        own = Client(client.base, other_tenant[0])
+        marker = send_marker(own, [intruder], [job["id"]])
+        assert {e["subject"]["id"] for e in intruder.events} == {marker}
         assert intruder.of(job["id"]) == []
     finally:
         intruder.close()
@@ -131,7 +141,10 @@ def test_cancelled_queued_job_never_runs(stack, client):
     """A delayed job cancelled while queued never starts."""
     job = client.submit("echo", {"a": 1}, countdown_s=2)
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
-    time.sleep(3.5)
+    # A job due later than the cancelled one: once the sweep ran it, it had its chance to
+    # send the cancelled one too.
+    later = client.submit("echo", {"b": 2}, countdown_s=2.5)
+    client.wait_status(later["id"], "completed", timeout=20)
     final = client.job(job["id"])
     assert final["status"] == "cancelled" and final["attempts"] == 0
 
@@ -214,9 +227,17 @@ def test_duplicate_task_message_leaves_a_terminal_job_unchanged(stack, client, d
     celery = make_celery(domain)
     for _ in range(2):
         celery.send_task(dispatch.RUN_JOB, kwargs=message, task_id=job["id"], queue="jobs")
-    time.sleep(2.0)
+    # Both copies reached a worker, which read the job and dropped them (its log says so).
+    wait_until(lambda: dropped_copies(stack, job["id"]) >= 2, 30, 0.1, "two copies dropped")
     assert client.job(job["id"]) == done
     assert client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"] == events_before
+
+
+def dropped_copies(stack, job_id: str) -> int:
+    """How many messages of the job the workers logged as stale or duplicate, dropped."""
+    line = f"job {job_id}: stale or duplicate message"  # (status …) dropped
+    return sum(p.log_path.read_text(errors="replace").count(line)
+               for p in stack.procs_named("worker"))
 
 
 def test_many_jobs_all_complete_across_two_workers(stack, client):

@@ -14,6 +14,7 @@ from scripts import sandbox
 from scripts.sandbox import ROOT, free_port
 from tests.e2e.conftest import Client, start_stack
 from tests.support import private_pg
+from tests.support.ci import require
 from tests.support.sio import EventClient
 from tests.support.stack import VENV_BIN, stack_env, wait_until
 
@@ -101,10 +102,10 @@ class PrivateRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_redis_restart_loses_no_job_and_no_event(domain, tenant):
     """Redis dies (losing queued messages) and comes back empty: every job still completes,
     and a subscriber still sees every event of a job submitted while Redis was down."""
+    require(shutil.which("redis-server") is not None, "redis-server")
     redis_srv = PrivateRedis()
     redis_srv.start()
     settings = domain.with_(redis_url=redis_srv.url())
@@ -154,11 +155,11 @@ class Submitter(threading.Thread):
             n += 1
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_redis_restart_under_load_loses_nothing_for_a_resuming_client(domain, tenant):
     """Jobs keep coming while Redis dies and returns empty: every submission is accepted,
     workers and relay reconnect by themselves, every job completes, and a client that resumes
     each job room from the last `seq` it saw ends with every event once."""
+    require(shutil.which("redis-server") is not None, "redis-server")
     redis_srv = PrivateRedis()
     redis_srv.start()
     stack = start_stack(domain.with_(redis_url=redis_srv.url()), workers=2, relays=1)
@@ -208,11 +209,11 @@ def test_redis_restart_under_load_loses_nothing_for_a_resuming_client(domain, te
         redis_srv.cleanup()
 
 
-@pytest.mark.skipif(not private_pg.available(), reason="needs initdb/pg_ctl and root")
 def test_postgres_crash_under_load_loses_no_job(domain):
     """Postgres dies while jobs run and wait and clients keep submitting: the API answers 503
     meanwhile and recovers by itself; every job completes, none stays `processing`, and every
     job's events run without a gap."""
+    require(private_pg.available(), "initdb and pg_ctl, run as root")
     pg = private_pg.PrivatePostgres()
     pg.start()
     stack = None
