@@ -193,6 +193,6 @@ def test_a_file_stays_whenever_an_ambiguous_commit_left_its_row(
     assert done["status"] == "completed" and done["result"] == {"kept": fault}
     assert row is not None and row.path  # committed: by the first try, or by the retry
     assert (tmp_path / row.path).read_bytes() == b'{"kept": "%s"}' % fault.encode()
-    completions = [e for e in jobs.job_events(tenant[1], job["id"])
+    completions = [e for e in jobs.job_events(tenant[1], job["id"])["items"]
                    if e["payload"].get("status") == "completed"]
     assert len(completions) == 1

@@ -194,7 +194,7 @@ def test_hosts_outside_the_allow_list_are_refused(settings, service, tenant):
 
 
 def status_events(tenant, job_id: str) -> list[dict]:
-    return [e["payload"] for e in jobs.job_events(tenant[1], job_id)
+    return [e["payload"] for e in jobs.job_events(tenant[1], job_id)["items"]
             if e["event_type"] == "job.status.updated"]
 
 
@@ -349,7 +349,7 @@ def test_credentials_in_the_url_appear_in_no_name_event_or_log(service, tenant, 
     first, second = run_job(tenant, {"url": url}), run_job(tenant, {"url": url})
     assert first["error"]["message"] == f"POST http://{host}/generate: HTTP 503"
     assert "circuit open" in second["error"]["message"]
-    events = jobs.job_events(tenant[1], second["id"])
+    events = jobs.job_events(tenant[1], second["id"])["items"]
     changes = [e["payload"] for e in events if e["event_type"] == "circuit_breaker.state.changed"]
     assert [c["service_name"] for c in changes] == [host]
     assert "s3cret" not in json.dumps([first["error"], second["error"], events])

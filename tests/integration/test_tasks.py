@@ -127,7 +127,7 @@ def test_output_postgres_cannot_store_fails_the_attempt_with_a_code(
     message = done["error"]["message"]
     assert "\x00" not in message and "a\x00b" not in message and "xxxx" not in message
     assert done["result"] is None and done["result_url"] is None
-    statuses = [e["payload"].get("status") for e in jobs.job_events(tenant[1], job["id"])]
+    statuses = [e["payload"].get("status") for e in jobs.job_events(tenant[1], job["id"])["items"]]
     assert statuses == ["queued", "processing", "failed"]
 
 
@@ -141,7 +141,7 @@ def test_a_progress_message_postgres_cannot_store_fails_the_attempt(
     assert done["status"] == "failed" and done["error"]["code"] == "OUTPUT_NOT_STORABLE"
     message = done["error"]["message"]
     assert "progress message" in message and "\x00" not in message and "step" not in message
-    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job["id"])]
+    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job["id"])["items"]]
     assert "job.progress.updated" not in kinds
 
 
@@ -229,9 +229,9 @@ class RawService(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def raw_service():
-    """The service on a free loopback port, in a thread; its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RawService)
+def raw_service(port: int):
+    """The service on the run's loopback port (the one HTTP_PRIVATE_HOSTS lists); its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), RawService)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host = f"127.0.0.1:{server.server_address[1]}"
     http_gen.reset_breaker(host)
@@ -239,6 +239,7 @@ def raw_service():
         yield f"http://{host}"
     finally:
         server.shutdown()
+        server.server_close()
         http_gen.reset_breaker(host)
 
 
@@ -257,31 +258,35 @@ SERVICE_ANSWERS = {
 }
 
 
-def test_a_services_answer_postgres_cannot_store_fails_the_job(celery_app_worker, tenant):
+def test_a_services_answer_postgres_cannot_store_fails_the_job(
+    celery_app_worker, tenant, gen_service_port
+):
     """The `http` generator, through the worker, on a real local service whose answers hold
     what Postgres refuses: the job ends `failed` with a code, not `processing`."""
     ended = {}
-    with raw_service() as service:
+    with raw_service(gen_service_port) as service:
         for name, answers in SERVICE_ANSWERS.items():
             RawService.answers = answers
             params = {"url": f"{service}/generate", "poll_url": f"{service}/status/{{id}}"}
             job, _ = jobs.submit(tenant[1], {"kind": "http", "params": params, "max_retries": 0})
             ended[name] = wait_ended(tenant, job["id"])
-    assert {n: (j["status"], j["error"]["code"]) for n, j in ended.items()} == {
+    # A service's remote text reaches the job only as a printable excerpt (app/netguard), so a
+    # hostile status or refusal is mended there; what the generator returns is checked whole.
+    outcomes = {n: (j["status"], (j["error"] or {}).get("code")) for n, j in ended.items()}
+    assert outcomes == {
         "result": ("failed", "OUTPUT_NOT_STORABLE"),
-        "progress": ("failed", "OUTPUT_NOT_STORABLE"),
+        "progress": ("completed", None),
         "result_url": ("failed", "OUTPUT_NOT_STORABLE"),
         "refusal": ("failed", "GENERATOR_ERROR"),
     }
-    # The service's own words are kept, mended so that Postgres can store them.
-    assert "no \ufffd thanks" in ended["refusal"]["error"]["message"]
+    assert ended["refusal"]["error"]["message"].endswith("HTTP 400: no thanks")
 
 
 # --- Progress is coalesced; cancellation stays timely -----------------------------------
 
 
 def progress_events(tenant, job_id: str) -> list[dict]:
-    return [e["payload"] for e in jobs.job_events(tenant[1], job_id)
+    return [e["payload"] for e in jobs.job_events(tenant[1], job_id)["items"]
             if e["event_type"] == "job.progress.updated"]
 
 
