@@ -262,7 +262,8 @@ def test_a_services_answer_postgres_cannot_store_fails_the_job(
     celery_app_worker, tenant, gen_service_port
 ):
     """The `http` generator, through the worker, on a real local service whose answers hold
-    what Postgres refuses: the job ends `failed` with a code, not `processing`."""
+    what Postgres refuses: the job ends, `failed` with a code or with the text mended, never
+    left `processing`."""
     ended = {}
     with raw_service(gen_service_port) as service:
         for name, answers in SERVICE_ANSWERS.items():
