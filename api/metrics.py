@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 
 import celeryconfig
-from app import config, dispatch, jobs, pubsub, telemetry
+from app import config, jobs, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
 
@@ -80,7 +80,7 @@ class JobsCollector:
         yield gauge
 
 
-QUEUES = (dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE, celeryconfig.SWEEPS_QUEUE)
+QUEUES = (*celeryconfig.TENANT_QUEUES, *celeryconfig.SYSTEM_QUEUES)
 
 _HISTOGRAMS = {
     "job_run_seconds": "Run time of job attempts (generator start to outcome committed)",
