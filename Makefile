@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install services db console browser run test lint bench bench-quick soak clean
+.PHONY: install services db console browser compose run test lint bench bench-quick soak clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,33 +35,46 @@ console: $(CONSOLE_OUT)/.built
 browser:
 	@sh scripts/browser.sh
 
+# Debian's docker-compose, which validates docker-compose.yml for the tests (no engine needed).
+compose:
+	@sh scripts/compose.sh
+
 db: install services
 	$(BIN)/python -m scripts.createdb
 	$(BIN)/alembic upgrade head
 
+# Secrets are written readable by their owner only (umask 077 for the whole recipe line).
 .demo-key: | db
-	$(BIN)/flask --app api keys create --tenant demo > .demo-key.tmp
-	tail -n 1 .demo-key.tmp > .demo-key && rm -f .demo-key.tmp
+	umask 077 && $(BIN)/flask --app api keys create --tenant demo > .demo-key.tmp && \
+		tail -n 1 .demo-key.tmp > .demo-key && rm -f .demo-key.tmp
 
-run: db .demo-key console
+# Flower's password for `make run`: Flower refuses to start without one (outside
+# ORCHESTRA_ENV=development), and none ships with the code. Made once, kept like .demo-key.
+.flower-password:
+	@umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(18))" > $@
+
+run: db .demo-key .flower-password console
 	@# A key from a database that has since been dropped is useless: make a new one.
 	@$(BIN)/flask --app api keys verify "$$(cat .demo-key)" >/dev/null 2>&1 || \
 		{ rm -f .demo-key && $(MAKE) --no-print-directory .demo-key; }
+	@chmod 600 .demo-key .flower-password  # files made before this rule were world-readable
 	@echo
 	@echo "API key of tenant 'demo': $$(cat .demo-key)"
+	@echo "Flower login: $${FLOWER_BASIC_AUTH:-admin:$$(cat .flower-password)}"
 	@echo "Try:  curl -s -X POST http://127.0.0.1:$${API_PORT:-8000}/api/v1/jobs \\"
 	@echo "        -H 'Authorization: Bearer $$(cat .demo-key)' -H 'Content-Type: application/json' \\"
 	@echo "        -d '{\"kind\": \"sleep\", \"params\": {\"seconds\": 3}}'"
 	@echo "Console: http://127.0.0.1:$${API_PORT:-8000}/  (sign in with the key above)"
 	@echo "API :$${API_PORT:-8000}  relay :$${RELAY_PORT:-8001}  Flower :$${FLOWER_PORT:-5555}  (Ctrl-C stops all)"
 	@echo
-	$(BIN)/honcho start -f Procfile
+	@FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-admin:$$(cat .flower-password)}" \
+		$(BIN)/honcho start -f Procfile
 
 lint: install console/node_modules/.ci-done
 	$(BIN)/ruff check .
 	cd console && npm run --silent check
 
-test: install services lint console browser
+test: install services lint console browser compose
 	$(BIN)/pytest
 
 # bench/RESULTS.md and bench/throughput_latency.png; ARGS=--quick (or make bench-quick) in < 2 min.

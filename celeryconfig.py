@@ -2,23 +2,64 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
+import ssl
+from urllib.parse import parse_qs, urlsplit
 
 from app.config import Settings
-from app.dispatch import AGENTS_QUEUE, JOBS_QUEUE
+from app.dispatch import AGENTS_QUEUE, HARD_LIMIT_GRACE_S, JOBS_QUEUE
 
 SWEEP_TASK = "orchestra.sweeps.run"
 HEARTBEAT_TASK = "orchestra.agents.heartbeat"
+# The system's own work, consumed only by the Procfile's `system` worker: tenants' jobs and
+# agent commands (`jobs`, `agents`) can never occupy its pool. Health hooks are plugin code,
+# so the heartbeat pass has a queue of its own beside the sweep's.
 SWEEPS_QUEUE = "sweeps"
+HEARTBEATS_QUEUE = "heartbeats"
+SYSTEM_QUEUES = (SWEEPS_QUEUE, HEARTBEATS_QUEUE)
+TENANT_QUEUES = (JOBS_QUEUE, AGENTS_QUEUE)
+
+# What `ssl_cert_reqs=` in a rediss:// URL may say, as redis-py reads it.
+_CERT_REQS = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+_SSL_PATHS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def broker_use_ssl(url: str) -> dict | None:
+    """Celery's `broker_use_ssl` for a broker URL: None unless it is `rediss://`.
+
+    Kombu, given a rediss:// URL without SSL options, logs a warning and does not verify the
+    server's certificate at all; redis-py (our other clients, on the same URL) verifies it.
+    So the URL is read here the way redis-py reads it: certificates are required unless its
+    query says `ssl_cert_reqs=none|optional`, and `ssl_ca_certs`, `ssl_certfile`,
+    `ssl_keyfile` name the files. No setting beyond the URL is needed.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    reqs = query.get("ssl_cert_reqs", "required").lower()
+    if reqs not in _CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {reqs!r}")
+    options = {"ssl_cert_reqs": _CERT_REQS[reqs]}
+    options.update({k: query[k] for k in _SSL_PATHS if query.get(k)})
+    return options
+
+
+def heartbeat_limits(s: Settings) -> tuple[float, float]:
+    """Soft and hard time limits of one heartbeat pass: a health hook is plugin code, so a
+    pass that hangs is ended (the agents it did not reach get theirs on the next pass)."""
+    soft = max(1.0, s.agent_command_timeout_s)
+    return soft, soft + HARD_LIMIT_GRACE_S
 
 
 def from_settings(s: Settings) -> dict:
     """The Celery settings for these Orchestra settings."""
-    beat_file = hashlib.sha1(f"{s.effective_broker_url}{s.channel_prefix}".encode()).hexdigest()
     return {
         "broker_url": s.effective_broker_url,
+        "broker_use_ssl": broker_use_ssl(s.effective_broker_url),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "broker_transport_options": {
@@ -68,6 +109,7 @@ def from_settings(s: Settings) -> dict:
         "task_default_queue": JOBS_QUEUE,
         "task_routes": {
             "orchestra.jobs.*": {"queue": JOBS_QUEUE},
+            HEARTBEAT_TASK: {"queue": HEARTBEATS_QUEUE},
             "orchestra.agents.*": {"queue": AGENTS_QUEUE},
             "orchestra.sweeps.*": {"queue": SWEEPS_QUEUE},
         },
@@ -81,13 +123,18 @@ def from_settings(s: Settings) -> dict:
             "agent-heartbeats": {
                 "task": HEARTBEAT_TASK,
                 "schedule": s.agent_heartbeat_interval_s,
-                # A pass still proves health a little late; one late beyond this is dropped,
-                # so passes do not pile up while workers are away.
-                "options": {"expires": max(5.0, 2 * s.agent_heartbeat_interval_s)},
+                "options": {
+                    # A pass still proves health a little late; one late beyond this is
+                    # dropped, so passes do not pile up while workers are away.
+                    "expires": max(5.0, 2 * s.agent_heartbeat_interval_s),
+                    "soft_time_limit": heartbeat_limits(s)[0],
+                    "time_limit": heartbeat_limits(s)[1],
+                },
             },
         },
-        "beat_schedule_filename": os.path.join(
-            tempfile.gettempdir(), f"orchestra-beat-{beat_file}"
-        ),
+        # The schedule is two fixed intervals, so beat keeps it in memory: no shelve file (a
+        # pickle anyone who can write /tmp could swap) is read or written. A restarted beat
+        # runs both at once, which is harmless.
+        "beat_scheduler": "celery.beat:Scheduler",
         "worker_hijack_root_logger": False,
     }

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 
 import celeryconfig
-from app import config, dispatch, pubsub, telemetry
+from app import config, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
 
@@ -106,7 +106,7 @@ class JobsCollector:
         yield gauge
 
 
-QUEUES = (dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE, celeryconfig.SWEEPS_QUEUE)
+QUEUES = (*celeryconfig.TENANT_QUEUES, *celeryconfig.SYSTEM_QUEUES)
 
 _HISTOGRAMS = {
     "job_run_seconds": "Run time of job attempts (generator start to outcome committed)",

@@ -9,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, jsonify
 
 from api import openapi_examples, schemas
+from app import config
 
 bp = Blueprint("docs", __name__)
 
@@ -81,8 +82,10 @@ _OPERATIONS = [
         "against the generator's schema first: an unknown kind or refused params is a 422 and "
         "no job is made. With an `Idempotency-Key` this tenant used before, the answer is 200 "
         "with the original job, and no second job is made. Built-in kinds: `echo` (any "
-        "params; the result is the params), `sleep` `{seconds, steps?}`, `fail` `{message, "
-        "transient?, times?}` and `http` `{url, payload?, poll_url?}`; plugins add more.",
+        "params; the result is the params), `sleep` `{seconds (at most 3600), steps? (at "
+        "most 100)}`, `fail` `{message, transient?, times?}` and `http` `{url, payload?, "
+        "poll_url?}`; plugins add more. `timeout_s` may not exceed the deployment's "
+        "`MAX_TIMEOUT_S` (the document's maximum).",
         {
             "parameters": [
                 {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
@@ -503,6 +506,9 @@ def build_spec() -> dict:
     for path, ops in paths.items():
         spec.path(path=path, operations=ops)
     doc = spec.to_dict()
+    # A limit that is a setting (MAX_TIMEOUT_S) is written in as this deployment has it.
+    submit = doc["components"]["schemas"]["JobSubmit"]["properties"]
+    submit["timeout_s"]["maximum"] = config.current().max_timeout_s
     # After apispec has expanded the query schemas into one parameter per field.
     examples = openapi_examples.examples()
     for path, ops in doc["paths"].items():

@@ -20,9 +20,8 @@ class JobSubmitSchema(Schema):
     card_id = fields.String(allow_none=True, validate=validate.Length(1, 255))
     priority = fields.Integer(strict=True, validate=validate.Range(0, 9))
     max_retries = fields.Integer(strict=True, validate=validate.Range(0, 100))
-    timeout_s = fields.Float(
-        allow_nan=False, validate=validate.Range(0, 7 * 86400, min_inclusive=False)
-    )
+    # Its maximum is MAX_TIMEOUT_S, a setting: app.jobs checks it, the document shows it.
+    timeout_s = fields.Float(allow_nan=False, validate=validate.Range(0, min_inclusive=False))
     countdown_s = fields.Float(allow_nan=False, validate=validate.Range(0, 30 * 86400))
 
 

@@ -42,6 +42,8 @@ def _env_hosts(env: Mapping[str, str], name: str) -> str:
 
 # The artifact stores (`app/artifacts.py`): a row's bytes, or files under ARTIFACT_DIR.
 ARTIFACT_STORES = ("postgres", "filesystem")
+# Where a process runs (ORCHESTRA_ENV): only `development` relaxes the safe defaults.
+ENVIRONMENTS = ("production", "development")
 
 
 # The process kinds with Postgres timeouts of their own (`db_*_timeout_<kind>_s`).
@@ -62,6 +64,9 @@ def _db_timeouts(env: Mapping[str, str], d) -> dict[str, float]:
 class Settings:
     """Every knob of every process, with the contract's defaults."""
 
+    # `production` unless told: Flower then refuses to start without FLOWER_BASIC_AUTH.
+    # `development` is for a laptop. (Not FLOWER_*: Flower reads those as its own options.)
+    orchestra_env: str = "production"
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/orchestra"
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = ""  # empty: same as redis_url
@@ -92,6 +97,8 @@ class Settings:
     retry_backoff_max_s: float = 300.0
     default_max_retries: int = 3
     default_timeout_s: float = 3600.0
+    # The longest `timeout_s` one job may ask for (and so hold a worker slot); larger is 422.
+    max_timeout_s: float = 6 * 3600.0
     sweep_interval_s: float = 1.0
     # An event or dispatch younger than this is left to the process that made it.
     outbox_grace_s: float = 2.0
@@ -126,8 +133,11 @@ class Settings:
     # stay readable after a switch.
     artifact_store: str = "postgres"
     artifact_dir: str = "var/artifacts"
-    # Finished jobs (and their events) older than this are deleted by the sweep; 0 keeps all.
+    # Finished jobs (and their events), agents' events and finished agent commands older
+    # than this are deleted by the sweep; 0 keeps all.
     retention_s: float = 30 * 86400.0
+    # The audit trail (who did what to which agent) is kept longer, on its own; 0 keeps all.
+    audit_retention_s: float = 365 * 86400.0
     # Requests per key on /api/v1, in Flask-Limiter's notation ("600/minute;50/second").
     rate_limit: str = "600/minute"
     # Failed authentications (no key, or one that is not valid) per client address on
@@ -176,6 +186,7 @@ class Settings:
             env = os.environ
         d = cls()
         return cls(
+            orchestra_env=_env_choice(env, "ORCHESTRA_ENV", d.orchestra_env, ENVIRONMENTS),
             database_url=env.get("DATABASE_URL") or d.database_url,
             redis_url=env.get("REDIS_URL") or d.redis_url,
             broker_url=env.get("BROKER_URL", ""),
@@ -207,6 +218,7 @@ class Settings:
             retry_backoff_max_s=_env_float(env, "RETRY_BACKOFF_MAX_S", d.retry_backoff_max_s),
             default_max_retries=_env_int(env, "DEFAULT_MAX_RETRIES", d.default_max_retries),
             default_timeout_s=_env_float(env, "DEFAULT_TIMEOUT_S", d.default_timeout_s),
+            max_timeout_s=_env_float(env, "MAX_TIMEOUT_S", d.max_timeout_s),
             sweep_interval_s=_env_float(env, "SWEEP_INTERVAL_S", d.sweep_interval_s),
             outbox_grace_s=_env_float(env, "OUTBOX_GRACE_S", d.outbox_grace_s),
             dependency_timeout_s=_env_float(env, "DEPENDENCY_TIMEOUT_S", d.dependency_timeout_s),
@@ -239,6 +251,7 @@ class Settings:
                 env, "METRICS_COUNTS_INTERVAL_S", d.metrics_counts_interval_s
             ),
             retention_s=_env_float(env, "RETENTION_S", d.retention_s),
+            audit_retention_s=_env_float(env, "AUDIT_RETENTION_S", d.audit_retention_s),
         )
 
     def with_(self, **changes) -> Settings:

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, pages
-from app.errors import InvalidTransition, NotFound
+from app.errors import InvalidTransition, NotFound, ValidationFailed
 from app.events import Subject, iso
 from app.models import TERMINAL, Event, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
@@ -144,6 +144,33 @@ def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
     return new
 
 
+def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:
+    """The job's `timeout_s` and what is wrong with the one asked for.
+
+    A run holds a worker slot up to its timeout, so one request may not ask for more than
+    MAX_TIMEOUT_S; the default is held to the same bound.
+    """
+    asked = req.get("timeout_s")
+    if asked is None:
+        return min(settings.default_timeout_s, settings.max_timeout_s), []
+    if asked > settings.max_timeout_s:
+        return asked, [f"must be at most {settings.max_timeout_s:g} (MAX_TIMEOUT_S)"]
+    return asked, []
+
+
+def _checked(req: dict, settings: config.Settings) -> float:
+    """Check a job request field by field (params and limits together); its `timeout_s`."""
+    timeout_s, problems = _timeout_s(req, settings)
+    details = {"timeout_s": problems} if problems else {}
+    try:
+        generators.validate_params(req["kind"], req["params"])
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.message, {**exc.details, **details}) from None
+    if details:
+        raise ValidationFailed("job request rejected", details)
+    return timeout_s
+
+
 def submit(
     tenant: TenantRef, req: dict, idempotency_key: str | None = None, correlation_id=None
 ) -> tuple[dict, bool]:
@@ -162,8 +189,8 @@ def create(
     agent_command_id: uuid.UUID | None = None,
 ) -> tuple[dict, bool]:
     """Insert a queued job in the caller's transaction; `(job row, created)`."""
-    generators.validate_params(req["kind"], req["params"])
     settings = config.current()
+    timeout_s = _checked(req, settings)
     now = _now()
     countdown = float(req.get("countdown_s") or 0)
     values = {
@@ -176,7 +203,7 @@ def create(
         "priority": req.get("priority", DEFAULT_PRIORITY),
         "card_id": req.get("card_id"),
         "correlation_id": correlation_id or str(uuid.uuid4()),
-        "timeout_s": req.get("timeout_s") or settings.default_timeout_s,
+        "timeout_s": timeout_s,
         "idempotency_key": idempotency_key,
         "dispatch_token": uuid.uuid4(),
         "agent_command_id": agent_command_id,

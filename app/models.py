@@ -205,6 +205,12 @@ class Event(Base):
         UniqueConstraint("subject_type", "subject_id", "seq", name="uq_events_subject_seq"),
         Index("ix_events_tenant_created", "tenant_id", "created_at"),
         Index("ix_events_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
+        # Retention finds agents' oldest events by it (jobs' events go with their job).
+        Index(
+            "ix_events_agent_created",
+            "created_at",
+            postgresql_where=text("subject_type = 'agent'"),
+        ),
     )
 
 
@@ -332,6 +338,11 @@ class AgentCommand(Base):
             ),
         ),
         Index("ix_commands_agent_seq", "agent_id", text("seq DESC")),
+        Index(
+            "ix_commands_finished",
+            "finished_at",
+            postgresql_where=text("status IN ('completed','failed')"),
+        ),
     )
 
 
@@ -370,4 +381,5 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_tenant_id", "tenant_id", text("id DESC")),
         Index("ix_audit_subject", "subject_type", "subject_id", text("id DESC")),
+        Index("ix_audit_created", "created_at"),
     )

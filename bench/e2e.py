@@ -261,6 +261,7 @@ def run(settings: Settings, durations: dict, idle_n: int) -> dict:
                 ("api", commands["api"]),
                 ("worker", f"{commands['worker']} -c 2"),
                 ("relay", commands["relay"]),
+                ("system", commands["system"]),
                 ("beat", commands["beat"]),
             ):
                 started[name] = procs.start(f"e2e-{name}", command, env)

@@ -47,6 +47,7 @@ def run(settings: Settings, rate: float, seconds: float) -> dict:
         with ExitStack() as stack:
             for name, command in (
                 ("worker", f"{commands['worker']} -c 2"),
+                ("system", commands["system"]),
                 ("beat", commands["beat"]),
             ):
                 proc = procs.start(f"retention-{name}", command, env)

@@ -243,6 +243,7 @@ def run_soak(
         api, relay = stack.start("api", API_WORKERS=2), stack.start("relay")
         for _ in range(workers):
             stack.start("worker")
+        stack.start("system")
         stack.start("beat")
         stack.wait_http(api)
         stack.wait_http(relay)

@@ -73,11 +73,12 @@ def main() -> None:
             api = stack.start("api", CONSOLE_RELAY_URL=f"http://127.0.0.1:{settings.relay_port}")
             stack.start("relay", port=settings.relay_port)
             stack.start("worker")
+            stack.start("system")
             stack.start("beat")
             flower = stack.start("flower", FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH))
             stack.wait_http(api)
             stack.wait_http(flower, "/healthcheck")
-            wait_until(lambda: _ping_workers(settings, 1), 60, 0.5, "a worker")
+            wait_until(lambda: _ping_workers(settings, 2), 60, 0.5, "a worker")
             # Flower names only the tasks whose events it heard: wait until it sees the worker.
             workers = stack.url(flower) + "/api/workers?refresh=1"
             wait_until(lambda: requests.get(workers, auth=FLOWER_AUTH, timeout=10).json(), 60, 1)

@@ -21,14 +21,20 @@ class Echo:
 
 
 class Sleep:
-    """Sleeps `seconds`, reporting progress `steps` times; honours cancel between slices."""
+    """Sleeps `seconds`, reporting progress `steps` times; honours cancel between slices.
+
+    Bounded so one request cannot ask for much: an hour holds a worker slot long enough for
+    a demo, and each step is a transaction and an event, so at most `MAX_STEPS` of them.
+    """
 
     name = "sleep"
+    MAX_SECONDS = 3600
+    MAX_STEPS = 100
     params_schema = {
         "type": "object",
         "properties": {
-            "seconds": {"type": "number", "minimum": 0, "maximum": 86400},
-            "steps": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "seconds": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
+            "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
         },
         "required": ["seconds"],
         "additionalProperties": False,

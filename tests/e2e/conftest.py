@@ -1,4 +1,5 @@
-"""End-to-end fixtures: api, two relays, two workers and beat as real processes."""
+"""End-to-end fixtures: api, two relays, two workers, the system worker and beat as real
+processes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def _ping_workers(settings, expected: int) -> bool:
 
 
 def start_stack(settings, workers: int = 2, relays: int = 2) -> Stack:
-    """Start the stack and wait until every part answers."""
+    """Start the stack and wait until every part answers. `workers` are tenants' workers;
+    the system worker (sweeps, heartbeats) is always there besides them."""
     stack = Stack(stack_env(settings))
     try:
         api = stack.start("api", API_WORKERS=2)
@@ -24,11 +26,12 @@ def start_stack(settings, workers: int = 2, relays: int = 2) -> Stack:
             stack.start("relay")
         for _ in range(workers):
             stack.start("worker")
+        stack.start("system")
         stack.start("beat")
         stack.wait_http(api)
         for relay in stack.procs_named("relay"):
             stack.wait_http(relay)
-        wait_until(lambda: _ping_workers(settings, workers), 60, 0.5, f"{workers} workers")
+        wait_until(lambda: _ping_workers(settings, workers + 1), 60, 0.5, f"{workers} workers")
     except BaseException:
         print(stack.logs())
         stack.stop()

@@ -33,10 +33,11 @@ def console_stack(domain):
         api = stack.start("api", port=api_port, API_WORKERS=2)
         relay = stack.start("relay", port=relay_port)
         stack.start("worker")
+        stack.start("system")
         stack.start("beat")
         stack.wait_http(api)
         stack.wait_http(relay)
-        wait_until(lambda: _ping_workers(domain, 1), 60, 0.5, "a worker")
+        wait_until(lambda: _ping_workers(domain, 2), 60, 0.5, "a worker")
     except BaseException:
         print(stack.logs())
         stack.stop()

@@ -99,7 +99,7 @@ def test_metrics_move_after_a_run_with_a_client_connected(stack, client):
 
 def test_flower_still_serves_its_own_metrics(stack):
     """Flower's Prometheus endpoint answers beside ours."""
-    flower = stack.start("flower")
+    flower = stack.start("flower", ORCHESTRA_ENV="development")  # no login needed here
     stack.wait_http(flower, "/healthcheck", timeout=60)
     text = wait_until(
         lambda: (r := requests.get(stack.url(flower) + "/metrics", timeout=5)).ok and r.text,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,18 +14,29 @@ from pathlib import Path
 import pytest
 import yaml
 
+import celeryconfig
+from app import dispatch
 from app.config import Settings
 from scripts.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("api", "relay", "worker", "beat", "flower")
+APP_SERVICES = ("api", "relay", "worker", "system", "beat", "flower")
+# What `docker-compose config` is given for the variables compose requires (`${VAR:?...}`).
+REQUIRED_SECRETS = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "REDIS_PASSWORD": "redis-secret",
+    "FLOWER_BASIC_AUTH": "ops:flower-secret",
+}
 PUBLISHED_PORTS = {"api": 8000, "relay": 8001, "flower": 5555}
 # Variables the compose file may set although Settings.from_env does not read them.
 DOCUMENTED_EXTRAS = {
     "API_WORKERS": "gunicorn workers of the api, read by the Procfile's api line",
 }
-_SETTINGS_READ = re.compile(r'(?:env\.get\(|_env_(?:int|float)\(\s*env,\s*)"([A-Z0-9_]+)"')
+_SETTINGS_READ = re.compile(
+    r'(?:env\.get\(|_env_(?:int|float|choice)\(\s*env,\s*)"([A-Z0-9_]+)"'
+)
 _COMPOSE_DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
+_COMPOSE_REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 
 
 @cache
@@ -53,7 +65,9 @@ def environment(name: str) -> dict[str, str]:
 
 
 def with_compose_defaults(value: str) -> str:
-    """`value` as compose renders it with none of its `${VAR:-default}` variables set."""
+    """`value` as compose renders it with none of its `${VAR:-default}` variables set, and
+    the required ones (`${VAR:?message}`) given as in REQUIRED_SECRETS."""
+    value = _COMPOSE_REQUIRED.sub(lambda m: REQUIRED_SECRETS[m.group(1)], value)
     return _COMPOSE_DEFAULT.sub(lambda m: m.group(2), value)
 
 
@@ -94,12 +108,32 @@ def dockerfile_args(instruction: str) -> list[str]:
     return [args for name, args in dockerfile_instructions() if name == instruction]
 
 
-def docker_compose_available() -> bool:
-    """Whether `docker compose` (the v2 plugin) runs here."""
-    if shutil.which("docker") is None:
-        return False
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-    return probe.returncode == 0
+def compose_cli() -> list[str] | None:
+    """A compose CLI that validates without an engine: the v2 plugin, else Debian's
+    `docker-compose` (`make compose` installs it)."""
+    if shutil.which("docker") is not None:
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`compose config -q` on our file with exactly the secrets in `env`."""
+    cli = compose_cli()
+    if cli is None:
+        if os.environ.get("CI"):
+            pytest.fail("no compose CLI under CI: `make compose` installs docker-compose")
+        pytest.skip("no compose CLI here (`make compose` installs docker-compose)")
+    base = {k: v for k, v in os.environ.items() if k not in REQUIRED_SECRETS}
+    return subprocess.run(
+        [*cli, "-f", "docker-compose.yml", "config", "-q"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compose_has_every_service():
@@ -135,7 +169,7 @@ def test_app_service_reaches_the_compose_databases(name):
     )
     assert settings.database_url.startswith("postgresql+psycopg2://")
     assert settings.database_url.endswith("@postgres:5432/orchestra")
-    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.redis_url == "redis://:redis-secret@redis:6379/0"
     assert settings.bind_host == "0.0.0.0"
 
 
@@ -164,10 +198,52 @@ def test_compose_literal_rejects_an_unescaped_dollar():
         compose_literal("--bind ${BIND_HOST:-127.0.0.1}")
 
 
-def test_worker_scales():
-    """The worker publishes no port and fixes no container name or hostname."""
-    worker = service("worker")
+@pytest.mark.parametrize("name", ["worker", "system"])
+def test_workers_scale(name):
+    """The workers publish no port and fix no container name or hostname."""
+    worker = service(name)
     assert not {"ports", "container_name", "hostname"} & set(worker)
+
+
+def queues_of(name: str) -> set[str]:
+    """The queues a Procfile worker line consumes (`-Q a,b`)."""
+    match = re.search(r"(?:^|\s)-Q\s+(\S+)", procfile()[name])
+    assert match, f"{name} names no queues: {procfile()[name]}"
+    return set(match.group(1).split(","))
+
+
+def test_system_work_has_a_worker_of_its_own():
+    """Sweeps and heartbeats are consumed only by `system`; tenants' jobs and commands only
+    by `worker`: a tenant that fills the workers' pools cannot hold up the system's work."""
+    assert queues_of("system") == set(celeryconfig.SYSTEM_QUEUES)
+    assert queues_of("worker") == set(celeryconfig.TENANT_QUEUES)
+    assert set(celeryconfig.TENANT_QUEUES) == {dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE}
+
+
+def _route(task: str) -> str:
+    from workers import app
+
+    return app.amqp.router.route({}, task)["queue"].name
+
+
+def test_the_system_tasks_are_routed_to_the_system_worker():
+    """The beat's two tasks go to the system's queues, tenants' work to the tenants'."""
+    assert _route(celeryconfig.SWEEP_TASK) == celeryconfig.SWEEPS_QUEUE
+    assert _route(celeryconfig.HEARTBEAT_TASK) == celeryconfig.HEARTBEATS_QUEUE
+    assert _route(dispatch.RUN_JOB) == dispatch.JOBS_QUEUE
+    assert _route(dispatch.RUN_COMMAND) == dispatch.AGENTS_QUEUE
+    system = set(celeryconfig.SYSTEM_QUEUES)
+    assert {_route(celeryconfig.SWEEP_TASK), _route(celeryconfig.HEARTBEAT_TASK)} <= system
+
+
+def test_the_heartbeat_pass_is_bounded_by_the_command_timeout():
+    """A health hook is plugin code: a pass that hangs is ended after the command timeout
+    (plus the grace), so it holds one of the system worker's two slots at most that long."""
+    s = Settings(agent_command_timeout_s=12)
+    options = celeryconfig.from_settings(s)["beat_schedule"]["agent-heartbeats"]["options"]
+    assert options["soft_time_limit"] == 12
+    assert options["time_limit"] == 12 + dispatch.HARD_LIMIT_GRACE_S
+    assert "--concurrency 2" in procfile()["system"]
 
 
 @pytest.mark.parametrize(("name", "port"), sorted(PUBLISHED_PORTS.items()))
@@ -184,12 +260,31 @@ def test_api_healthcheck_uses_readiness():
     compile(test[3], "<healthcheck>", "exec")
 
 
-def test_flower_requires_basic_auth():
-    """Flower gets a user:password from compose, which a deployer can override."""
+def test_flower_requires_basic_auth_and_ships_none():
+    """Compose hands Flower the deployer's user:password and has no default of its own."""
     raw = environment("flower")["FLOWER_BASIC_AUTH"]
-    assert raw.startswith("${FLOWER_BASIC_AUTH:-")
-    user, _, password = with_compose_defaults(raw).partition(":")
-    assert user and password
+    assert _COMPOSE_REQUIRED.fullmatch(raw), raw
+    assert _COMPOSE_REQUIRED.match(raw).group(1) == "FLOWER_BASIC_AUTH"
+
+
+def test_compose_ships_no_default_password():
+    """No `${...:-default}` gives a password, secret or login a value of ours."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    defaults = {m.group(1) for m in _COMPOSE_DEFAULT.finditer(text)}
+    assert not {v for v in defaults if re.search("PASSWORD|SECRET|AUTH|KEY", v)}, defaults
+    assert set(REQUIRED_SECRETS) <= {m.group(1) for m in _COMPOSE_REQUIRED.finditer(text)}
+
+
+def test_compose_redis_needs_its_password():
+    """Redis requires the password that every app service's REDIS_URL carries, and its
+    healthcheck authenticates with it."""
+    redis = service("redis")
+    command = [with_compose_defaults(part) for part in redis["command"]]
+    assert command[command.index("--requirepass") + 1] == REQUIRED_SECRETS["REDIS_PASSWORD"]
+    assert with_compose_defaults(redis["environment"]["REDISCLI_AUTH"]) == "redis-secret"
+    for name in ("migrate", *APP_SERVICES):
+        url = with_compose_defaults(environment(name)["REDIS_URL"])
+        assert url.startswith(f"redis://:{REQUIRED_SECRETS['REDIS_PASSWORD']}@redis:"), name
 
 
 def test_compose_sets_only_variables_the_processes_read():
@@ -225,14 +320,14 @@ def test_dockerfile_base_user_and_ports():
 
 
 def test_docker_compose_config_is_valid():
-    """`docker compose config -q` accepts the file, where the docker CLI has the compose plugin."""
-    if not docker_compose_available():
-        pytest.skip("`docker compose version` fails here (no docker CLI or no compose plugin)")
-    result = subprocess.run(
-        ["docker", "compose", "-f", "docker-compose.yml", "config", "-q"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """`compose config -q` accepts the file once the deployer's secrets are set."""
+    result = compose_config(REQUIRED_SECRETS)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED_SECRETS))
+def test_docker_compose_refuses_without_a_secret(missing):
+    """Without one of the secrets compose does not start anything, and says which."""
+    result = compose_config({k: v for k, v in REQUIRED_SECRETS.items() if k != missing})
+    assert result.returncode != 0
+    assert missing in result.stderr
