@@ -287,9 +287,11 @@ def for_subject(
     since: int = 0,
     until: int | None = None,
     after: datetime | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[dict]:
     """The envelopes of one subject with `since < seq <= until` (created after `after`, if
-    given), in `seq` order."""
+    given), in `seq` order: the first `limit` of them, if given (a page)."""
     q = select(*_COLUMNS).where(
         Event.subject_type == subject_type, Event.subject_id == subject_id, Event.seq > since
     )
@@ -297,7 +299,10 @@ def for_subject(
         q = q.where(Event.seq <= until)
     if after is not None:
         q = q.where(Event.created_at > after)
-    return [envelope(r) for r in conn.execute(q.order_by(Event.seq))]
+    q = q.order_by(Event.seq)
+    if limit is not None:
+        q = q.limit(limit)
+    return [envelope(r) for r in conn.execute(q)]
 
 
 def for_tenant(
