@@ -22,6 +22,7 @@ from api.relay import sockets
 from api.relay.registry import (
     CLOCK_MARGIN,
     DELIVERIES,
+    REPLAY_PAGES,
     Subscription,
     limits,
     socketio,
@@ -97,6 +98,7 @@ def send_range(
             return False
         with db.transaction() as conn:
             rows = events.for_subject(conn, *subject, since, until, after, limit=page)
+        REPLAY_PAGES.inc()
         for envelope in rows:
             if not _send(sub, envelope):
                 return False

@@ -140,6 +140,11 @@ DELIVERIES = Counter(
     "Events sent to Socket.IO clients by this relay (replays and live)",
     registry=METRICS,
 )
+REPLAY_PAGES = Counter(
+    "orchestra_relay_replay_pages",
+    "Pages of stored events read from Postgres (replays, gap fills, catch-ups)",
+    registry=METRICS,
+)
 DROPS = Counter(
     "orchestra_relay_dropped_connections",
     "Connections this relay closed: revoked key, no auth in time, send queue overflow",

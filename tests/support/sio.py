@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
+import time
 
 import socketio
+import websocket
 
 from tests.support.stack import wait_until
 
@@ -75,10 +79,6 @@ class RawEngineIO:
     """
 
     def __init__(self, relay_url: str, rcvbuf: int | None = None, origin: str | None = None):
-        import socket
-
-        import websocket
-
         url = relay_url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
         opts = {} if rcvbuf is None else {
             "sockopt": ((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf),)}
@@ -91,8 +91,6 @@ class RawEngineIO:
             raise ConnectionRefusedError(f"no engine.io open: {exc!r}") from exc
         if not self.open.startswith("0"):  # engine.io open
             raise ConnectionRefusedError(f"no engine.io open: {self.open!r}")
-        import time
-
         self.opened_at = time.monotonic()
 
     def send(self, text: str) -> None:
@@ -103,17 +101,11 @@ class RawEngineIO:
 
     def connect(self, secret: str) -> str:
         """Send the Socket.IO connect with `secret`; the relay's answer (`40…` or `44…`)."""
-        import json
-
         self.send("40" + json.dumps({"token": secret}))
         return self.recv()
 
     def wait_closed(self, timeout: float) -> float:
         """Read (answering pings) until the relay closes the transport; seconds it stayed open."""
-        import time
-
-        import websocket
-
         self.ws.settimeout(timeout)
         try:
             while True:
