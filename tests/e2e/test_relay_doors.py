@@ -89,16 +89,20 @@ def test_a_key_revoked_with_the_cli_is_disconnected_on_every_relay(domain, relay
     urls = [start_relay(relays, RELAY_KEY_RECHECK_S=3600) for _ in range(2)]
     doomed = tenants.create_key(tenant[1].name)
     watched = [Watched(url, doomed) for url in urls]
-    for w in watched:
-        assert w.subscribe("tenant") == {"ok": True}
-    t0 = time.monotonic()
-    flask_cli(domain, "revoke", doomed[:12])
-    wait_until(lambda: all(w.gone_at for w in watched), 10, 0.02, "both sockets dropped")
-    took = [w.gone_at - t0 for w in watched]
-    print(f"revoked with the CLI: disconnected after {took} s (CLI start included)")
-    for url in urls:
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            EventClient(url, doomed)
+    try:
+        for w in watched:
+            assert w.subscribe("tenant") == {"ok": True}
+        t0 = time.monotonic()
+        flask_cli(domain, "revoke", doomed[:12])
+        wait_until(lambda: all(w.gone_at for w in watched), 10, 0.02, "both sockets dropped")
+        took = [round(w.gone_at - t0, 3) for w in watched]
+        print(f"revoked with the CLI: disconnected after {took} s (CLI start included)")
+        for url in urls:
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                EventClient(url, doomed)
+    finally:
+        for w in watched:
+            w.close()
 
 
 def test_a_revocation_missed_on_redis_is_found_in_postgres_within_a_second(relays, tenant):
@@ -106,13 +110,17 @@ def test_a_revocation_missed_on_redis_is_found_in_postgres_within_a_second(relay
     doomed = tenants.create_key(tenant[1].name)
     key_id = tenants.authenticate(doomed).key_id
     watched = [Watched(url, doomed) for url in urls]
-    t0 = time.monotonic()
-    revoke_in_sql_only(key_id)
-    wait_until(lambda: all(w.gone_at for w in watched), 10, 0.02, "both sockets dropped")
-    took = [round(w.gone_at - t0, 3) for w in watched]
-    print(f"revoked in SQL only: disconnected after {took} s")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        EventClient(urls[0], doomed)
+    try:
+        t0 = time.monotonic()
+        revoke_in_sql_only(key_id)
+        wait_until(lambda: all(w.gone_at for w in watched), 10, 0.02, "both sockets dropped")
+        took = [round(w.gone_at - t0, 3) for w in watched]
+        print(f"revoked in SQL only: disconnected after {took} s")
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            EventClient(urls[0], doomed)
+    finally:
+        for w in watched:
+            w.close()
 
 
 def test_every_subscribe_rechecks_the_key(relays, tenant):
