@@ -72,7 +72,7 @@ class Settings:
     # connect; packets a client may owe before it is dropped (a client that stopped
     # reading); events per page of a replay; seconds between checks of connected keys in
     # Postgres (revocations a relay missed on Redis).
-    relay_max_rooms_per_socket: int = 100
+    relay_max_rooms_per_socket: int = 1000
     relay_max_sockets_per_key: int = 100
     relay_auth_timeout_s: float = 5.0
     relay_send_queue_max: int = 1000

@@ -157,7 +157,7 @@ DROPS = Counter(
 class Limits:
     """The relay's bounds, from the settings (`RELAY_*`; see `app/config.py`)."""
 
-    rooms_per_socket: int = 100
+    rooms_per_socket: int = 1000
     sockets_per_key: int = 100
     auth_timeout_s: float = 5.0
     send_queue_max: int = 1000
