@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 RELAY_ID = uuid.uuid4().hex  # this process, in the members of the seat sets
 SEAT_TTL_S = 30.0
-_TICK_S = 0.25
+_TICK_S = 0.5  # the auth timeout holds to within this; each tick walks every transport
 
 # Hand-written Lua: taking a seat must read the count and add in one step, or two relays
 # admitting at once could both pass. Expired leases go first.
