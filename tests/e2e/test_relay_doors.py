@@ -169,7 +169,9 @@ def test_sockets_per_key_are_capped_across_relays(relays, tenant):
         for url in urls:
             with pytest.raises(socketio.exceptions.ConnectionError):
                 EventClient(url, secret)
-        assert EventClient(urls[0], tenant[0]).subscribe("tenant") == {"ok": True}  # other key
+        other_key = EventClient(urls[0], tenant[0])
+        assert other_key.subscribe("tenant") == {"ok": True}
+        other_key.close()
         first.close()  # gives its seat back
         third = wait_until(lambda: EventClient(urls[1], secret), 10, 0.1, "a freed seat")
         third.close()
