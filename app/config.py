@@ -106,7 +106,20 @@ class Settings:
     log_level: str = "INFO"
     # `json`: one JSON object per line (for collectors); `text`: for humans at a terminal.
     log_format: str = "json"
-    relay_cors_origins: str = "*"
+    # Origins allowed to open the relay's Socket.IO (`*` or a comma list); empty: the relay's
+    # own and the API's (BIND_HOST and ports, CONSOLE_RELAY_URL, API_CORS_ORIGINS).
+    relay_cors_origins: str = ""
+    # The relay's bounds: rooms one connection may join; sockets one key may hold across
+    # every relay (counted in Redis); seconds a transport may stay open without a Socket.IO
+    # connect; packets a client may owe before it is dropped (a client that stopped
+    # reading); events per page of a replay; seconds between checks of connected keys in
+    # Postgres (revocations a relay missed on Redis).
+    relay_max_rooms_per_socket: int = 1000
+    relay_max_sockets_per_key: int = 100
+    relay_auth_timeout_s: float = 5.0
+    relay_send_queue_max: int = 1000
+    relay_replay_page: int = 500
+    relay_key_recheck_s: float = 1.0
     # The relay the browser console connects to; empty: the console's own host, RELAY_PORT.
     console_relay_url: str = ""
     # Origins whose browser pages may call /api/v1 (comma-separated); empty: same origin only.
@@ -225,6 +238,16 @@ class Settings:
             log_level=env.get("LOG_LEVEL") or d.log_level,
             log_format=(env.get("LOG_FORMAT") or d.log_format).lower(),
             relay_cors_origins=env.get("RELAY_CORS_ORIGINS") or d.relay_cors_origins,
+            relay_max_rooms_per_socket=_env_int(
+                env, "RELAY_MAX_ROOMS_PER_SOCKET", d.relay_max_rooms_per_socket
+            ),
+            relay_max_sockets_per_key=_env_int(
+                env, "RELAY_MAX_SOCKETS_PER_KEY", d.relay_max_sockets_per_key
+            ),
+            relay_auth_timeout_s=_env_float(env, "RELAY_AUTH_TIMEOUT_S", d.relay_auth_timeout_s),
+            relay_send_queue_max=_env_int(env, "RELAY_SEND_QUEUE_MAX", d.relay_send_queue_max),
+            relay_replay_page=_env_int(env, "RELAY_REPLAY_PAGE", d.relay_replay_page),
+            relay_key_recheck_s=_env_float(env, "RELAY_KEY_RECHECK_S", d.relay_key_recheck_s),
             console_relay_url=env.get("CONSOLE_RELAY_URL", ""),
             api_cors_origins=env.get("API_CORS_ORIGINS", ""),
             relay_async_mode=env.get("RELAY_ASYNC_MODE") or d.relay_async_mode,

@@ -291,7 +291,7 @@ def for_subject(
     limit: int | None = None,
 ) -> list[dict]:
     """The envelopes of one subject with `since < seq <= until` (created after `after`, if
-    given), in `seq` order; at most `limit` of them, if given."""
+    given), in `seq` order: the first `limit` of them, if given (a page)."""
     q = select(*_COLUMNS).where(
         Event.subject_type == subject_type, Event.subject_id == subject_id, Event.seq > since
     )

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
 
+import redis
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import db
+from app import db, pubsub
 from app.errors import ValidationFailed
 from app.models import ApiKey, Tenant
+
+log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "orc_"
 PREFIX_LEN = 12  # kept in clear to find a key's row and to name it in audits and logs
@@ -100,8 +105,28 @@ def authenticate(secret: str) -> TenantRef | None:
     return None
 
 
+def revocation_channel() -> str:
+    """The pub/sub channel that tells every relay which keys were just revoked."""
+    return f"{pubsub.prefix()}:keys:revoked"
+
+
+def _announce_revoked(key_ids: list[uuid.UUID]) -> None:
+    """Tell every relay to disconnect these keys' sockets now. Best effort: a relay that
+    misses it finds the revocation in Postgres at its next check (`RELAY_KEY_RECHECK_S`)."""
+    if not key_ids:
+        return
+    notice = json.dumps({"key_ids": [str(k) for k in key_ids]})
+    try:
+        pubsub.client().publish(revocation_channel(), notice)
+    except (redis.RedisError, RuntimeError) as exc:
+        log.warning("revocation notice not published (relays recheck keys anyway): %s", exc)
+
+
 def revoke(key: str) -> int:
-    """Revoke a key, named by its secret or its prefix; return how many keys were revoked."""
+    """Revoke a key, named by its secret or its prefix; return how many keys were revoked.
+
+    After commit, every relay is told on Redis to disconnect the key's open sockets.
+    """
     prefix = key[:PREFIX_LEN]
     if len(prefix) < PREFIX_LEN or not prefix.startswith(SECRET_PREFIX):
         raise ValidationFailed(
@@ -111,7 +136,30 @@ def revoke(key: str) -> int:
     if len(key) > PREFIX_LEN:
         where.append(ApiKey.key_hash == hash_secret(key))
     with db.transaction() as conn:
-        return conn.execute(update(ApiKey).where(*where).values(revoked_at=func.now())).rowcount
+        revoked = conn.execute(
+            update(ApiKey).where(*where).values(revoked_at=func.now()).returning(ApiKey.id)
+        ).scalars().all()
+    _announce_revoked(revoked)
+    return len(revoked)
+
+
+_ACTIVE_KEYS = select(ApiKey.id).where(
+    ApiKey.id.in_(bindparam("ids", expanding=True)), ApiKey.revoked_at.is_(None)
+)
+
+
+def active_keys(key_ids) -> set[uuid.UUID]:
+    """Which of `key_ids` are still unrevoked (one query, for a relay's periodic check)."""
+    ids = list(key_ids)
+    if not ids:
+        return set()
+    with db.transaction() as conn:
+        return set(conn.execute(_ACTIVE_KEYS, {"ids": ids}).scalars())
+
+
+def key_active(key_id: uuid.UUID | None) -> bool:
+    """Whether the key of an open connection is still unrevoked."""
+    return key_id is not None and key_id in active_keys([key_id])
 
 
 def list_keys(tenant_name: str) -> list[dict]:

@@ -44,6 +44,8 @@ def sandbox() -> Iterator[Settings]:
                 api_port=free_port(),
                 relay_port=free_port(),
                 flower_port=free_port(),
+                # The swarm's thousands of clients share one key.
+                relay_max_sockets_per_key=100_000,
             )
         finally:
             resources.release_redis_db(redis_url, name)

@@ -1,14 +1,23 @@
-"""The relay under pressure: a client that stops reading slows no one; a relay killed
-mid-stream costs a resuming client nothing."""
+"""The relay under pressure: a client that stops reading slows no one and is dropped; a
+replay of 10,000 events goes out in pages; a relay killed mid-stream costs a resuming client
+nothing."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
+import threading
+import uuid
+from pathlib import Path
 
 import pytest
+import redis
+import requests
 import websocket
+from sqlalchemy import text
 
+from app import db
 from tests.support.sio import EventClient
 from tests.support.stack import wait_until
 
@@ -112,3 +121,116 @@ def test_the_relay_accepts_only_its_configured_origins(stack, client):
     assert evil.status_code == 400 and "origin" in evil.text.lower()
     fine = requests.get(handshake, headers={"Origin": "https://console.example"}, timeout=5)
     assert fine.status_code == 200
+
+
+def metric(url: str, name: str, labels: str = "") -> float:
+    """One sample of a relay's /metrics, 0 if absent."""
+    body = requests.get(url + "/metrics", timeout=5).text
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", body, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def relay_rss_kb(proc) -> int:
+    """The resident memory of a relay's gunicorn worker (the master's one child)."""
+    master = proc.popen.pid
+    (child,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    status = Path(f"/proc/{child}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+
+
+def envelope(tenant: str, subject_id: str, seq: int, **payload) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()), "event_type": "job.progress.updated", "seq": seq,
+        "timestamp": "2026-01-01T00:00:00.000Z", "source_service": "test",
+        "subject": {"type": "job", "id": subject_id}, "payload": payload,
+        "metadata": {"tenant": tenant, "correlation_id": None, "card_id": None, "version": "1.0"},
+    }
+
+
+def publish(settings, envelopes: list[dict]) -> None:
+    pipe = redis.Redis.from_url(settings.redis_url).pipeline(transaction=False)
+    for env in envelopes:
+        pipe.publish(f"{settings.channel_prefix}:events:{env['metadata']['tenant']}",
+                     json.dumps(env))
+    pipe.execute()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_its_queue_stays_bounded(
+    stack, domain, tenant
+):
+    proc = stack.start("relay", RELAY_SEND_QUEUE_MAX=100)
+    stack.wait_http(proc)
+    relay = stack.url(proc)
+    stalled = StalledClient(relay, tenant[0])
+    watcher = EventClient(relay, tenant[0])
+    try:
+        assert watcher.subscribe("tenant") == {"ok": True}
+        rss_before = relay_rss_kb(proc)
+        subject, blob = str(uuid.uuid4()), "x" * 40_000
+        # 24 MB the stalled client never reads, in bursts a reading client keeps up with.
+        peak = 0.0
+        for first in range(1, 601, 10):
+            publish(domain, [envelope(tenant[1].name, subject, s, blob=blob)
+                             for s in range(first, first + 10)])
+            wait_until(lambda n=first + 9: len(watcher.of(subject)) == n, 30, 0.01, "a burst")
+            peak = max(peak, metric(relay, "orchestra_relay_queued_packets"))
+        assert [e["seq"] for e in watcher.of(subject)] == list(range(1, 601))
+        dropped = 'orchestra_relay_dropped_connections_total{reason="send_queue"}'
+        wait_until(lambda: metric(relay, dropped) == 1, 20, 0.05, "the stalled client dropped")
+        wait_until(lambda: metric(relay, "orchestra_relay_connections") == 1, 10, 0.05,
+                   "only the reading client left")
+        queued = metric(relay, "orchestra_relay_queued_packets")
+        print(f"slow reader dropped; queued packets: peak {peak}, now {queued}; relay RSS "
+              f"{rss_before} -> {relay_rss_kb(proc)} kB")
+        assert peak <= 100 + 10 and queued <= 100  # the bound, plus one burst in flight
+    finally:
+        watcher.close()
+        stalled.close()
+
+
+def _store_events(job_id: str, tenant, seqs: range) -> None:
+    """Store events of a job as the outbox would have (set-based: 10,000 rows at once)."""
+    meta = json.dumps({"tenant": tenant.name, "correlation_id": None, "card_id": None,
+                       "version": "1.0"})
+    with db.transaction() as conn:
+        conn.execute(text(
+            "INSERT INTO events (id, tenant_id, subject_type, subject_id, seq, event_type,"
+            " source_service, payload, metadata, created_at, published_at)"
+            " SELECT gen_random_uuid(), :tid, 'job', :jid, s, 'job.progress.updated', 'test',"
+            " jsonb_build_object('job_id', CAST(:jid AS text), 'progress', 0.5),"
+            " CAST(:meta AS jsonb), clock_timestamp(), now()"
+            " FROM generate_series(:lo, :hi) AS s"
+        ), {"tid": tenant.id, "jid": job_id, "meta": meta, "lo": seqs.start, "hi": seqs.stop - 1})
+        conn.execute(text(
+            "UPDATE event_counters SET last_seq = :hi"
+            " WHERE subject_type = 'job' AND subject_id = :jid"
+        ), {"jid": job_id, "hi": seqs.stop - 1})
+
+
+def test_a_ten_thousand_event_replay_goes_out_in_pages_in_order(stack, domain, client, tenant):
+    proc = stack.start("relay", RELAY_REPLAY_PAGE=500, RELAY_SEND_QUEUE_MAX=1000)
+    stack.wait_http(proc)
+    relay = stack.url(proc)
+    job_id = client.submit("echo", {}, countdown_s=3600)["id"]  # waits: no worker touches it
+    _store_events(job_id, tenant[1], range(2, 10_002))
+    reader = EventClient(relay, tenant[0])
+    try:
+        pages_before = metric(relay, "orchestra_relay_replay_pages_total")
+        acks = []
+        subscriber = threading.Thread(
+            target=lambda: acks.append(reader.subscribe(f"job:{job_id}", since=0)))
+        subscriber.start()
+        wait_until(lambda: len(reader.of(job_id)) >= 1000, 60, 0.02, "the replay under way")
+        for seq in range(10_002, 10_102):  # live events while the replay runs
+            _store_events(job_id, tenant[1], range(seq, seq + 1))
+            publish(domain, [envelope(tenant[1].name, job_id, seq)])
+        subscriber.join(60)
+        assert acks == [{"ok": True}]
+        wait_until(lambda: len(reader.of(job_id)) >= 10_101, 60, 0.05, "every event")
+        seqs = [e["seq"] for e in reader.of(job_id)]
+        assert seqs == list(range(1, 10_102)), "out of order, duplicated or missing"
+        pages = metric(relay, "orchestra_relay_replay_pages_total") - pages_before
+        print(f"10,101 events replayed and live in {pages:.0f} pages of at most 500")
+        assert pages >= 10_000 / 500
+    finally:
+        reader.close()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
+import time
 
 import socketio
+import websocket
 
 from tests.support.stack import wait_until
 
@@ -21,7 +25,9 @@ def _handle_messages_in_order(sio: socketio.Client) -> None:
     trigger = eio._trigger_event
 
     def in_order(event, *args, **kwargs):
-        if event == "message":
+        # Only events (Socket.IO packet type 2): a DISCONNECT handled on the read thread
+        # would make the client join that very thread.
+        if event == "message" and args and str(args[0]).startswith("2"):
             kwargs["run_async"] = False
         return trigger(event, *args, **kwargs)
 
@@ -65,3 +71,57 @@ class EventClient:
 
     def close(self) -> None:
         self.sio.disconnect()
+
+
+class RawEngineIO:
+    """An Engine.IO client spoken by hand over a raw WebSocket: it opens the transport and
+    then does only what a test tells it (a client that never authenticates, or stops reading).
+    """
+
+    def __init__(self, relay_url: str, rcvbuf: int | None = None, origin: str | None = None):
+        url = relay_url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        opts = {} if rcvbuf is None else {
+            "sockopt": ((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf),)}
+        if origin is not None:
+            opts["origin"] = origin
+        try:
+            self.ws = websocket.create_connection(url, timeout=10, **opts)
+            self.open = self.ws.recv()
+        except (websocket.WebSocketException, OSError) as exc:
+            raise ConnectionRefusedError(f"no engine.io open: {exc!r}") from exc
+        if not self.open.startswith("0"):  # engine.io open
+            raise ConnectionRefusedError(f"no engine.io open: {self.open!r}")
+        self.opened_at = time.monotonic()
+
+    def send(self, text: str) -> None:
+        self.ws.send(text)
+
+    def recv(self) -> str:
+        return self.ws.recv()
+
+    def connect(self, secret: str) -> str:
+        """Send the Socket.IO connect with `secret`; the relay's answer (`40…` or `44…`)."""
+        self.send("40" + json.dumps({"token": secret}))
+        return self.recv()
+
+    def wait_closed(self, timeout: float) -> float:
+        """Read (answering pings) until the relay closes the transport; seconds it stayed open."""
+        self.ws.settimeout(timeout)
+        try:
+            while True:
+                frame = self.ws.recv()
+                if not frame or frame == "1":  # closed, or engine.io CLOSE
+                    break
+                if frame == "2":
+                    self.send("3")  # alive: only the missing auth may close us
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            pass
+        except websocket.WebSocketTimeoutException:
+            raise AssertionError(f"the relay kept the transport open for {timeout}s") from None
+        return time.monotonic() - self.opened_at
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001 - it may be closed already
+            pass

@@ -1,0 +1,72 @@
+"""The Socket.IO relay: auth at connect, subscribe with replay, Redis listener -> clients.
+
+Run it with gunicorn's gevent-websocket worker (see the Procfile): `api.relay:create_relay_app()`.
+The relay owns no truth: it replays from Postgres and forwards from Redis pub/sub, so it may
+be restarted or scaled out at will. It sets no Socket.IO `message_queue`: every replica
+already hears every event from Redis.
+
+`registry` (who is where), `rooms` (which rooms a key may join), `delivery` (in order, gaps
+filled, replays paged, off the listener), `listener` (Redis -> subscriptions), `doors` (seats
+per key, key rechecks, auth timeout, origins), `sockets` (send queue bound, drops),
+`handlers` (the Socket.IO events).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.relay import doors, handlers, listener, registry
+from api.relay.registry import METRICS, Positions, Subscription, socketio
+from api.relay.rooms import RoomRefused, readable_kinds, resolve_room, rooms_of
+from app import bootstrap
+from app.config import Settings
+
+__all__ = [
+    "Positions",
+    "RoomRefused",
+    "Subscription",
+    "create_relay_app",
+    "handlers",
+    "readable_kinds",
+    "resolve_room",
+    "rooms_of",
+    "socketio",
+]
+
+
+def create_relay_app(settings: Settings | None = None) -> Flask:
+    """Build the relay for `settings` and start its Redis listener and its warden."""
+    settings = settings or Settings.from_env()
+    bootstrap.configure_logging(settings)
+    bootstrap.init(settings, kind="relay")
+    limits = registry.Limits.of(settings)
+    for name in vars(limits):  # the one shared instance the other modules read
+        setattr(registry.limits, name, getattr(limits, name))
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = uuid.uuid4().hex
+    socketio.init_app(
+        app,
+        async_mode=settings.relay_async_mode,
+        cors_allowed_origins=doors.origin_policy(settings),
+    )
+    if settings.relay_async_mode == "gevent":
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()  # psycopg2 would otherwise block every greenlet while it waits
+
+    @app.get("/health/liveness")
+    def liveness():
+        """200 while the relay runs."""
+        return {"status": "alive", "clients": len(registry.registry.tenants)}
+
+    @app.get("/metrics")
+    def metrics():
+        """Prometheus text: clients, subscriptions, deliveries, drops, queued packets."""
+        return Response(generate_latest(METRICS), content_type=CONTENT_TYPE_LATEST)
+
+    socketio.start_background_task(listener.listen_forever)
+    socketio.start_background_task(doors.watch_forever)
+    return app

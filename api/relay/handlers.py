@@ -1,0 +1,133 @@
+"""The Socket.IO events: connect (auth and a seat), subscribe (with replay), unsubscribe."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import request
+
+from api.relay import delivery, doors, sockets
+from api.relay.registry import Subscription, limits, registry, socketio
+from api.relay.rooms import RoomRefused, readable_kinds, resolve_room
+from app import tenants
+from app.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def _ack_error(code: str, message: str) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+@socketio.on("connect")
+def on_connect(auth=None):
+    """Refuse a connection without a valid key, or past the key's sockets."""
+    token = auth.get("token") if isinstance(auth, dict) else None
+    tenant = tenants.authenticate(token) if isinstance(token, str) else None
+    if tenant is None:
+        raise ConnectionRefusedError("unauthorized: a valid auth.token is required")
+    if not doors.claim_seat(tenant, request.sid):
+        raise ConnectionRefusedError(
+            f"too many connections: this key holds {limits.sockets_per_key} already"
+        )
+    registry.tenants[request.sid] = tenant
+
+
+@socketio.on("disconnect")
+def on_disconnect(*_):
+    """Forget the client and give its seat back."""
+    tenant = registry.tenants.get(request.sid)
+    registry.drop_client(request.sid)
+    if tenant is not None:
+        doors.release_seat(tenant, request.sid)
+
+
+def _since(data) -> int | None:
+    since = data.get("since", 0)
+    if since is None:
+        return 0
+    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+        return None
+    return since
+
+
+def _still_valid(tenant: tenants.TenantRef) -> dict | None:
+    """None if the key is still active, else the refusal (and the client is dropped)."""
+    try:
+        if tenants.key_active(tenant.key_id):
+            return None
+    except Unavailable as exc:
+        return _ack_error(exc.code, exc.message)
+    sockets.drop(request.sid, "revoked")
+    return _ack_error("UNAUTHORIZED", "this key was revoked")
+
+
+@socketio.on("subscribe")
+def on_subscribe(data=None):
+    """Join a room; replay stored events after `since`, then forward live ones."""
+    tenant = registry.tenants.get(request.sid)
+    if tenant is None:
+        return _ack_error("UNAUTHORIZED", "not connected")
+    if not isinstance(data, dict):
+        return _ack_error("VALIDATION_ERROR", "expected {room, since?}")
+    since = _since(data)
+    if since is None:
+        return _ack_error("VALIDATION_ERROR", "since must be a non-negative integer")
+    if refused := _still_valid(tenant):  # every subscribe re-checks the key in Postgres
+        return refused
+    try:
+        room, subject = resolve_room(tenant, data.get("room"))
+    except RoomRefused as exc:
+        return _ack_error(exc.code, exc.message)
+    except Unavailable as exc:
+        return _ack_error(exc.code, exc.message)
+    if not registry.in_room(request.sid, room) and (
+        registry.room_count(request.sid) >= limits.rooms_per_socket
+    ):
+        return _ack_error(
+            "TOO_MANY_ROOMS", f"a connection may be in {limits.rooms_per_socket} rooms at most"
+        )
+    return _join(tenant, room, subject, since)
+
+
+def _join(tenant: tenants.TenantRef, room: str, subject, since: int) -> dict:
+    sub = Subscription(request.sid, room, since, readable_kinds(tenant))
+    replay = None
+    if subject is None:  # a tenant or card room: complete from now on, no replay
+        sub.tenant_id = tenant.id
+        sub.card_id = room.split(":", 2)[2] if room.startswith("card:") else None
+    else:
+        sub.last[subject] = since
+        replay = delivery.start_replay(sub, subject)
+    # Registered before reading Postgres, so nothing published meanwhile is missed: live
+    # events wait behind the replay in the subscription's inbox, and duplicates are dropped.
+    registry.add(sub)
+    if replay is not None:
+        delivery.run_replay(sub)
+        replay.done.wait()
+        if replay.error is not None:
+            registry.remove(request.sid, room, sub)
+            return _ack_error(replay.error.code, replay.error.message)
+    log.info("relay: subscribed to %s since %d", room, since, extra=_room_fields(subject))
+    return {"ok": True}
+
+
+def _room_fields(subject: tuple[str, str] | None) -> dict:
+    """The log context of a subscription: the subject's id, if the room has one."""
+    return {} if subject is None else {f"{subject[0]}_id": subject[1]}
+
+
+@socketio.on("unsubscribe")
+def on_unsubscribe(data=None):
+    """Leave a room."""
+    tenant = registry.tenants.get(request.sid)
+    if tenant is None or not isinstance(data, dict):
+        return _ack_error("VALIDATION_ERROR", "expected {room}")
+    try:
+        room, _ = resolve_room(tenant, data.get("room"))
+    except RoomRefused as exc:
+        return _ack_error(exc.code, exc.message)
+    except Unavailable as exc:
+        return _ack_error(exc.code, exc.message)
+    registry.remove(request.sid, room)
+    return {"ok": True}
