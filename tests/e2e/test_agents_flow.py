@@ -262,3 +262,46 @@ def test_a_revoked_key_cannot_connect_and_no_secret_reaches_a_log(stack, client,
     for proc in stack.procs:
         text = proc.log_path.read_text(errors="replace")
         assert tenant[0] not in text and doomed not in text, proc.name
+
+
+def test_the_relay_withholds_a_jobs_result_from_an_agents_only_key(stack, client, tenant, relays):
+    """Live on one relay and replayed on the other, an execution's job result reaches a key
+    without `jobs:read` only as its job id (the rule of `app/agents/scopes.py`)."""
+    from app import tenants
+    from app.agents import scopes
+
+    agents_only = tenants.create_key(tenant[1].name, ["agents:read"])
+    create = {"name": "scoped", "type": "generator"}
+    aid = client.post("/api/v1/agents", create).json()["id"]
+    wait_command(client, aid, command(client, aid, "start"))
+    live = EventClient(relays[0], agents_only)
+    try:
+        assert live.subscribe(f"agent:{aid}") == {"ok": True}
+        run = command(client, aid, "execute", capability="generate",
+                      input={"kind": "echo", "params": {"secret": "job data"}})
+        done = wait_command(client, aid, run)
+        assert done["result"]["result"] == {"secret": "job data"}  # the full key sees it
+
+        def completed(c):
+            return [e for e in c.of(aid)
+                    if e["event_type"] == "agent.capability.execution.completed"]
+
+        wait_until(lambda: completed(live), 20, 0.05, "the execution's end, live")
+        replayed = EventClient(relays[1], agents_only)
+        try:
+            assert replayed.subscribe(f"agent:{aid}", since=0) == {"ok": True}
+            wait_until(lambda: completed(replayed), 20, 0.05, "the execution's end, replayed")
+        finally:
+            replayed.close()
+    finally:
+        live.close()
+    for seen in (live.events, replayed.events):
+        assert "job data" not in str(seen)
+        assert completed_payload(seen)["result"] == {
+            "job_id": done["job_id"], "withheld": scopes.WITHHELD
+        }
+
+
+def completed_payload(events: list[dict]) -> dict:
+    [ended] = [e for e in events if e["event_type"] == "agent.capability.execution.completed"]
+    return ended["payload"]
