@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, pages
 from app.errors import InvalidTransition, NotFound, ValidationFailed
 from app.events import Subject, iso
-from app.models import TERMINAL, Event, Job, JobStatus, Tenant
+from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.tenants import TenantRef
 
@@ -311,23 +311,3 @@ def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:
         raise NotFound("this job has no result artifact")
     return artifacts.read(found)  # a file is read outside the transaction
 
-
-def stats() -> dict:
-    """Counts by kind and status, and the outbox backlog (run times: `app/telemetry.py`)."""
-    with db.transaction() as conn:
-        counts = conn.execute(
-            select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
-        ).all()
-        unpublished = conn.execute(
-            select(func.count()).select_from(Event).where(Event.published_at.is_(None))
-        ).scalar_one()
-        undispatched = conn.execute(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.dispatched_at.is_(None), Job.status.in_([S.QUEUED.value, S.RETRYING.value]))
-        ).scalar_one()
-    return {
-        "counts": [tuple(r) for r in counts],
-        "unpublished_events": unpublished,
-        "undispatched_jobs": undispatched,
-    }

@@ -12,7 +12,6 @@ import uuid
 
 import psycopg2
 import pytest
-import redis
 import requests
 import socketio
 from sqlalchemy import func, update
@@ -21,6 +20,7 @@ from sqlalchemy.engine import make_url
 from app import db, tenants
 from app.models import ApiKey
 from scripts.sandbox import ROOT
+from tests.support.published import envelope, publish
 from tests.support.sio import EventClient, RawEngineIO
 from tests.support.stack import VENV_BIN, Stack, stack_env, wait_until
 
@@ -52,24 +52,6 @@ class Watched(EventClient):
 
     def _gone(self, *_):
         self.gone_at = time.monotonic()
-
-
-def envelope(tenant: str, subject_id: str, seq: int, **payload) -> dict:
-    return {
-        "event_id": str(uuid.uuid4()), "event_type": "job.progress.updated", "seq": seq,
-        "timestamp": "2026-01-01T00:00:00.000Z", "source_service": "test",
-        "subject": {"type": "job", "id": subject_id}, "payload": payload,
-        "metadata": {"tenant": tenant, "correlation_id": None, "card_id": None, "version": "1.0"},
-    }
-
-
-def publish(settings, envelopes: list[dict]) -> None:
-    r = redis.Redis.from_url(settings.redis_url)
-    pipe = r.pipeline(transaction=False)
-    for env in envelopes:
-        pipe.publish(f"{settings.channel_prefix}:events:{env['metadata']['tenant']}",
-                     json.dumps(env))
-    pipe.execute()
 
 
 def revoke_in_sql_only(key_id) -> None:

@@ -12,12 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 import websocket
 from sqlalchemy import text
 
 from app import db
+from tests.support.published import envelope, publish
 from tests.support.sio import EventClient
 from tests.support.stack import wait_until
 
@@ -137,22 +137,6 @@ def relay_rss_kb(proc) -> int:
     status = Path(f"/proc/{child}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
 
-
-def envelope(tenant: str, subject_id: str, seq: int, **payload) -> dict:
-    return {
-        "event_id": str(uuid.uuid4()), "event_type": "job.progress.updated", "seq": seq,
-        "timestamp": "2026-01-01T00:00:00.000Z", "source_service": "test",
-        "subject": {"type": "job", "id": subject_id}, "payload": payload,
-        "metadata": {"tenant": tenant, "correlation_id": None, "card_id": None, "version": "1.0"},
-    }
-
-
-def publish(settings, envelopes: list[dict]) -> None:
-    pipe = redis.Redis.from_url(settings.redis_url).pipeline(transaction=False)
-    for env in envelopes:
-        pipe.publish(f"{settings.channel_prefix}:events:{env['metadata']['tenant']}",
-                     json.dumps(env))
-    pipe.execute()
 
 
 def test_a_client_that_stops_reading_is_dropped_and_its_queue_stays_bounded(
