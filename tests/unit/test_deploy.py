@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import fields
 from functools import cache
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import yaml
 
 import celeryconfig
 from app import dispatch
-from app.config import Settings
+from app.config import Settings, env_names
 from scripts.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +31,6 @@ PUBLISHED_PORTS = {"api": 8000, "relay": 8001, "flower": 5555}
 DOCUMENTED_EXTRAS = {
     "API_WORKERS": "gunicorn workers of the api, read by the Procfile's api line",
 }
-_SETTINGS_READ = re.compile(
-    r'(?:env\.get\(|_env_(?:int|float|choice)\(\s*env,\s*)"([A-Z0-9_]+)"'
-)
 _COMPOSE_DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
 _COMPOSE_REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 
@@ -87,8 +83,8 @@ def shell_command(command: list[str] | str) -> str:
 
 
 def config_env_names() -> set[str]:
-    """The variable names Settings.from_env reads, parsed from app/config.py's source."""
-    return set(_SETTINGS_READ.findall((ROOT / "app" / "config.py").read_text()))
+    """The variable names Settings.from_env reads: one per declared setting."""
+    return set(env_names())
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -295,10 +291,10 @@ def test_compose_sets_only_variables_the_processes_read():
 
 
 def test_config_parser_finds_the_settings_variables():
-    """The source parser sees the variables of real Settings fields, the compose ones included."""
+    """The declared names are the variables of real Settings fields, the compose ones included."""
     names = config_env_names()
     assert {"DATABASE_URL", "REDIS_URL", "BIND_HOST", "FLOWER_BASIC_AUTH"} <= names
-    assert {name.lower() for name in names} <= {f.name for f in fields(Settings)}
+    assert {name.lower() for name in names} <= set(Settings.model_fields)
 
 
 def test_dockerfile_default_command_is_the_api():
