@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install services db console browser compose run test lint bench bench-quick soak clean
+.PHONY: install services db console browser compose run test lint docs bench bench-quick soak clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ run: db .demo-key .flower-password console
 lint: install console/node_modules/.ci-done
 	$(BIN)/ruff check .
 	cd console && npm run --silent check
+
+# docs/api.md, docs/events.md and docs/configuration.md, generated from the code
+# (tests/unit/test_docs.py fails when a committed one differs).
+docs: install
+	$(BIN)/python -m scripts.docs
 
 test: install services lint console browser compose
 	$(BIN)/pytest

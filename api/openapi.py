@@ -484,7 +484,7 @@ def build_spec() -> dict:
         version="1.0.0",
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": "Generation jobs and agent commands on Celery; see CONTRACT.md."},
+        info={"description": "Generation jobs and agent commands on Celery; see docs/api.md."},
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for name, description in _TAGS:

@@ -1,5 +1,5 @@
 """The named examples of the OpenAPI document: for every operation, the request a client sends
-and the answers the API gives, as CONTRACT.md describes them.
+and the answers the API gives, as docs/api.md summarises them.
 
 They tell one story (a tenant `acme`, one sleep job, one echo agent called `scribe`), with the
 values a real run gave. Tests keep them true: each is validated against its own schema in the

@@ -16,7 +16,7 @@ from tests.e2e.test_agents_flow import command, wait_command
 pytestmark = pytest.mark.e2e
 
 _UUID = {"type": "string", "format": "uuid"}
-# The envelope as CONTRACT.md §3 states it, written here independently of app/events.py.
+# The envelope as docs/events.md states it, written here independently of app/events.py.
 ENVELOPE = {
     "type": "object",
     "required": ["event_id", "event_type", "seq", "timestamp", "source_service", "subject",
