@@ -1,4 +1,4 @@
-"""`python -m scripts.screenshots`: the README's pictures, docs/console.png and docs/flower.png.
+"""`python -m scripts.screenshots`: docs/console.png and docs/flower.png (docs/operations.md).
 
 Starts a private stack (its own database, Redis db and ports, removed after), runs a few
 jobs of every outcome, and photographs the console's jobs table and Flower's tasks page in
