@@ -15,7 +15,7 @@ import yaml
 
 import celeryconfig
 from app import dispatch
-from app.config import Settings, env_names
+from app.config import COMMAND_LINE_VARIABLES, Settings, env_names
 from scripts.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,10 +27,9 @@ REQUIRED_SECRETS = {
     "FLOWER_BASIC_AUTH": "ops:flower-secret",
 }
 PUBLISHED_PORTS = {"api": 8000, "relay": 8001, "flower": 5555}
-# Variables the compose file may set although Settings.from_env does not read them.
-DOCUMENTED_EXTRAS = {
-    "API_WORKERS": "gunicorn workers of the api, read by the Procfile's api line",
-}
+# Variables the compose file may set although Settings.from_env does not read them: those
+# app/config.py documents as read by the command lines.
+DOCUMENTED_EXTRAS = COMMAND_LINE_VARIABLES
 _COMPOSE_DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
 _COMPOSE_REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 
