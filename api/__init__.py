@@ -39,11 +39,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     ratelimit.install(app, settings, jobs.bp, agents.bp)
     correlation.install(app)
     _allow_origins(app, settings)
-    app.register_blueprint(jobs.bp, url_prefix="/api/v1")
-    app.register_blueprint(agents.bp, url_prefix="/api/v1")
-    app.register_blueprint(health.bp)
-    app.register_blueprint(metrics.bp)
-    app.register_blueprint(openapi.bp)
+    # Each route's input, answer and refusals are declared on it; the document gathers them.
+    openapi.install(
+        app, (jobs.bp, "/api/v1"), (agents.bp, "/api/v1"), (health.bp, None), (metrics.bp, None)
+    )
     app.register_blueprint(cli.bp)
     app.register_blueprint(console.bp)
     errors.register(app)

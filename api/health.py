@@ -5,12 +5,17 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app
 from sqlalchemy import text
 
+from api import operations_examples
+from api.contract import Blueprint
+from api.schemas import LivenessSchema, ReadinessSchema
 from app import config, db, pubsub
 
-bp = Blueprint("health", __name__)
+bp = Blueprint(
+    "health", __name__, tag="Operations", area=None, examples=operations_examples.operations
+)
 _pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="readiness")
 
 
@@ -66,16 +71,26 @@ def run_checks() -> dict[str, str]:
 
 
 @bp.get("/health/liveness")
+@bp.response(200, LivenessSchema, description="alive")
 def liveness():
-    """200 while the process runs."""
-    return jsonify({"status": "alive"})
+    """Liveness
+
+    200 while the process runs; it checks nothing else. No key needed.
+    """
+    return {"status": "alive"}
 
 
 @bp.get("/health/readiness")
+@bp.response(200, ReadinessSchema, description="healthy")
+@bp.alt_response(503, schema=ReadinessSchema, description="a dependency failed")
 def readiness():
-    """200 when database, redis and broker answer; 503 naming the ones that do not."""
+    """Readiness of database, redis and broker
+
+    200 when Postgres, Redis and the broker each answer within the dependency timeout; 503
+    naming the checks that failed. No key needed.
+    """
     checks = run_checks()
     failed = sorted(name for name, state in checks.items() if state != "ok")
     if failed:
-        return jsonify({"status": "unhealthy", "failed": failed, "checks": checks}), 503
-    return jsonify({"status": "healthy", "checks": checks})
+        return {"status": "unhealthy", "failed": failed, "checks": checks}, 503
+    return {"status": "healthy", "checks": checks}

@@ -1,26 +1,52 @@
-"""Jobs routes: thin adapters over `app.jobs`."""
+"""Jobs routes: thin adapters over `app.jobs`, each declaring its input, answer and refusals."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify, url_for
+from flask import Response, url_for
 
-from api import correlation, schemas
+from api import correlation, jobs_examples
 from api.auth import current_tenant, requires
-from api.body import header, json_body, query
+from api.body import header
+from api.contract import Blueprint
+from api.schemas import (
+    EventListSchema,
+    EventTypeListSchema,
+    GeneratorListSchema,
+    JobListQuerySchema,
+    JobPageSchema,
+    JobSchema,
+    JobSubmitSchema,
+    NoBodySchema,
+    SinceQuerySchema,
+)
 from app import events, jobs
 from app.generators import all_generators
 
 log = logging.getLogger(__name__)
-bp = Blueprint("jobs", __name__)
+bp = Blueprint("jobs", __name__, tag="Jobs", area="jobs", examples=jobs_examples.jobs)
 bp.before_request(requires("jobs"))
+
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
 
 
 @bp.post("/jobs")
-def submit():
-    """Submit a generation job (202), or find the one an `Idempotency-Key` made (200)."""
-    req = schemas.job_submit.load(json_body())
+@bp.arguments(JobSubmitSchema)
+@bp.response(202, JobSchema, description="queued")
+@bp.alt_response(200, schema=JobSchema, description="idempotent replay", success=True)
+@bp.doc(parameters=[_IDEMPOTENCY_KEY])
+def submit(req: dict):
+    """Submit a generation job
+
+    Queues a job of a generator `kind` (202, with `Location`). `params` are checked against the
+    generator's schema first: an unknown kind or refused params is a 422 and no job is made.
+    With an `Idempotency-Key` this tenant used before, the answer is 200 with the original job,
+    and no second job is made. Built-in kinds: `echo` (any params; the result is the params),
+    `sleep` `{seconds (at most 3600), steps? (at most 100)}`, `fail` `{message, transient?,
+    times?}` and `http` `{url, payload?, poll_url?}`; plugins add more. `timeout_s` may not
+    exceed the deployment's `MAX_TIMEOUT_S` (the document's maximum).
+    """
     job, created = jobs.submit(
         current_tenant(),
         req,
@@ -29,71 +55,125 @@ def submit():
     )
     correlation.bind(job_id=job["id"])
     log.info("job %s %s", "submitted" if created else "found by idempotency key", job["kind"])
-    resp = jsonify(job)
-    resp.status_code = 202 if created else 200
-    resp.headers["Location"] = url_for("jobs.get_job", job_id=job["id"])
+    headers = {"Location": url_for("jobs.get_job", job_id=job["id"])}
     if not created:
-        resp.headers["Idempotent-Replayed"] = "true"
-    return resp
+        headers["Idempotent-Replayed"] = "true"
+    return job, 202 if created else 200, headers
 
 
 @bp.get("/jobs/<job_id>")
+@bp.response(200, JobSchema, description="the job")
+@bp.refuses(404)
 def get_job(job_id: str):
-    """One job."""
-    return jsonify(jobs.get(current_tenant(), job_id))
+    """Get a job
+
+    One job with its status, progress, attempts and result or error. Another tenant's job
+    answers 404.
+    """
+    return jobs.get(current_tenant(), job_id)
 
 
 @bp.get("/jobs")
-def list_jobs():
-    """The tenant's jobs, newest first, with keyset pagination."""
-    q = query(schemas.job_list_query)
+@bp.arguments(JobListQuerySchema, location="query")
+@bp.response(200, JobPageSchema, description="a page")
+def list_jobs(q: dict):
+    """List jobs, newest first
+
+    The tenant's jobs, filtered by `status`, `kind` and `card_id`, newest first. Keyset
+    pagination: pass the page's `next_cursor` as `cursor` for the next one; it is null on the
+    last page.
+    """
     items, next_cursor = jobs.list_jobs(current_tenant(), q, q["limit"], q.get("cursor"))
-    return jsonify({"items": items, "next_cursor": next_cursor})
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @bp.post("/jobs/<job_id>/cancel")
-def cancel(job_id: str):
-    """Cancel a job (202); 409 if it already ended."""
-    json_body(optional=True)
-    return jsonify(jobs.cancel(current_tenant(), job_id)), 202
+@bp.arguments(NoBodySchema, location="optional_json", required=False)
+@bp.response(202, JobSchema, description="cancelled or cancelling")
+@bp.refuses(404, 409)
+def cancel(_: dict, job_id: str):
+    """Cancel a job
+
+    A queued job never runs; a processing one stops at its next check and ends `cancelled`
+    (`cancel_requested` shows it is on its way). 409 if the job already ended.
+    """
+    return jobs.cancel(current_tenant(), job_id)
 
 
 @bp.post("/jobs/<job_id>/retry")
-def retry(job_id: str):
-    """Queue a failed or cancelled job again (202)."""
-    json_body(optional=True)
-    return jsonify(jobs.retry(current_tenant(), job_id)), 202
+@bp.arguments(NoBodySchema, location="optional_json", required=False)
+@bp.response(202, JobSchema, description="queued again")
+@bp.refuses(404, 409)
+def retry(_: dict, job_id: str):
+    """Retry a failed or cancelled job
+
+    Puts a failed or cancelled job back in `queued`; `attempts` keeps counting. 409 for any
+    other status.
+    """
+    return jobs.retry(current_tenant(), job_id)
 
 
 @bp.get("/jobs/<job_id>/events")
-def job_events(job_id: str):
-    """A page of the job's events after `since`, in `seq` order (`limit` at most)."""
-    q = query(schemas.since_query)
-    return jsonify(jobs.job_events(current_tenant(), job_id, q["since"], q["limit"]))
+@bp.arguments(SinceQuerySchema, location="query")
+@bp.response(200, EventListSchema, description="events in seq order")
+@bp.refuses(404, 422)
+def job_events(q: dict, job_id: str):
+    """A job's events after `since`
+
+    The job's stored events with `seq > since`, in `seq` order: the same envelopes the relay
+    sends, so a client can catch up and then follow live. Paged: at most `limit` (default 100,
+    at most 1,000) an answer; while `has_more`, ask again with `since=next_since`.
+    """
+    return jobs.job_events(current_tenant(), job_id, q["since"], q["limit"])
+
+
+_ARTIFACT = {
+    "description": "the artifact, with its own content type",
+    "content": {
+        "application/json": {"schema": {}},
+        "*/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 
 
 @bp.get("/jobs/<job_id>/result")
+@bp.doc(responses={"200": _ARTIFACT})
+@bp.refuses(404)
 def result(job_id: str):
-    """The artifact the job's generator wrote, with its content type."""
+    """The artifact the generator wrote
+
+    The bytes a generator stored for the job, with their own content type (`echo` writes its
+    params as JSON). 404 if the job wrote none.
+    """
     content_type, body = jobs.artifact(current_tenant(), job_id)
     return Response(body, content_type=content_type)
 
 
 @bp.get("/event-types")
+@bp.response(200, EventTypeListSchema, description="{items: [{event_type, schema}]}")
 def event_types():
-    """Every event type with the JSON Schema of its payload."""
+    """Event types and the JSON Schema of their payloads
+
+    The event catalogue: every `event_type` the API, workers and relay emit, with the JSON
+    Schema its `payload` follows.
+    """
     items = [{"event_type": t, "schema": schema} for t, schema in events.EVENT_TYPES.items()]
-    return jsonify({"items": items})
+    return {"items": items}
 
 
 @bp.get("/generators")
+@bp.response(200, GeneratorListSchema, description="{items: [{kind, description, params_schema}]}")
 def generators():
-    """Every job kind with the JSON Schema of its params (the console builds its form from it)."""
+    """Job kinds and the JSON Schema of their params
+
+    Every generator a job's `kind` may name, built-in or plugin, with a one-line description and
+    the JSON Schema its `params` must pass (the console builds its submit form from it).
+    """
     items = [
         {"kind": name, "description": _first_line(gen), "params_schema": gen.params_schema}
         for name, gen in sorted(all_generators().items())
     ]
-    return jsonify({"items": items})
+    return {"items": items}
 
 
 def _first_line(gen) -> str:

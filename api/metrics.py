@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Blueprint, Response
+from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
     CollectorRegistry,
@@ -22,12 +22,16 @@ from prometheus_client.core import (
 )
 
 import celeryconfig
+from api import operations_examples
+from api.contract import Blueprint
 from app import config, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
 
 log = logging.getLogger(__name__)
-bp = Blueprint("metrics", __name__)
+bp = Blueprint(
+    "metrics", __name__, tag="Operations", area=None, examples=operations_examples.operations
+)
 
 
 def queue_depth(client: redis.Redis, queue: str) -> int:
@@ -162,7 +166,20 @@ _registry.register(AgentsCollector())
 _registry.register(CountersCollector())
 
 
+_TEXT = {
+    "description": "text exposition",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
 @bp.get("/metrics")
+@bp.doc(responses={"200": _TEXT})
 def metrics():
-    """Prometheus text exposition."""
+    """Prometheus metrics
+
+    Prometheus text exposition: jobs by kind and status, run durations, queue depth, outbox
+    backlog, agents and commands. Jobs and commands by status are as the sweep last counted
+    them (every `METRICS_COUNTS_INTERVAL_S`; `orchestra_counts_age_seconds` says how long ago),
+    so a scrape scans no table. No key needed.
+    """
     return Response(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

@@ -182,6 +182,20 @@ def iso(ts: datetime | None) -> str | None:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+def plain(row) -> dict:
+    """A row in JSON's terms: ids as strings, times as `iso`. Which of its fields a client
+    sees is the API's business: each route dumps its answer through the schema its document
+    shows (api/schemas.py), so no list of public fields is kept here as a second copy."""
+    out = {}
+    for name, value in dict(row).items():
+        if isinstance(value, datetime):
+            value = iso(value)
+        elif isinstance(value, uuid.UUID):
+            value = str(value)
+        out[name] = value
+    return out
+
+
 def _record_statement():
     """Take the subject's next `seq` and insert the event: one statement, one round trip.
 

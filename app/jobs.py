@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, pages
 from app.errors import InvalidTransition, NotFound, ValidationFailed
-from app.events import Subject, iso
+from app.events import Subject, plain
 from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.tenants import TenantRef
@@ -28,31 +28,12 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.CANCELLED: frozenset({S.QUEUED}),
 }
 
-PUBLIC_FIELDS = (
-    "id kind params status progress result result_url error attempts max_retries priority "
-    "card_id correlation_id timeout_s cancel_requested created_at started_at finished_at "
-    "updated_at"
-).split()
-_TIMES = {"created_at", "started_at", "finished_at", "updated_at"}
 _JOB = Job.__table__
 
 
 def can_transition(current: str, new: str) -> bool:
     """Whether the state machine allows `current` -> `new`."""
     return JobStatus(new) in TRANSITIONS[JobStatus(current)]
-
-
-def public(job) -> dict:
-    """The contract's view of a job row."""
-    out = {}
-    for name in PUBLIC_FIELDS:
-        value = job[name]
-        if name in _TIMES:
-            value = iso(value)
-        elif name == "id":
-            value = str(value)
-        out[name] = value
-    return out
 
 
 def subject(job) -> Subject:
@@ -177,7 +158,7 @@ def submit(
     """Create a queued job (or find the one this idempotency key made); `(job, created)`."""
     with unit_of_work("api") as uow:
         job, created = create(uow, tenant, req, idempotency_key, correlation_id)
-    return public(job), created
+    return plain(job), created
 
 
 def create(
@@ -237,7 +218,7 @@ def create(
 def get(tenant: TenantRef, job_id) -> dict:
     """One of the tenant's jobs."""
     with db.transaction() as conn:
-        return public(load(conn, job_id, tenant.id))
+        return plain(load(conn, job_id, tenant.id))
 
 
 def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None):
@@ -247,7 +228,7 @@ def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | N
         if filters.get(name) is not None:
             q = q.where(getattr(Job, name) == filters[name])
     rows, next_cursor = pages.newest_first(q, _JOB, limit, cursor)
-    return [public(r) for r in rows], next_cursor
+    return [plain(r) for r in rows], next_cursor
 
 
 def cancel(tenant: TenantRef, job_id) -> dict:
@@ -265,9 +246,9 @@ def cancel(tenant: TenantRef, job_id) -> dict:
                 .mappings()
                 .one()
             )
-            return public({**dict(row), "tenant": job["tenant"]})
+            return plain({**dict(row), "tenant": job["tenant"]})
         job = transition(uow, job, S.CANCELLED, cancel_requested=True)
-    return public(job)
+    return plain(job)
 
 
 def retry(tenant: TenantRef, job_id) -> dict:
@@ -291,7 +272,7 @@ def retry(tenant: TenantRef, job_id) -> dict:
             run_id=None,
         )
         uow.send_after_commit(job)
-    return public(job)
+    return plain(job)
 
 
 def job_events(tenant: TenantRef, job_id, since: int = 0, limit: int = 100) -> dict:

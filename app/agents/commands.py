@@ -26,7 +26,7 @@ from app.agents import core, scopes, types
 from app.agents.heartbeats import beat
 from app.agents.types import AgentContext, JobRequest
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.events import iso
+from app.events import iso, plain
 from app.models import AgentCommand, AgentStatus, CommandStatus
 from app.outbox import UnitOfWork, unit_of_work
 from app.tenants import TenantRef
@@ -41,22 +41,6 @@ IN_MAILBOX = or_(
     AgentCommand.status == C.QUEUED.value,
     and_(AgentCommand.status == C.PROCESSING.value, AgentCommand.job_id.is_(None)),
 )
-_FIELDS = (
-    "id agent_id command params status result error job_id created_at started_at "
-    "finished_at updated_at"
-).split()
-
-
-def public(cmd: dict) -> dict:
-    """The seed's response format: status, command, agent_id, result, error, timestamps."""
-    out = {name: cmd[name] for name in _FIELDS}
-    for name in ("id", "agent_id", "job_id"):
-        out[name] = str(cmd[name]) if cmd[name] is not None else None
-    for name in ("created_at", "started_at", "finished_at", "updated_at"):
-        out[name] = iso(cmd[name])
-    return out
-
-
 # --- accepting (API) -------------------------------------------------------------------
 
 
@@ -108,7 +92,7 @@ def accept(
             ("agent", agent["id"]),
             {"command_id": str(cmd["id"]), "params": params},
         )
-    return public(cmd)
+    return plain(cmd)
 
 
 def _will_be_running(conn: Connection, agent: dict) -> bool:
@@ -491,7 +475,7 @@ def get(who: TenantRef, agent_id, command_id) -> dict:
         )
     if row is None:
         raise NotFound("no such command")
-    return scopes.command_view(who, public(dict(row)))
+    return scopes.command_view(who, plain(dict(row)))
 
 
 def list_commands(who: TenantRef, agent_id, limit: int = 50) -> list[dict]:
@@ -504,7 +488,7 @@ def list_commands(who: TenantRef, agent_id, limit: int = 50) -> list[dict]:
             .order_by(AgentCommand.seq.desc())
             .limit(limit)
         ).mappings()
-        return [scopes.command_view(who, public(dict(r))) for r in rows]
+        return [scopes.command_view(who, plain(dict(r))) for r in rows]
 
 
 def dispatch_due(limit: int = 500) -> int:

@@ -10,15 +10,11 @@ from sqlalchemy import Connection, delete, insert, select, update
 from app import config, events
 from app.agents import types
 from app.errors import NotFound
-from app.events import Subject, iso
+from app.events import Subject, plain
 from app.models import Agent, AgentLog, AgentStatus, Tenant
 from app.outbox import UnitOfWork
 
 _AGENT = Agent.__table__
-PUBLIC_FIELDS = (
-    "id name type description config capabilities version status error last_heartbeat "
-    "created_at updated_at"
-).split()
 
 
 def now() -> datetime:
@@ -53,15 +49,13 @@ def load(conn: Connection, agent_id, tenant_id=None, lock: bool = False, deleted
 
 
 def public(agent: dict) -> dict:
-    """The contract's view of an agent row."""
+    """An agent row in JSON's terms, with its type's capabilities (the API's schema picks the
+    fields a client sees)."""
     try:
         caps = [types.capability_view(c) for c in types.get(agent["type"]).capabilities.values()]
     except Exception:  # noqa: BLE001 - a type whose plugin is gone still shows its agents
         caps = []
-    out = {**agent, "id": str(agent["id"]), "capabilities": caps}
-    for name in ("last_heartbeat", "created_at", "updated_at"):
-        out[name] = iso(agent[name])
-    return {name: out[name] for name in PUBLIC_FIELDS}
+    return {**plain(agent), "capabilities": caps}
 
 
 def subject(agent: dict) -> Subject:

@@ -46,7 +46,7 @@ def _withhold(job_id, result, error) -> tuple:
 
 
 def command_view(who: TenantRef, view: dict) -> dict:
-    """A command as the API answers it (`commands.public`) to `who`."""
+    """A command (`events.plain` of its row) as the API answers it to `who`."""
     if view.get("job_id") is None or who.allows(JOB_READ):
         return view
     result, error = _withhold(view["job_id"], view.get("result"), view.get("error"))

@@ -71,3 +71,38 @@ def test_the_docs_page_is_served_and_renders_the_document(flask_app):
     # page loads it from).
     assert re.search(r'<redoc spec-url="/api/v1/openapi.json"', page)
     assert re.search(r'<script src="[^"]*redoc[^"]*\.js"', page)
+
+
+def _properties(doc: dict, name: str) -> set[str]:
+    return set(doc["components"]["schemas"][name]["properties"])
+
+
+def test_each_answer_is_dumped_through_the_schema_the_document_shows(flask_app, http, tenant):
+    """The services hand the routes whole rows (a job's `dispatch_token`, an agent's
+    `tenant_id`); what a client gets is what the route's schema in the document names."""
+    from app import jobs
+    from app.agents import registry
+
+    client, auth = http
+    doc = client.get("/api/v1/openapi.json").json
+    job_id = client.post("/api/v1/jobs", json={"kind": "echo"}, headers=auth).json["id"]
+    assert "dispatch_token" in jobs.get(tenant[1], job_id)  # the service's row has it
+    answers = [client.get(f"/api/v1/jobs/{job_id}", headers=auth).json]
+    answers += client.get("/api/v1/jobs", headers=auth).json["items"][:1]
+    assert [set(a) for a in answers] == [_properties(doc, "Job")] * 2
+    agent = client.post("/api/v1/agents", json={"name": "dumped", "type": "echo"}, headers=auth)
+    assert "tenant_id" in registry.get(tenant[1], agent.json["id"])
+    assert set(agent.json) == _properties(doc, "Agent")
+    started = client.post(f"/api/v1/agents/{agent.json['id']}/start", headers=auth).json
+    assert set(started) == _properties(doc, "AgentCommand")
+
+
+def test_a_route_refuses_the_body_its_document_refuses(http):
+    """/cancel and /retry take nothing: a field there is named and refused, nothing changes."""
+    client, auth = http
+    job_id = client.post("/api/v1/jobs", json={"kind": "echo"}, headers=auth).json["id"]
+    for action in ("cancel", "retry"):
+        resp = client.post(f"/api/v1/jobs/{job_id}/{action}", json={"force": True}, headers=auth)
+        assert resp.status_code == 422, resp.json
+        assert resp.json["error"]["details"] == {"force": ["Unknown field."]}
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=auth).json["status"] == "queued"

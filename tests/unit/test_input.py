@@ -7,9 +7,11 @@ from marshmallow import ValidationError
 
 from api.auth import token_from_header
 from api.errors import flatten
-from api.schemas import job_list_query, job_submit
+from api.schemas import JobListQuerySchema, JobSubmitSchema
 from app import generators
 from app.errors import ValidationFailed
+
+job_submit, job_list_query = JobSubmitSchema(), JobListQuerySchema()
 
 
 def test_submit_schema_accepts_a_full_request():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.openapi_examples.story import (
+from api.examples import (
     example,
 )
 
@@ -22,7 +22,7 @@ orchestra_job_run_seconds_count{kind="sleep"} 12.0
 orchestra_job_run_seconds_sum{kind="sleep"} 36.41
 """
 
-OPERATIONS = {
+_OPERATIONS = {
     ("get", "/health/liveness"): {
         "responses": {"200": {"alive": example("The process runs", {"status": "alive"})}}
     },
@@ -82,3 +82,8 @@ OPERATIONS = {
         }
     },
 }
+
+
+def operations() -> dict:
+    """The examples of the operations routes (health, metrics, the document), by (method, path)."""
+    return _OPERATIONS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.openapi_examples.story import (
+from api.examples import (
     BAD_SINCE,
     CORRELATION_ID,
     CURSOR,

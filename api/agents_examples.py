@@ -3,7 +3,7 @@ changed, started, asked to `say` hello, and stopped."""
 
 from __future__ import annotations
 
-from api.openapi_examples.story import (
+from api.examples import (
     AGENT_ID,
     BAD_SINCE,
     EVENTS_LIMIT_TOO_BIG,
