@@ -273,6 +273,16 @@ def test_a_closed_subscription_leaves_no_subscribe_waiting():
     assert replay.done.is_set() and f.reads == []
 
 
+def test_a_closed_subscriptions_leftover_work_reads_nothing():
+    f = Fakes()
+    sub = f.subscribe("tenant", None)
+    f.stream.route(sub, event(JOB, 5))  # a gap to fill
+    f.stream.resume(sub, datetime.now(UTC))  # and a catch-up, both queued
+    sub.closed = True  # the client left before its worker ran
+    f.run_workers()
+    assert f.reads == [] and f.sent == [] and not sub.inbox and not sub.busy
+
+
 def test_an_unavailable_database_fails_the_subscribes_replay():
     from app.errors import Unavailable
 
