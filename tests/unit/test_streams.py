@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from app.agents import scopes
 from app.streams import CLOCK_MARGIN, Stream, Subscription, subscription
@@ -297,3 +298,19 @@ def test_an_unavailable_database_fails_the_subscribes_replay():
     f.stream.run_replay(sub)
     f.run_workers()
     assert replay.done.is_set() and isinstance(replay.error, Unavailable)
+
+
+def test_the_stream_logic_loads_no_transport():
+    """`app/streams/` is the domain: importing it brings no Socket.IO, Flask, gevent or Celery."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app.streams; print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'flask', 'flask_socketio', 'socketio', 'engineio', 'gevent', 'celery', 'api'}))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
