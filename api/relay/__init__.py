@@ -5,10 +5,12 @@ The relay owns no truth: it replays from Postgres and forwards from Redis pub/su
 be restarted or scaled out at will. It sets no Socket.IO `message_queue`: every replica
 already hears every event from Redis.
 
-`registry` (who is where), `rooms` (which rooms a key may join), `delivery` (in order, gaps
-filled, replays paged, off the listener), `listener` (Redis -> subscriptions), `doors` (seats
-per key, key rechecks, auth timeout, origins), `sockets` (send queue bound, drops),
-`handlers` (the Socket.IO events).
+The stream logic (positions, duplicates, gap fills, paged replays, catch-up after a Redis
+loss, which rooms a key may join and where an event goes) is the domain's, in `app/streams/`,
+with no Socket.IO in it. Here: `registry` (who is connected, who is where, limits, metrics),
+`delivery` (the stream wired to Socket.IO and greenlets), `listener` (Redis -> the stream),
+`doors` (seats per key, key rechecks, auth timeout, origins), `sockets` (send queue bound,
+drops), `handlers` (the Socket.IO events).
 """
 
 from __future__ import annotations
@@ -19,22 +21,11 @@ from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.relay import doors, handlers, listener, registry
-from api.relay.registry import METRICS, Positions, Subscription, socketio
-from api.relay.rooms import RoomRefused, readable_kinds, resolve_room, rooms_of
+from api.relay.registry import METRICS, socketio
 from app import bootstrap
 from app.config import Settings
 
-__all__ = [
-    "Positions",
-    "RoomRefused",
-    "Subscription",
-    "create_relay_app",
-    "handlers",
-    "readable_kinds",
-    "resolve_room",
-    "rooms_of",
-    "socketio",
-]
+__all__ = ["create_relay_app", "handlers", "socketio"]
 
 
 def create_relay_app(settings: Settings | None = None) -> Flask:

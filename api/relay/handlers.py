@@ -6,11 +6,12 @@ import logging
 
 from flask import request
 
-from api.relay import delivery, doors, sockets
-from api.relay.registry import Subscription, limits, registry, socketio
-from api.relay.rooms import RoomRefused, readable_kinds, resolve_room
+from api.relay import doors, sockets
+from api.relay.delivery import stream
+from api.relay.registry import limits, registry, socketio
 from app import tenants
 from app.errors import Unavailable
+from app.streams import RoomRefused, resolve_room, subscription
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +92,14 @@ def on_subscribe(data=None):
 
 
 def _join(tenant: tenants.TenantRef, room: str, subject, since: int) -> dict:
-    sub = Subscription(request.sid, room, since, readable_kinds(tenant))
-    replay = None
-    if subject is None:  # a tenant or card room: complete from now on, no replay
-        sub.tenant_id = tenant.id
-        sub.card_id = room.split(":", 2)[2] if room.startswith("card:") else None
-    else:
-        sub.last[subject] = since
-        replay = delivery.start_replay(sub, subject)
+    sub = subscription(request.sid, room, subject, since, tenant)
+    # A subject's room replays first; a tenant or card room is complete from now on.
+    replay = None if subject is None else stream.start_replay(sub, subject)
     # Registered before reading Postgres, so nothing published meanwhile is missed: live
     # events wait behind the replay in the subscription's inbox, and duplicates are dropped.
     registry.add(sub)
     if replay is not None:
-        delivery.run_replay(sub)
+        stream.run_replay(sub)
         replay.done.wait()
         if replay.error is not None:
             registry.remove(request.sid, room, sub)

@@ -1,8 +1,9 @@
 """The Redis listener: routes events to subscriptions and revocation notices to the warden.
 
-It only routes. Whatever needs Postgres (gap fills, catch-ups after a Redis loss) is queued
-for the subscription's own greenlet (`delivery.py`), and drops run in greenlets of their
-own, so one slow query never holds up the events of every other client.
+It only routes, through the domain's stream (`app/streams/`): whatever needs Postgres (gap
+fills, catch-ups after a Redis loss) is queued for the subscription's own greenlet, and drops
+run in greenlets of their own, so one slow query never holds up the events of every other
+client.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from datetime import UTC, datetime
 
 import redis
 
-from api.relay import delivery, doors
+from api.relay import doors
+from api.relay.delivery import stream
 from api.relay.registry import registry, socketio
-from api.relay.rooms import rooms_of
 from app import pubsub, tenants
+from app.streams import rooms_of
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +41,10 @@ def dispatch_message(data) -> None:
     try:
         envelope = json.loads(data)
         rooms = rooms_of(envelope)
-        kind = envelope["subject"]["type"]
     except (ValueError, KeyError, TypeError):
         log.warning("relay: malformed message dropped: %r", data[:200])
         return
-    clients = 0
-    for room in rooms:
-        for sub in registry.subscriptions(room):
-            if kind not in sub.kinds:
-                continue
-            clients += 1
-            try:
-                delivery.route(sub, envelope)
-            except Exception:  # noqa: BLE001 - one client's failure must not stop the stream
-                log.exception("relay: delivery to %s in %s failed", sub.sid, room)
+    clients = stream.fan_out(envelope, rooms, registry.subscriptions)
     if clients:  # one line per event, not per client: the log grows with events only
         log.info("relay: event to %d subscriptions", clients, extra=_log_fields(envelope))
 
@@ -85,7 +77,7 @@ def listen_forever(stop: threading.Event | None = None) -> None:
             ps.subscribe(tenants.revocation_channel())
             if lost_at is not None:  # events published while we were away
                 for sub in registry.all():
-                    delivery.enqueue(sub, ("resume", lost_at))
+                    stream.resume(sub, lost_at)
             backoff, lost_at = 0.2, None
             while stop is None or not stop.is_set():
                 msg = ps.get_message(timeout=1.0)

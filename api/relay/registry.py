@@ -2,69 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 
 from flask_socketio import SocketIO
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from app import tenants
-
-# Event times come from the clocks of the processes that wrote them; reading "since a moment"
-# a little earlier than that moment costs at most a few extra events, never a missing one.
-CLOCK_MARGIN = timedelta(seconds=2)
+from app.streams import Subscription
 
 socketio = SocketIO()
-
-
-class Positions(OrderedDict):
-    """Last `seq` sent per subject, forgetting the least recently active beyond a bound.
-
-    A tenant room sees every job of the tenant; without a bound a long-lived client's
-    positions would grow forever. A duplicate of a subject silent for that long is unlikely.
-    """
-
-    MAX_SUBJECTS = 10_000
-
-    def __setitem__(self, key, value) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        if len(self) > self.MAX_SUBJECTS:
-            self.popitem(last=False)
-
-
-@dataclass(eq=False)
-class Subscription:
-    """One client in one room, with the last `seq` it was sent of each subject.
-
-    Socket.IO rooms broadcast blindly; a resumable stream needs per-client positions to
-    drop duplicates and fill gaps, so the relay keeps its own registry. Work that needs
-    Postgres (the replay, a gap fill, a catch-up) waits in `inbox` for the subscription's own
-    greenlet (`delivery.py`), so the listener never waits on a query and the subscription's
-    events still go out in order.
-    """
-
-    sid: str
-    room: str
-    since: int = 0
-    # The subject types this client's key may read (`job`, `agent`): a tenant room sends
-    # only those.
-    kinds: frozenset[str] = frozenset({"job", "agent"})
-    # For a room of many subjects (tenant, card): whose events, and since when. Its stream
-    # starts at subscription time and is complete from then on (see `delivery.py`).
-    tenant_id: uuid.UUID | None = None
-    card_id: str | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC) - CLOCK_MARGIN)
-    last: Positions = field(default_factory=Positions)
-    # Work not done yet, oldest first; `busy` while a greenlet works through it. The lock
-    # guards only these two (never held over a query or a send).
-    inbox: deque = field(default_factory=deque)
-    busy: bool = False
-    closed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Registry:
@@ -89,11 +36,11 @@ class Registry:
 
     def add(self, sub: Subscription) -> None:
         """Put `sub` in its room, replacing (and closing) the client's earlier one there."""
-        old = self.rooms.setdefault(sub.room, {}).get(sub.sid)
+        old = self.rooms.setdefault(sub.room, {}).get(sub.client)
         if old is not None:
             old.closed = True
-        self.rooms[sub.room][sub.sid] = sub
-        self.rooms_by_sid.setdefault(sub.sid, set()).add(sub.room)
+        self.rooms[sub.room][sub.client] = sub
+        self.rooms_by_sid.setdefault(sub.client, set()).add(sub.room)
 
     def remove(self, sid: str, room: str, sub: Subscription | None = None) -> None:
         """Take the client out of `room` (only if it is still `sub` there, when given)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from api.relay import RoomRefused, resolve_room, rooms_of
 from app.config import Settings
 from app.events import envelope, iso
+from app.streams import RoomRefused, resolve_room, rooms_of
 from app.tenants import TenantRef, hash_secret
 
 
@@ -76,7 +76,7 @@ def test_secrets_are_hashed():
 
 
 def test_relay_positions_are_bounded_and_keep_the_recent(monkeypatch):
-    from api.relay import Positions
+    from app.streams import Positions
 
     monkeypatch.setattr(Positions, "MAX_SUBJECTS", 3)
     pos = Positions()
@@ -88,7 +88,7 @@ def test_relay_positions_are_bounded_and_keep_the_recent(monkeypatch):
 
 
 def test_rooms_need_the_read_scope_of_what_they_carry():
-    from api.relay import readable_kinds
+    from app.streams import readable_kinds
 
     jobs_only = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"jobs:read"}))
     writer = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"jobs:write", "agents:write"}))

@@ -27,7 +27,7 @@ def _tenant():
 
 
 def test_card_rooms_are_checked_like_a_jobs_card_id():
-    from api.relay import RoomRefused, resolve_room
+    from app.streams import RoomRefused, resolve_room
 
     assert resolve_room(_tenant(), "card:" + "c" * 255) == ("card:acme:" + "c" * 255, None)
     for bad in ("card:" + "c" * 256, "card:\ud800"):

@@ -1,4 +1,4 @@
-"""Which rooms a key may join, and which rooms an event goes to."""
+"""Which rooms a key may join (`resolve_room`), and which rooms an event goes to (`rooms_of`)."""
 
 from __future__ import annotations
 
