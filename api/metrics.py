@@ -21,10 +21,10 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-import celeryconfig
 from app import config, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
+from app.outbox.names import SYSTEM_QUEUES, TENANT_QUEUES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
@@ -106,7 +106,7 @@ class JobsCollector:
         yield gauge
 
 
-QUEUES = (*celeryconfig.TENANT_QUEUES, *celeryconfig.SYSTEM_QUEUES)
+QUEUES = (*TENANT_QUEUES, *SYSTEM_QUEUES)
 
 _HISTOGRAMS = {
     "job_run_seconds": "Run time of job attempts (generator start to outcome committed)",
