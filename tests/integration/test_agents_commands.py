@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from app import config, db, events, telemetry
 from app.agents import core, heartbeats
 from app.models import AgentLog
+from app.outbox import names
 from tests.support.stack import wait_until
 
 V1 = "/api/v1"
@@ -31,7 +32,7 @@ def worker(domain):
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
-        queues=("jobs", "agents", "sweeps"),
+        queues=(*names.TENANT_QUEUES, names.SWEEPS_QUEUE),
         shutdown_timeout=30,
     ):
         yield app

@@ -14,7 +14,7 @@ from app import db, jobs, outbox, pubsub, runs, sweeps
 from app.events import Subject
 from app.generators import Output
 from app.models import Event, Job
-from app.outbox import publish, sweep, unit_of_work
+from app.outbox import names, publish, sweep, unit_of_work
 
 ECHO = {"kind": "echo", "params": {"hello": "world"}}
 
@@ -232,7 +232,8 @@ def test_a_message_the_broker_lost_is_sent_again_one_it_holds_is_not(domain, ten
     from workers import make_celery
 
     broker = redis.Redis.from_url(domain.redis_url)
-    broker.delete("jobs", *[f"jobs:{p}" for p in range(1, 10)], "unacked")
+    jobs_queue = names.JOBS_QUEUE
+    broker.delete(jobs_queue, *[f"{jobs_queue}:{p}" for p in range(1, 10)], "unacked")
     held, _ = jobs.submit(tenant[1], ECHO)  # really on the broker (no worker runs here)
     outbox.configure(lambda *a, **kw: None)  # a broker that says yes and keeps nothing
     try:
