@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from app import config, db, events, telemetry
 from app.agents import core, heartbeats
@@ -449,3 +449,42 @@ def test_a_broker_that_lost_its_data_gets_the_waiting_commands_again(http, domai
         assert row().dispatched_at is not None
     finally:
         outbox.configure(make_celery(domain).send_task)
+
+
+def test_a_command_message_the_broker_lost_is_sent_again(http, domain):
+    """A command the broker took and then lost (a worker SIGKILLed between the queue and
+    `unacked`) is found by the same lost-message sweep as jobs, and gets a new token."""
+    from datetime import UTC, datetime, timedelta
+
+    import redis
+
+    from app import outbox
+    from app.models import AgentCommand
+    from app.outbox import sweep
+    from workers import make_celery
+
+    broker = redis.Redis.from_url(domain.redis_url)
+    outbox.configure(lambda *args, **kw: None)  # a broker that says yes and keeps nothing
+    try:
+        aid = Agents(http).create()["id"]
+        start = Agents(http).command(aid, "start")
+    finally:
+        outbox.configure(make_celery(domain).send_task)
+    outbox.flush_marks()
+    cid = uuid.UUID(start["id"])
+    with db.transaction() as conn:  # sent long ago
+        token = conn.execute(
+            update(AgentCommand)
+            .where(AgentCommand.id == cid, AgentCommand.dispatched_at.isnot(None))
+            .values(dispatched_at=datetime.now(UTC) - timedelta(hours=1))
+            .returning(AgentCommand.dispatch_token)
+        ).scalar_one()
+    broker.delete(f"{domain.channel_prefix}:lost-check")
+    assert sweep.redispatch_lost_messages(broker) >= 1
+    with db.transaction() as conn:
+        row = conn.execute(
+            select(AgentCommand.dispatched_at, AgentCommand.dispatch_token).where(
+                AgentCommand.id == cid
+            )
+        ).one()
+    assert row.dispatched_at is None and row.dispatch_token != token
