@@ -110,7 +110,8 @@ WAITING = (S.QUEUED.value, S.RETRYING.value)
 
 
 def _due(now: datetime, settled: datetime, limit: int):
-    """The waiting jobs that are due and not on the broker, oldest due first, locked."""
+    """The waiting jobs that are due and not on the broker, oldest due first (SKIP LOCKED:
+    two sweeps never send the same batch)."""
     return (
         select(Job.id, Job.dispatch_token, Job.priority, Job.timeout_s, Job.correlation_id)
         .where(

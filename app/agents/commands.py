@@ -84,6 +84,7 @@ COMMAND_RUN = outbox.register(
         options=_run_options,
     )
 )
+
 _FIELDS = (
     "id agent_id command params status result error job_id created_at started_at "
     "finished_at updated_at"
