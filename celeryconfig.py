@@ -6,17 +6,12 @@ import ssl
 from urllib.parse import parse_qs, urlsplit
 
 from app.config import Settings
-from app.dispatch import AGENTS_QUEUE, HARD_LIMIT_GRACE_S, JOBS_QUEUE
 
-SWEEP_TASK = "orchestra.sweeps.run"
-HEARTBEAT_TASK = "orchestra.agents.heartbeat"
-# The system's own work, consumed only by the Procfile's `system` worker: tenants' jobs and
-# agent commands (`jobs`, `agents`) can never occupy its pool. Health hooks are plugin code,
-# so the heartbeat pass has a queue of its own beside the sweep's.
-SWEEPS_QUEUE = "sweeps"
-HEARTBEATS_QUEUE = "heartbeats"
-SYSTEM_QUEUES = (SWEEPS_QUEUE, HEARTBEATS_QUEUE)
-TENANT_QUEUES = (JOBS_QUEUE, AGENTS_QUEUE)
+# Task names and queues are named once, in app/outbox/names.py. The system's own work
+# (`sweeps`, `heartbeats`) is consumed only by the Procfile's `system` worker: tenants' jobs
+# and agent commands (`jobs`, `agents`) can never occupy its pool. Health hooks are plugin
+# code, so the heartbeat pass has a queue of its own beside the sweep's.
+from app.outbox.names import HARD_LIMIT_GRACE_S, HEARTBEAT, JOBS_QUEUE, QUEUE_OF, SWEEP
 
 # What `ssl_cert_reqs=` in a rediss:// URL may say, as redis-py reads it.
 _CERT_REQS = {
@@ -63,7 +58,7 @@ def from_settings(s: Settings) -> dict:
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "broker_transport_options": {
-            # Lower numbers are served first on Redis; app.dispatch maps our 0-9 onto this.
+            # Lower numbers are served first on Redis; app/jobs.py maps our 0-9 onto this.
             "priority_steps": list(range(10)),
             "queue_order_strategy": "priority",
             "sep": ":",
@@ -107,21 +102,16 @@ def from_settings(s: Settings) -> dict:
         # receives it; queued jobs are the API's to show (GET /api/v1/jobs?status=queued).
         "task_send_sent_event": False,
         "task_default_queue": JOBS_QUEUE,
-        "task_routes": {
-            "orchestra.jobs.*": {"queue": JOBS_QUEUE},
-            HEARTBEAT_TASK: {"queue": HEARTBEATS_QUEUE},
-            "orchestra.agents.*": {"queue": AGENTS_QUEUE},
-            "orchestra.sweeps.*": {"queue": SWEEPS_QUEUE},
-        },
+        "task_routes": {task: {"queue": queue} for task, queue in QUEUE_OF.items()},
         "beat_schedule": {
             "sweep": {
-                "task": SWEEP_TASK,
+                "task": SWEEP,
                 "schedule": s.sweep_interval_s,
                 # A sweep nobody ran in time is replaced by the next one.
                 "options": {"expires": max(5.0, 5 * s.sweep_interval_s)},
             },
             "agent-heartbeats": {
-                "task": HEARTBEAT_TASK,
+                "task": HEARTBEAT,
                 "schedule": s.agent_heartbeat_interval_s,
                 "options": {
                     # A pass still proves health a little late; one late beyond this is

@@ -23,7 +23,7 @@ from app.config import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for `settings` (default: from the environment)."""
-    from workers import make_celery  # the producer side of Celery, for app.dispatch
+    from workers import make_celery  # the producer side of Celery, for the outbox
 
     settings = settings or Settings.from_env()
     bootstrap.configure_logging(settings)

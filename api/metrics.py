@@ -21,12 +21,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-import celeryconfig
 from api import operations_examples
 from api.contract import Blueprint
 from app import config, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
+from app.outbox.names import SYSTEM_QUEUES, TENANT_QUEUES
 
 log = logging.getLogger(__name__)
 bp = Blueprint(
@@ -110,7 +110,7 @@ class JobsCollector:
         yield gauge
 
 
-QUEUES = (*celeryconfig.TENANT_QUEUES, *celeryconfig.SYSTEM_QUEUES)
+QUEUES = (*TENANT_QUEUES, *SYSTEM_QUEUES)
 
 _HISTOGRAMS = {
     "job_run_seconds": "Run time of job attempts (generator start to outcome committed)",

@@ -1,10 +1,16 @@
-"""Wire the domain for one process: settings, database, Redis and the dispatch seam."""
+"""Wire the domain for one process: settings, database, Redis and the outbox's seam to Celery.
+
+Importing it also registers what builds on jobs (`app.agents.commands`: the hook that ends
+an execution with its job, the agent commands the outbox sends), so every process that
+bootstraps moves jobs and sweeps commands alike, whichever modules it imported itself.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from app import config, db, dispatch, logs, pubsub
+from app import config, db, logs, outbox, pubsub
+from app.agents import commands  # noqa: F401 - registers the job hook and the command sendable
 from app.config import Settings
 
 
@@ -23,7 +29,7 @@ def init(settings: Settings, sender=None, kind: str = "cli") -> Settings:
     )
     pubsub.init(settings.redis_url, settings.channel_prefix, settings.dependency_timeout_s)
     if sender is not None:
-        dispatch.configure(sender)
+        outbox.configure(sender)
     return settings
 
 

@@ -1,22 +1,19 @@
-"""The event envelope: recorded in the caller's transaction, published after commit."""
+"""The event envelope and its catalogue: recorded in the caller's transaction; published after
+commit by the outbox (`app/outbox/publish.py`)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import redis
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import db, logs, pubsub
+from app import logs
 from app.models import Event, EventCounter
-
-log = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = "1.0"
 JOB_STATUS_UPDATED = "job.status.updated"
@@ -281,7 +278,8 @@ def envelope(row) -> dict:
     }
 
 
-_COLUMNS = [
+# What an envelope is read from (replays here, the outbox's publish sweep).
+ENVELOPE_COLUMNS = [
     Event.id,
     Event.event_type,
     Event.seq,
@@ -306,7 +304,7 @@ def for_subject(
 ) -> list[dict]:
     """The envelopes of one subject with `since < seq <= until` (created after `after`, if
     given), in `seq` order: the first `limit` of them, if given (a page)."""
-    q = select(*_COLUMNS).where(
+    q = select(*ENVELOPE_COLUMNS).where(
         Event.subject_type == subject_type, Event.subject_id == subject_id, Event.seq > since
     )
     if until is not None:
@@ -334,44 +332,7 @@ def for_tenant(
     conn: Connection, tenant_id, after: datetime, card_id: str | None = None, limit: int = 10_000
 ) -> list[dict]:
     """The tenant's envelopes (of one card, if given) created after `after`, oldest first."""
-    q = select(*_COLUMNS).where(Event.tenant_id == tenant_id, Event.created_at > after)
+    q = select(*ENVELOPE_COLUMNS).where(Event.tenant_id == tenant_id, Event.created_at > after)
     if card_id is not None:
         q = q.where(Event.meta["card_id"].astext == card_id)
     return [envelope(r) for r in conn.execute(q.order_by(Event.created_at).limit(limit))]
-
-
-def mark_published(conn: Connection, event_ids: list[str]) -> None:
-    """Take events out of the outbox."""
-    if event_ids:
-        conn.execute(
-            update(Event)
-            .where(Event.id.in_([uuid.UUID(i) for i in event_ids]))
-            .values(published_at=datetime.now(UTC))
-        )
-
-
-def publish_pending(grace_s: float, limit: int = 500) -> int:
-    """Publish events committed but not yet published (older than `grace_s`); return the count.
-
-    Runs from the beat sweep. Rows are locked (SKIP LOCKED) so two sweeps never
-    publish the same batch; subscribers drop duplicates by `seq` anyway.
-    """
-    cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
-    with db.transaction() as conn:
-        rows = conn.execute(
-            select(*_COLUMNS)
-            .where(Event.published_at.is_(None), Event.created_at < cutoff)
-            .order_by(Event.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        envelopes = [envelope(r) for r in rows]
-        try:
-            pubsub.publish(envelopes)
-        except redis.RedisError as exc:
-            log.warning("outbox sweep: redis unavailable, %d events wait: %s", len(rows), exc)
-            return 0
-        mark_published(conn, [e["event_id"] for e in envelopes])
-    if envelopes:
-        log.info("outbox sweep published %d events", len(envelopes))
-    return len(envelopes)

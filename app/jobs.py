@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import artifacts, config, db, events, generators, pages
+from app import artifacts, config, db, events, generators, outbox, pages
 from app.errors import InvalidTransition, NotFound, ValidationFailed
 from app.events import Subject, plain
 from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
+from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB
 from app.tenants import TenantRef
 
 S = JobStatus
@@ -84,6 +86,70 @@ _INSERT = (
 )
 
 
+# A job waits for a worker while queued or retrying.
+WAITING = (S.QUEUED.value, S.RETRYING.value)
+
+
+def _due(now: datetime, settled: datetime, limit: int):
+    """The waiting jobs that are due and not on the broker, oldest due first (SKIP LOCKED:
+    two sweeps never send the same batch)."""
+    return (
+        select(Job.id, Job.dispatch_token, Job.priority, Job.timeout_s, Job.correlation_id)
+        .where(
+            Job.dispatched_at.is_(None),
+            Job.status.in_(WAITING),
+            Job.run_after <= now,
+            # A fresh job is being sent by the process that made it; give it a moment.
+            or_(Job.updated_at < settled, Job.run_after > Job.updated_at),
+        )
+        .order_by(Job.run_after)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _run_options(job: dict) -> dict:
+    timeout = float(job["timeout_s"])
+    return {
+        # Redis sorts lower numbers first; our contract says 9 is most urgent.
+        "priority": 9 - int(job["priority"]),
+        "soft_time_limit": timeout,
+        "time_limit": timeout + HARD_LIMIT_GRACE_S,
+    }
+
+
+# A job's run, as the outbox sends it: the job id is the task id.
+JOB_RUN = outbox.register(
+    outbox.Sendable(
+        name="job",
+        table=_JOB,
+        task=RUN_JOB,
+        queue=JOBS_QUEUE,
+        id_kwarg="job_id",
+        waiting=Job.status.in_(WAITING),
+        due=_due,
+        options=_run_options,
+    )
+)
+
+# `hook(uow, job)` for every job that reaches a terminal status, in that transaction. What
+# builds on jobs (an agent's execution) registers here, so this module imports nothing above it.
+TerminalHook = Callable[[UnitOfWork, dict], None]
+_ON_TERMINAL: list[TerminalHook] = []
+
+
+def on_terminal(hook: TerminalHook) -> TerminalHook:
+    """Run `hook(uow, job)` in the transaction of every transition to a terminal status."""
+    if hook not in _ON_TERMINAL:
+        _ON_TERMINAL.append(hook)
+    return hook
+
+
+def terminal_hooks() -> tuple[TerminalHook, ...]:
+    """The hooks registered with `on_terminal`, in order."""
+    return tuple(_ON_TERMINAL)
+
+
 def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> dict:
     """One job row (with `tenant`), optionally locked; `NotFound` if absent or not the tenant's."""
     params = {"job_id": _as_uuid(job_id), "tenant_id": tenant_id}
@@ -117,11 +183,9 @@ def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
     if new["error"] is not None and status in (S.FAILED, S.RETRYING, S.CANCELLED):
         payload["error"] = new["error"]
     uow.record(subject(new), events.JOB_STATUS_UPDATED, payload)
-    if status in TERMINAL and new["agent_command_id"] is not None:
-        # Imported here: agents build on jobs, and only this callback points back.
-        from app.agents.commands import job_ended
-
-        job_ended(uow, new)
+    if status in TERMINAL:
+        for hook in _ON_TERMINAL:
+            hook(uow, new)
     return new
 
 
@@ -211,7 +275,7 @@ def create(
         {"job_id": str(job["id"]), "status": "queued", "previous_status": None, "attempt": 0},
     )
     if countdown <= 0:
-        uow.send_after_commit(job)
+        uow.send_after_commit(JOB_RUN, job)
     return job, True
 
 
@@ -271,7 +335,7 @@ def retry(tenant: TenantRef, job_id) -> dict:
             run_after=_now(),
             run_id=None,
         )
-        uow.send_after_commit(job)
+        uow.send_after_commit(JOB_RUN, job)
     return plain(job)
 
 

@@ -1,12 +1,8 @@
-"""Redis pub/sub: the client, the channel names and the publish of event envelopes."""
+"""Redis pub/sub: the client and the channel names (publishing is `app/outbox/publish.py`)."""
 
 from __future__ import annotations
 
-import json
-
 import redis
-
-from app import telemetry
 
 _client: redis.Redis | None = None
 _prefix = "orchestra"
@@ -45,14 +41,3 @@ def channel(tenant: str) -> str:
 def channel_pattern() -> str:
     """The pattern a relay subscribes to: every tenant's channel."""
     return f"{_prefix}:events:*"
-
-
-def publish(envelopes: list[dict]) -> None:
-    """Publish envelopes in one pipelined round trip; raises `redis.RedisError` on failure."""
-    if not envelopes:
-        return
-    pipe = client().pipeline(transaction=False)
-    for env in envelopes:
-        pipe.publish(channel(env["metadata"]["tenant"]), json.dumps(env, separators=(",", ":")))
-    telemetry.count_published(pipe, envelopes)
-    pipe.execute()

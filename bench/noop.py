@@ -67,7 +67,7 @@ def make_app(redis_url: str, results: bool = False) -> Celery:
 
 
 def send(producer: Celery, counter: str, flag: str | None = None) -> None:
-    """Put one no-op on the broker, the way `app.dispatch` sends a job (`send_task`)."""
+    """Put one no-op on the broker, the way the outbox sends a job (`send_task`)."""
     producer.send_task(TASK, args=[counter, flag], queue=QUEUE)
 
 

@@ -9,18 +9,19 @@ from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import LockError
 
 import celeryconfig
-from app import config, dispatch, pubsub
+from app import config, pubsub
 from app.agents import commands, heartbeats
+from app.outbox.names import HEARTBEAT, RUN_COMMAND
 from tasks import RETRY_WHILE_DATABASE_AWAY
 
 
-@shared_task(name=dispatch.RUN_COMMAND, bind=True, **RETRY_WHILE_DATABASE_AWAY)
+@shared_task(name=RUN_COMMAND, bind=True, **RETRY_WHILE_DATABASE_AWAY)
 def run_command(self, command_id: str, token: str):
     """Run the agent command `command_id` if `token` is still its current dispatch."""
     return commands.run(command_id, token, self.request.hostname, (SoftTimeLimitExceeded,))
 
 
-@shared_task(name=celeryconfig.HEARTBEAT_TASK)
+@shared_task(name=HEARTBEAT)
 def heartbeat():
     """Run every live agent's health hook; healthy ones get a fresh heartbeat.
 

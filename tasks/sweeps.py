@@ -5,8 +5,8 @@ from __future__ import annotations
 import redis
 from celery import shared_task
 
-import celeryconfig
 from app import config, sweeps
+from app.outbox.names import SWEEP
 
 _broker: redis.Redis | None = None
 
@@ -20,7 +20,7 @@ def _broker_redis() -> redis.Redis | None:
     return _broker
 
 
-@shared_task(name=celeryconfig.SWEEP_TASK)
+@shared_task(name=SWEEP)
 def sweep():
     """One pass of every sweep; returns what each did (for the logs)."""
     return sweeps.run_all(_broker_redis())

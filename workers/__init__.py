@@ -9,6 +9,7 @@ from celery import Celery, current_app, signals
 import celeryconfig
 from app import bootstrap, db, logs
 from app.config import Settings
+from app.outbox.names import HEARTBEAT, SWEEP
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -30,7 +31,7 @@ class _QuietSweeps(logging.Filter):
     """Drop the per-run INFO lines of the periodic sweep and heartbeat passes; their
     warnings still show."""
 
-    _PERIODIC = (celeryconfig.SWEEP_TASK, celeryconfig.HEARTBEAT_TASK)
+    _PERIODIC = (SWEEP, HEARTBEAT)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.INFO:

@@ -5,3 +5,5 @@ types, `core` the agent row and its status changes, `registry` create/patch/reve
 `commands` the per-agent mailbox of lifecycle and execute commands, `heartbeats` the
 health passes, `logs` and `stats` what an agent wrote and what it cost.
 """
+
+from app.agents import builtin  # noqa: F401 - registers the built-in types (`types.all_types()`)

@@ -6,7 +6,7 @@ transaction that records its outcome sends the next one. So commands to one agen
 run side by side, whatever the number of workers, and a worker that receives a command
 which is not (or no longer) the head simply drops it. An `execute` whose capability
 submitted a job leaves the mailbox once the job is submitted, and ends when the job does,
-by `job_ended`, called from the job's terminal transition.
+by `job_ended`, the hook this module registers for the job's terminal transition.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
-from app import audit, config, db, dispatch, events, jobs, outbox
+from app import audit, config, db, events, jobs, outbox
 from app.agents import core, scopes, types
 from app.agents.heartbeats import beat
 from app.agents.types import AgentContext, JobRequest
@@ -29,6 +29,7 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.events import iso, plain
 from app.models import AgentCommand, AgentStatus, CommandStatus
 from app.outbox import UnitOfWork, unit_of_work
+from app.outbox.names import AGENTS_QUEUE, HARD_LIMIT_GRACE_S, RUN_COMMAND
 from app.tenants import TenantRef
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,49 @@ IN_MAILBOX = or_(
     AgentCommand.status == C.QUEUED.value,
     and_(AgentCommand.status == C.PROCESSING.value, AgentCommand.job_id.is_(None)),
 )
+
+
+def _due_heads(now: datetime, settled: datetime, limit: int):
+    """Every mailbox head that is queued but not on the broker (lost or never sent)."""
+    heads = (
+        select(_CMD)
+        .where(IN_MAILBOX)
+        .ext(distinct_on(AgentCommand.agent_id))
+        .order_by(AgentCommand.agent_id, AgentCommand.seq)
+        .subquery()
+    )
+    return (
+        select(heads.c.id, heads.c.dispatch_token, heads.c.agent_id, heads.c.correlation_id)
+        .where(
+            heads.c.status == C.QUEUED.value,
+            heads.c.dispatched_at.is_(None),
+            heads.c.updated_at < settled,
+        )
+        .limit(limit)
+    )
+
+
+def _run_options(_command: dict) -> dict:
+    # The hook's soft limit (AGENT_COMMAND_TIMEOUT_S), then a grace to record TIMEOUT.
+    timeout = config.current().agent_command_timeout_s
+    return {"soft_time_limit": timeout, "time_limit": timeout + HARD_LIMIT_GRACE_S}
+
+
+# A command's run, as the outbox sends it: the command id is the task id. Only a mailbox's
+# head is ever sent; one waiting on the broker is lost with it.
+COMMAND_RUN = outbox.register(
+    outbox.Sendable(
+        name="command",
+        table=_CMD,
+        task=RUN_COMMAND,
+        queue=AGENTS_QUEUE,
+        id_kwarg="command_id",
+        waiting=AgentCommand.status == C.QUEUED.value,
+        due=_due_heads,
+        options=_run_options,
+    )
+)
+
 # --- accepting (API) -------------------------------------------------------------------
 
 
@@ -179,7 +223,7 @@ def _send_head(uow: UnitOfWork, agent_id) -> None:
     """Send the agent's next command after commit, unless it is already on its way."""
     head = _head(uow.conn, agent_id)
     if head and head["status"] == C.QUEUED and head["dispatched_at"] is None:
-        uow.send_after_commit(head, "command")
+        uow.send_after_commit(COMMAND_RUN, head)
 
 
 def _record(uow: UnitOfWork, agent: dict, cmd: dict, previous: str | None) -> None:
@@ -436,8 +480,11 @@ def run(command_id: str, token: str, worker: str, timeout_errors: tuple = ()) ->
 # --- the job callback ------------------------------------------------------------------
 
 
+@jobs.on_terminal
 def job_ended(uow: UnitOfWork, job: dict) -> None:
-    """A job an execution submitted reached a terminal status: end the execution with it."""
+    """A job reached a terminal status: if an execution submitted it, end the execution."""
+    if job["agent_command_id"] is None:
+        return
     cmd = _lock(uow.conn, job["agent_command_id"])
     if cmd is None or cmd["status"] != C.PROCESSING or cmd["job_id"] != job["id"]:
         return  # already ended (e.g. the job was retried after its execution failed)
@@ -491,37 +538,11 @@ def list_commands(who: TenantRef, agent_id, limit: int = 50) -> list[dict]:
         return [scopes.command_view(who, plain(dict(r))) for r in rows]
 
 
-def dispatch_due(limit: int = 500) -> int:
-    """Send every mailbox head that is queued but not on the broker (lost or never sent)."""
-    settled = core.now() - timedelta(seconds=config.current().outbox_grace_s)
-    heads = (
-        select(_CMD)
-        .where(IN_MAILBOX)
-        .ext(distinct_on(AgentCommand.agent_id))
-        .order_by(AgentCommand.agent_id, AgentCommand.seq)
-        .subquery()
-    )
-    with db.transaction() as conn:
-        rows = conn.execute(
-            select(heads.c.id, heads.c.dispatch_token, heads.c.agent_id, heads.c.correlation_id)
-            .where(
-                heads.c.status == C.QUEUED.value,
-                heads.c.dispatched_at.is_(None),
-                heads.c.updated_at < settled,
-            )
-            .limit(limit)
-        ).mappings()
-        sent = outbox.send_and_mark(conn, "command", [dict(r) for r in rows])
-    if sent:
-        log.info("command sweep sent %d agent commands", sent)
-    return sent
-
-
 def reap_stuck(limit: int = 100) -> int:
     """Fail the commands whose worker vanished mid-hook (beyond their time limit)."""
     settings = config.current()
     overdue = core.now() - timedelta(
-        seconds=settings.agent_command_timeout_s + dispatch.HARD_LIMIT_GRACE_S + 5
+        seconds=settings.agent_command_timeout_s + HARD_LIMIT_GRACE_S + 5
     )
     ids = db.ids_where(
         AgentCommand.id,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, delete, insert, select, update
 
 from app import config, events
-from app.agents import types
+from app.agents import scopes, types
 from app.errors import NotFound
 from app.events import Subject, plain
 from app.models import Agent, AgentLog, AgentStatus, Tenant
@@ -52,7 +52,7 @@ def public(agent: dict) -> dict:
     """An agent row in JSON's terms, with its type's capabilities (the API's schema picks the
     fields a client sees)."""
     try:
-        caps = [types.capability_view(c) for c in types.get(agent["type"]).capabilities.values()]
+        caps = [capability_view(c) for c in types.get(agent["type"]).capabilities.values()]
     except Exception:  # noqa: BLE001 - a type whose plugin is gone still shows its agents
         caps = []
     return {**plain(agent), "capabilities": caps}
@@ -116,3 +116,23 @@ def write_logs(conn: Connection, agent_id, lines: list[tuple[str, str]], command
         .scalar_subquery()
     )
     conn.execute(delete(AgentLog).where(AgentLog.agent_id == agent_id, AgentLog.id <= cutoff))
+
+
+def describe(agent_type: types.AgentType) -> dict:
+    """A type as the API lists it: its config schema and capabilities with input schemas."""
+    return {
+        "type": agent_type.name,
+        "description": agent_type.description,
+        "config_schema": agent_type.config_schema,
+        "capabilities": [capability_view(c) for c in agent_type.capabilities.values()],
+    }
+
+
+def capability_view(cap: types.Capability) -> dict:
+    """A capability as the API shows it, with the scopes a key needs to execute it."""
+    return {
+        "name": cap.name,
+        "description": cap.description,
+        "input_schema": cap.input_schema,
+        "scopes": list(scopes.needed(cap)),
+    }

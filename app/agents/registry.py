@@ -213,4 +213,4 @@ def delete(who: TenantRef, agent_id) -> None:
 
 def agent_types() -> list[dict]:
     """Every agent type with its config schema and capabilities."""
-    return [types.describe(t) for _, t in sorted(types.all_types().items())]
+    return [core.describe(t) for _, t in sorted(types.all_types().items())]

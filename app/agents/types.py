@@ -103,9 +103,7 @@ def _load_entry_points() -> None:
 
 def all_types() -> dict[str, AgentType]:
     """Every registered agent type by name (built-ins and entry points)."""
-    from app.agents import builtin  # noqa: F401 - registers the built-ins
-
-    _load_entry_points()
+    _load_entry_points()  # the built-ins registered themselves as `app.agents` loaded
     return dict(_registry)
 
 
@@ -151,24 +149,3 @@ def validate_input(type_name: str, cap: Capability, value: Any, config: dict) ->
     )
     if cap.check is not None:
         cap.check(config, value)
-
-
-def describe(agent_type: AgentType) -> dict:
-    """A type as the API lists it: its config schema and capabilities with input schemas."""
-    return {
-        "type": agent_type.name,
-        "description": agent_type.description,
-        "config_schema": agent_type.config_schema,
-        "capabilities": [capability_view(c) for c in agent_type.capabilities.values()],
-    }
-
-
-def capability_view(cap: Capability) -> dict:
-    from app.agents.scopes import needed  # scopes imports this module
-
-    return {
-        "name": cap.name,
-        "description": cap.description,
-        "input_schema": cap.input_schema,
-        "scopes": list(needed(cap)),
-    }

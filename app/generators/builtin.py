@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from app.generators import Context, Output, PermanentError, TransientError, register, wait
+from app.generators.base import Context, Output, PermanentError, TransientError, register, wait
 from app.generators.http import Http
 from app.generators.image import ImageGenerator
 

@@ -34,7 +34,7 @@ import redis
 import requests
 
 from app import config, netguard, pubsub
-from app.generators import Context, Output, PermanentError, TransientError, wait
+from app.generators.base import Context, Output, PermanentError, TransientError, wait
 
 log = logging.getLogger(__name__)
 

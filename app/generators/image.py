@@ -7,7 +7,7 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
-from app.generators import Context, Output
+from app.generators.base import Context, Output
 
 MAX_SIDE = 2048
 _COLOUR = {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}

@@ -214,8 +214,9 @@ def test_duplicate_task_message_leaves_a_terminal_job_unchanged(stack, client, d
     """The same task message delivered twice (at-least-once) does not move a finished job."""
     from sqlalchemy import select
 
-    from app import db, dispatch
+    from app import db
     from app.models import Job
+    from app.outbox import names
     from workers import make_celery
 
     job = client.submit("echo", {"once": True})
@@ -226,7 +227,7 @@ def test_duplicate_task_message_leaves_a_terminal_job_unchanged(stack, client, d
     message = {"job_id": job["id"], "token": str(row["dispatch_token"])}
     celery = make_celery(domain)
     for _ in range(2):
-        celery.send_task(dispatch.RUN_JOB, kwargs=message, task_id=job["id"], queue="jobs")
+        celery.send_task(names.RUN_JOB, kwargs=message, task_id=job["id"], queue=names.JOBS_QUEUE)
     # Both copies reached a worker, which read the job and dropped them (its log says so).
     wait_until(lambda: dropped_copies(stack, job["id"]) >= 2, 30, 0.1, "two copies dropped")
     assert client.job(job["id"]) == done

@@ -7,11 +7,12 @@ import uuid
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from app import config, db, events, telemetry
 from app.agents import core, heartbeats
 from app.models import AgentLog
+from app.outbox import names
 from tests.support.stack import wait_until
 
 V1 = "/api/v1"
@@ -31,7 +32,7 @@ def worker(domain):
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
-        queues=("jobs", "agents", "sweeps"),
+        queues=(*names.TENANT_QUEUES, names.SWEEPS_QUEUE),
         shutdown_timeout=30,
     ):
         yield app
@@ -350,23 +351,24 @@ def test_silence_makes_an_agent_inactive_and_a_healthy_heartbeat_revives_it(agen
 
 
 def test_a_command_the_broker_never_took_is_sent_by_the_sweep(agents, worker, domain):
-    from app import dispatch
+    from app import outbox
     from app.agents import commands
+    from app.outbox import sweep
 
     aid = agents.create()["id"]
 
     def broker_down(*_, **__):
         raise ConnectionError("broker down")
 
-    dispatch.configure(broker_down)
+    outbox.configure(broker_down)
     try:
         start = agents.command(aid, "start")  # accepted: the row and its intent are stored
     finally:
-        dispatch.configure(worker.send_task)
+        outbox.configure(worker.send_task)
     assert agents.get(f"/agents/{aid}/commands/{start['id']}")["status"] == "queued"
 
     def sent_again():
-        commands.dispatch_due()
+        sweep.dispatch_due(commands.COMMAND_RUN)
         return agents.get(f"/agents/{aid}/commands/{start['id']}")["status"] == "completed"
 
     wait_until(sent_again, 15, 0.3, "the sweep to send the command")
@@ -410,15 +412,16 @@ def test_a_broker_that_lost_its_data_gets_the_waiting_commands_again(http, domai
     with a new token, by the sweep."""
     import redis
 
-    from app import dispatch, outbox, sweeps
+    from app import outbox
     from app.agents import commands
     from app.models import AgentCommand
+    from app.outbox import sweep
     from workers import make_celery
 
     sent = []
     broker = redis.Redis.from_url(domain.redis_url)
-    sweeps.redispatch_if_broker_lost(broker)  # the marker exists
-    dispatch.configure(lambda *args, **kw: sent.append(kw["kwargs"]))  # a broker that "took" it
+    sweep.redispatch_if_broker_lost(broker)  # the marker exists
+    outbox.configure(lambda *args, **kw: sent.append(kw["kwargs"]))  # a broker that "took" it
     try:
         aid = Agents(http).create()["id"]
         start = Agents(http).command(aid, "start")
@@ -435,14 +438,53 @@ def test_a_broker_that_lost_its_data_gets_the_waiting_commands_again(http, domai
 
         assert row().dispatched_at is not None
         broker.delete(f"{domain.channel_prefix}:broker-epoch")  # a restart without disk
-        sweeps.redispatch_if_broker_lost(broker)
+        sweep.redispatch_if_broker_lost(broker)
         assert str(row().dispatch_token) != first_token  # the lost message can claim nothing
 
         def sent_again():
-            commands.dispatch_due()
+            sweep.dispatch_due(commands.COMMAND_RUN)
             return sent[-1] == {"command_id": start["id"], "token": str(row().dispatch_token)}
 
         wait_until(sent_again, 10, 0.2, "the sweep to send it again")
         assert row().dispatched_at is not None
     finally:
-        dispatch.configure(make_celery(domain).send_task)
+        outbox.configure(make_celery(domain).send_task)
+
+
+def test_a_command_message_the_broker_lost_is_sent_again(http, domain):
+    """A command the broker took and then lost (a worker SIGKILLed between the queue and
+    `unacked`) is found by the same lost-message sweep as jobs, and gets a new token."""
+    from datetime import UTC, datetime, timedelta
+
+    import redis
+
+    from app import outbox
+    from app.models import AgentCommand
+    from app.outbox import sweep
+    from workers import make_celery
+
+    broker = redis.Redis.from_url(domain.redis_url)
+    outbox.configure(lambda *args, **kw: None)  # a broker that says yes and keeps nothing
+    try:
+        aid = Agents(http).create()["id"]
+        start = Agents(http).command(aid, "start")
+    finally:
+        outbox.configure(make_celery(domain).send_task)
+    outbox.flush_marks()
+    cid = uuid.UUID(start["id"])
+    with db.transaction() as conn:  # sent long ago
+        token = conn.execute(
+            update(AgentCommand)
+            .where(AgentCommand.id == cid, AgentCommand.dispatched_at.isnot(None))
+            .values(dispatched_at=datetime.now(UTC) - timedelta(hours=1))
+            .returning(AgentCommand.dispatch_token)
+        ).scalar_one()
+    broker.delete(f"{domain.channel_prefix}:lost-check")
+    assert sweep.redispatch_lost_messages(broker) >= 1
+    with db.transaction() as conn:
+        row = conn.execute(
+            select(AgentCommand.dispatched_at, AgentCommand.dispatch_token).where(
+                AgentCommand.id == cid
+            )
+        ).one()
+    assert row.dispatched_at is None and row.dispatch_token != token

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from app import db, dispatch, events, jobs, outbox, pubsub, runs, sweeps
+from app import db, jobs, outbox, pubsub, runs, sweeps
 from app.events import Subject
 from app.generators import Output
 from app.models import Event, Job
-from app.outbox import unit_of_work
+from app.outbox import names, publish, sweep, unit_of_work
 
 ECHO = {"kind": "echo", "params": {"hello": "world"}}
 
@@ -103,7 +103,7 @@ def test_events_left_unpublished_when_redis_is_down_are_published_by_the_sweep(
         pubsub.init(domain.redis_url, domain.channel_prefix, domain.dependency_timeout_s)
     assert event_rows(job["id"])[0]["published_at"] is None
     time.sleep(domain.outbox_grace_s + 0.1)
-    assert events.publish_pending(domain.outbox_grace_s) >= 1
+    assert publish.publish_pending(domain.outbox_grace_s) >= 1
     assert event_rows(job["id"])[0]["published_at"] is not None
     assert [e["seq"] for e in listener.drain() if e["subject"]["id"] == job["id"]] == [1]
 
@@ -112,14 +112,14 @@ def test_jobs_the_broker_refused_are_dispatched_by_the_sweep(domain, tenant):
     from workers import make_celery
 
     dead = make_celery(domain.with_(redis_url="redis://127.0.0.1:1/0"))
-    dispatch.configure(dead.send_task)
+    outbox.configure(dead.send_task)
     try:
         job, _ = jobs.submit(tenant[1], ECHO)
     finally:
-        dispatch.configure(make_celery(domain).send_task)
+        outbox.configure(make_celery(domain).send_task)
     assert job_row(job["id"])["dispatched_at"] is None
     time.sleep(domain.outbox_grace_s + 0.1)
-    assert sweeps.dispatch_due() >= 1
+    assert sweep.dispatch_due(jobs.JOB_RUN) >= 1
     assert job_row(job["id"])["dispatched_at"] is not None
 
 
@@ -181,13 +181,13 @@ def test_lost_broker_data_marks_waiting_jobs_for_redispatch(domain, tenant):
     import redis
 
     broker = redis.Redis.from_url(domain.redis_url)
-    sweeps.redispatch_if_broker_lost(broker)  # sets the marker
+    sweep.redispatch_if_broker_lost(broker)  # sets the marker
     job, _ = jobs.submit(tenant[1], {**ECHO, "countdown_s": 0})
     outbox.flush_marks()
     assert job_row(job["id"])["dispatched_at"] is not None
-    assert sweeps.redispatch_if_broker_lost(broker) == 0
+    assert sweep.redispatch_if_broker_lost(broker) == 0
     broker.delete(f"{domain.channel_prefix}:broker-epoch")  # what a restart without disk does
-    assert sweeps.redispatch_if_broker_lost(broker) >= 1
+    assert sweep.redispatch_if_broker_lost(broker) >= 1
     assert job_row(job["id"])["dispatched_at"] is None
 
 
@@ -232,13 +232,14 @@ def test_a_message_the_broker_lost_is_sent_again_one_it_holds_is_not(domain, ten
     from workers import make_celery
 
     broker = redis.Redis.from_url(domain.redis_url)
-    broker.delete("jobs", *[f"jobs:{p}" for p in range(1, 10)], "unacked")
+    jobs_queue = names.JOBS_QUEUE
+    broker.delete(jobs_queue, *[f"{jobs_queue}:{p}" for p in range(1, 10)], "unacked")
     held, _ = jobs.submit(tenant[1], ECHO)  # really on the broker (no worker runs here)
-    dispatch.configure(lambda *a, **kw: None)  # a broker that says yes and keeps nothing
+    outbox.configure(lambda *a, **kw: None)  # a broker that says yes and keeps nothing
     try:
         lost, _ = jobs.submit(tenant[1], ECHO)
     finally:
-        dispatch.configure(make_celery(domain).send_task)
+        outbox.configure(make_celery(domain).send_task)
     outbox.flush_marks()
     with db.transaction() as conn:  # both were sent long ago
         conn.execute(
@@ -248,8 +249,8 @@ def test_a_message_the_broker_lost_is_sent_again_one_it_holds_is_not(domain, ten
         )
     before = {j["id"]: job_row(j["id"])["dispatch_token"] for j in (held, lost)}
     broker.delete(f"{domain.channel_prefix}:lost-check")
-    assert sweeps.redispatch_lost_messages(broker) >= 1
+    assert sweep.redispatch_lost_messages(broker) >= 1
     assert job_row(lost["id"])["dispatched_at"] is None
     assert job_row(lost["id"])["dispatch_token"] != before[lost["id"]]
     assert job_row(held["id"])["dispatch_token"] == before[held["id"]]  # the broker holds it
-    assert sweeps.redispatch_lost_messages(broker) == 0  # throttled until the next period
+    assert sweep.redispatch_lost_messages(broker) == 0  # throttled until the next period

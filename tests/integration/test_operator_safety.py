@@ -13,7 +13,7 @@ import pytest
 import redis
 import requests
 
-import celeryconfig
+from app.outbox import names
 from scripts import procfile
 from scripts.sandbox import ROOT, free_port
 from tests.support.stack import wait_until
@@ -125,7 +125,7 @@ def test_beat_keeps_no_schedule_file(domain, tmp_path):
     workdir.mkdir()
     tmpdir.mkdir()
     broker = redis.Redis.from_url(domain.effective_broker_url)
-    broker.delete(celeryconfig.SWEEPS_QUEUE)
+    broker.delete(names.SWEEPS_QUEUE)
     command = procfile.read_procfile()["beat"]
     env = _env(domain, TMPDIR=str(tmpdir))
     beat = subprocess.Popen(
@@ -135,8 +135,8 @@ def test_beat_keeps_no_schedule_file(domain, tmp_path):
     proc = procfile.Proc("beat", beat, tmp_path / "beat.log")
     try:
         # The positive signal: beat has ticked (and would have saved its schedule by now).
-        wait_until(lambda: broker.llen(celeryconfig.SWEEPS_QUEUE) >= 2, 60, 0.2, "two sweeps")
+        wait_until(lambda: broker.llen(names.SWEEPS_QUEUE) >= 2, 60, 0.2, "two sweeps")
     finally:
         procfile.stop(proc)
-        broker.delete(celeryconfig.SWEEPS_QUEUE)
+        broker.delete(names.SWEEPS_QUEUE)
     assert list(workdir.iterdir()) == [] and list(tmpdir.iterdir()) == []

@@ -12,10 +12,11 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import text
 
-import celeryconfig
 from app import config, db, generators, jobs
 from app.generators import Output
+from app.generators import base as generator_base
 from app.generators import http as http_gen
+from app.outbox import names
 from tests.support.stack import wait_until
 
 
@@ -30,7 +31,8 @@ def celery_app_worker(domain):
 
     app = make_celery(domain)
     app.control.purge()  # nothing end-to-end tests left behind may run here
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=("jobs", "sweeps"),
+    queues = (names.JOBS_QUEUE, names.SWEEPS_QUEUE)
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=queues,
                       shutdown_timeout=30):
         yield app
 
@@ -49,7 +51,7 @@ def test_sweep_task_dispatches_a_delayed_job(celery_app_worker, tenant):
     job, _ = jobs.submit(tenant[1], {"kind": "echo", "params": {"late": 1}, "countdown_s": 0.3})
     time.sleep(0.4)
     assert jobs.get(tenant[1], job["id"])["status"] == "queued"  # nobody sent it yet
-    celery_app_worker.send_task(celeryconfig.SWEEP_TASK, queue="sweeps")
+    celery_app_worker.send_task(names.SWEEP, queue=names.SWEEPS_QUEUE)
     done = wait_until(
         lambda: (j := jobs.get(tenant[1], job["id"]))["status"] == "completed" and j, 20, 0.05,
         "the sweep to dispatch the job",
@@ -103,8 +105,8 @@ def hostile():
     """The `hostile` kind, registered in this process (the embedded worker's) for one test."""
     generators.register(Hostile())
     yield
-    generators._registry.pop("hostile", None)
-    generators._validators.pop("hostile", None)
+    generator_base._registry.pop("hostile", None)
+    generator_base._validators.pop("hostile", None)
 
 
 def wait_ended(tenant, job_id: str, timeout: float = 30) -> dict:
@@ -192,8 +194,8 @@ def test_a_database_refusal_of_the_outcome_fails_the_attempt_and_removes_its_fil
         done = wait_ended(tenant, job["id"])
     finally:
         config.install(domain)
-        generators._registry.pop("refused", None)
-        generators._validators.pop("refused", None)
+        generator_base._registry.pop("refused", None)
+        generator_base._validators.pop("refused", None)
     assert done["status"] == "failed" and done["error"]["code"] == "OUTPUT_NOT_STORABLE"
     assert "SQLSTATE 23514" in done["error"]["message"]  # check_violation, named not copied
     assert "refuse-me" not in done["error"]["message"]

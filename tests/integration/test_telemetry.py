@@ -7,6 +7,7 @@ import uuid
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import pubsub, telemetry
+from app.outbox import publish
 
 
 def samples(text: str) -> dict:
@@ -36,7 +37,7 @@ def test_observations_become_a_cumulative_histogram_on_metrics(flask_app, domain
 def test_publishing_counts_events_by_type(domain):
     event_type = f"test.{uuid.uuid4().hex[:8]}"
     envs = [{"event_type": event_type, "metadata": {"tenant": "nobody"}} for _ in range(3)]
-    pubsub.publish(envs)
-    pubsub.publish(envs[:1])
+    publish.publish(envs)
+    publish.publish(envs[:1])
     counts = telemetry.read_counter(pubsub.client(), telemetry.EVENTS_PUBLISHED)
     assert counts[event_type] == 4

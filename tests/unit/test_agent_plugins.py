@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app.agents import types
+from app.agents import core, types
 from app.agents.types import AgentContext
 from app.errors import ValidationFailed
 
@@ -75,7 +75,7 @@ def test_entry_point_agent_type_is_registered_with_its_schemas(installed_plugin)
     counter.start(ctx)
     assert cap.run(ctx, {"text": "a b c"}) == {"words": 3}
     assert ctx.lines == [("info", "counting")]
-    assert types.describe(counter)["capabilities"][0]["name"] == "count"
+    assert core.describe(counter)["capabilities"][0]["name"] == "count"
 
 
 def test_unknown_types_and_capabilities_name_the_known_ones():

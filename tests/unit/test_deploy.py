@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 import celeryconfig
-from app import dispatch
 from app.config import COMMAND_LINE_VARIABLES, Settings, env_names
+from app.outbox import names
 from scripts.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,9 +210,9 @@ def queues_of(name: str) -> set[str]:
 def test_system_work_has_a_worker_of_its_own():
     """Sweeps and heartbeats are consumed only by `system`; tenants' jobs and commands only
     by `worker`: a tenant that fills the workers' pools cannot hold up the system's work."""
-    assert queues_of("system") == set(celeryconfig.SYSTEM_QUEUES)
-    assert queues_of("worker") == set(celeryconfig.TENANT_QUEUES)
-    assert set(celeryconfig.TENANT_QUEUES) == {dispatch.JOBS_QUEUE, dispatch.AGENTS_QUEUE}
+    assert queues_of("system") == set(names.SYSTEM_QUEUES)
+    assert queues_of("worker") == set(names.TENANT_QUEUES)
+    assert set(names.TENANT_QUEUES) == {names.JOBS_QUEUE, names.AGENTS_QUEUE}
 
 
 def _route(task: str) -> str:
@@ -223,12 +223,12 @@ def _route(task: str) -> str:
 
 def test_the_system_tasks_are_routed_to_the_system_worker():
     """The beat's two tasks go to the system's queues, tenants' work to the tenants'."""
-    assert _route(celeryconfig.SWEEP_TASK) == celeryconfig.SWEEPS_QUEUE
-    assert _route(celeryconfig.HEARTBEAT_TASK) == celeryconfig.HEARTBEATS_QUEUE
-    assert _route(dispatch.RUN_JOB) == dispatch.JOBS_QUEUE
-    assert _route(dispatch.RUN_COMMAND) == dispatch.AGENTS_QUEUE
-    system = set(celeryconfig.SYSTEM_QUEUES)
-    assert {_route(celeryconfig.SWEEP_TASK), _route(celeryconfig.HEARTBEAT_TASK)} <= system
+    assert _route(names.SWEEP) == names.SWEEPS_QUEUE
+    assert _route(names.HEARTBEAT) == names.HEARTBEATS_QUEUE
+    assert _route(names.RUN_JOB) == names.JOBS_QUEUE
+    assert _route(names.RUN_COMMAND) == names.AGENTS_QUEUE
+    system = set(names.SYSTEM_QUEUES)
+    assert {_route(names.SWEEP), _route(names.HEARTBEAT)} <= system
 
 
 def test_the_heartbeat_pass_is_bounded_by_the_command_timeout():
@@ -237,7 +237,7 @@ def test_the_heartbeat_pass_is_bounded_by_the_command_timeout():
     s = Settings(agent_command_timeout_s=12)
     options = celeryconfig.from_settings(s)["beat_schedule"]["agent-heartbeats"]["options"]
     assert options["soft_time_limit"] == 12
-    assert options["time_limit"] == 12 + dispatch.HARD_LIMIT_GRACE_S
+    assert options["time_limit"] == 12 + names.HARD_LIMIT_GRACE_S
     assert "--concurrency 2" in procfile()["system"]
 
 

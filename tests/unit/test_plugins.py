@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from app import generators
-from app.generators import Output
+from app.generators import Output, base
 
 
 @pytest.fixture
@@ -32,10 +32,10 @@ def installed_plugin(tmp_path, monkeypatch):
         "[orchestra.generators]\nupper = orchestra_upper:Upper\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(generators, "_loaded_entry_points", False)
+    monkeypatch.setattr(base, "_loaded_entry_points", False)
     yield
-    generators._registry.pop("upper", None)
-    generators._validators.pop("upper", None)
+    base._registry.pop("upper", None)
+    base._validators.pop("upper", None)
     sys.modules.pop("orchestra_upper", None)
 
 

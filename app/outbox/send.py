@@ -1,0 +1,128 @@
+"""What waits in Postgres for the broker, and the one way it is sent.
+
+A `Sendable` is a kind of row that becomes a Celery message: a table whose `id` is the task
+id and whose `dispatch_token` the message carries (a worker claims the row only with the
+current token), `dispatched_at` null until the broker took it. Jobs and agent commands each
+register one (`app/jobs.py`, `app/agents/commands.py`); the unit of work sends them after
+commit, the sweeps (`app/outbox/sweep.py`) send what was not sent or was lost.
+
+The broker is reached through one seam, `configure(sender)` with the shape of
+`Celery.send_task`, installed by each process's entry point: `app/` never imports Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, Table, tuple_, update
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[..., Any]
+_sender: Sender | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Sendable:
+    """One kind of row the outbox sends: its table, its task and queue, and its rules."""
+
+    name: str  # in logs: "job", "command"
+    table: Table
+    task: str
+    queue: str
+    id_kwarg: str  # the task's keyword for the row's id
+    # The rows that wait for a worker: a message of theirs the broker lost is sent again.
+    waiting: ColumnElement[bool]
+    # `due(now, settled, limit)`: the rows the sweep sends (id, dispatch_token, what
+    # `options` and the log headers read); `settled` spares rows their maker is still sending.
+    due: Callable[[datetime, datetime, int], Select]
+    # Per-message options beyond the task's (time limits, priority), from the row.
+    options: Callable[[dict], dict]
+
+
+_REGISTERED: list[Sendable] = []
+
+
+def register(sendable: Sendable) -> Sendable:
+    """Have the sweeps look after this kind of row too; returns it."""
+    if sendable not in _REGISTERED:
+        _REGISTERED.append(sendable)
+    return sendable
+
+
+def registered() -> tuple[Sendable, ...]:
+    """Every kind of row the outbox sends, in the order registered."""
+    return tuple(_REGISTERED)
+
+
+def configure(sender: Sender) -> None:
+    """Install the function that puts a message on the broker."""
+    global _sender
+    _sender = sender
+
+
+def log_headers(row: dict) -> dict:
+    """What the worker's logs say of a task besides its id: the row's correlation id (and
+    agent), carried as message headers so the worker needs no query to log them."""
+    headers = {"orchestra_correlation_id": row.get("correlation_id")}
+    if row.get("agent_id") is not None:
+        headers["orchestra_agent_id"] = str(row["agent_id"])
+    return headers
+
+
+def _send(sendable: Sendable, row: dict) -> None:
+    if _sender is None:
+        raise RuntimeError("app.outbox.send.configure() was not called in this process")
+    task_id = str(row["id"])
+    _sender(
+        sendable.task,
+        kwargs={sendable.id_kwarg: task_id, "token": str(row["dispatch_token"])},
+        task_id=task_id,  # the row's id: Flower, logs and rows line up
+        queue=sendable.queue,
+        headers=log_headers(row),
+        **sendable.options(row),
+    )
+
+
+def try_send(sendable: Sendable, row: dict) -> bool:
+    """Put one row's message on the broker; False (logged) if the broker would not take it."""
+    try:
+        _send(sendable, row)
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
+        log.warning(
+            "dispatch of %s %s failed, left to the sweep: %s", sendable.name, row["id"], exc
+        )
+        return False
+    return True
+
+
+def send_and_mark(conn: Connection, sendable: Sendable, rows: list[dict]) -> int:
+    """Send rows the sweep found (stopping at the first the broker refuses); mark those sent."""
+    sent = []
+    for row in rows:
+        if not try_send(sendable, row):
+            break
+        sent.append(row)
+    mark_dispatched(conn, sendable, sent)
+    return len(sent)
+
+
+def mark_dispatched(conn: Connection, sendable: Sendable, rows: list[dict]) -> None:
+    """Record that these dispatches (id + token) reached the broker."""
+    if not rows:
+        return
+    table = sendable.table
+    conn.execute(
+        update(table)
+        .where(
+            tuple_(table.c.id, table.c.dispatch_token).in_(
+                [(row["id"], row["dispatch_token"]) for row in rows]
+            ),
+            table.c.dispatched_at.is_(None),
+        )
+        .values(dispatched_at=datetime.now(UTC))
+    )

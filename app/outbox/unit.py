@@ -1,0 +1,57 @@
+"""The unit of work: state, events and what to send commit together; then we act.
+
+After commit, events are published and due rows (job runs, agent commands) sent to the
+broker; what fails here stays in Postgres (`events.published_at` / `dispatched_at` null)
+for the beat sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
+
+from app import db, events
+from app.outbox import marks
+from app.outbox.publish import try_publish
+from app.outbox.send import Sendable, try_send
+
+
+@dataclass
+class UnitOfWork:
+    """What one transaction did, to be acted on after it commits."""
+
+    conn: Connection | None = None
+    source: str = "api"
+    events: list[dict] = field(default_factory=list)
+    to_send: list[tuple[Sendable, dict]] = field(default_factory=list)
+
+    def record(self, subject: events.Subject, event_type: str, payload: dict) -> dict:
+        """Record an event in this transaction; it is published after commit."""
+        env = events.record(self.conn, subject, event_type, payload, self.source)
+        self.events.append(env)
+        return env
+
+    def send_after_commit(self, sendable: Sendable, row: dict) -> None:
+        """Send this row (a job run, an agent command) once the transaction has committed."""
+        self.to_send.append((sendable, row))
+
+
+@contextmanager
+def unit_of_work(source: str) -> Iterator[UnitOfWork]:
+    """Open a transaction; after it commits, publish its events and send its rows."""
+    uow = UnitOfWork(source=source)
+    with db.transaction() as conn:
+        uow.conn = conn
+        yield uow
+    uow.conn = None
+    _after_commit(uow)
+
+
+def _after_commit(uow: UnitOfWork) -> None:
+    published = try_publish(uow.events) if uow.events else []
+    sent = [(s, row) for s, row in uow.to_send if try_send(s, row)]
+    if published or sent:
+        marks.add(published, sent)
