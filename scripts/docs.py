@@ -102,8 +102,9 @@ def api_md(doc: dict) -> str:
            f"# {doc['info']['title']} API reference ({doc['info']['version']})", "",
            doc["info"].get("description", ""), "",
            "A running api serves the whole document, with a named example of every request "
-           "and answer (kept in `api/openapi_examples/`), at `/api/v1/openapi.json` and "
-           "renders it at `/docs`. Every operation that names `bearer` needs "
+           "and answer (kept next to its blueprint, in `api/*_examples.py`), at "
+           "`/api/v1/openapi.json` and renders it at `/docs`. Every operation that names "
+           "`bearer` needs "
            "`Authorization: Bearer <key>` (see [security.md](security.md) for keys and scopes); "
            "every error is the [ErrorEnvelope](#errorenvelope).", ""]
     for tag in doc.get("tags", []):
