@@ -3,7 +3,8 @@
 `types` holds the plugin interface and registry, `builtin` the `echo` and `generator`
 types, `core` the agent row and its status changes, `registry` create/patch/revert/delete,
 `commands` the per-agent mailbox of lifecycle and execute commands, `heartbeats` the
-health passes, `logs` and `stats` what an agent wrote and what it cost.
+health passes, `queries` its status, events, logs and metrics, `scopes` what a key may do
+and see through an agent.
 """
 
 from app.agents import builtin  # noqa: F401 - registers the built-in types (`types.all_types()`)
