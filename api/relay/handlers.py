@@ -78,9 +78,7 @@ def on_subscribe(data=None):
         return refused
     try:
         room, subject = resolve_room(tenant, data.get("room"))
-    except RoomRefused as exc:
-        return _ack_error(exc.code, exc.message)
-    except Unavailable as exc:
+    except (RoomRefused, Unavailable) as exc:
         return _ack_error(exc.code, exc.message)
     if not registry.in_room(request.sid, room) and (
         registry.room_count(request.sid) >= limits.rooms_per_socket
@@ -121,9 +119,7 @@ def on_unsubscribe(data=None):
         return _ack_error("VALIDATION_ERROR", "expected {room}")
     try:
         room, _ = resolve_room(tenant, data.get("room"))
-    except RoomRefused as exc:
-        return _ack_error(exc.code, exc.message)
-    except Unavailable as exc:
+    except (RoomRefused, Unavailable) as exc:
         return _ack_error(exc.code, exc.message)
     registry.remove(request.sid, room)
     return {"ok": True}

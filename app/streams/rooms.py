@@ -35,6 +35,10 @@ def _check_card(ident: str) -> str:
     return ident
 
 
+# The rooms of one subject, and how each finds its subject among the tenant's.
+_LOADERS = {"job": load_job, "agent": load_agent}
+
+
 def resolve_room(tenant: tenants.TenantRef, room) -> tuple[str, tuple[str, str] | None]:
     """The registry key of a room the tenant may join, and its subject if it has one."""
     if not isinstance(room, str) or not room or len(room) > 300 or "\x00" in room:
@@ -51,20 +55,14 @@ def resolve_room(tenant: tenants.TenantRef, room) -> tuple[str, tuple[str, str] 
         return f"tenant:{tenant.name}", None
     if kind == "card" and ident:
         return f"card:{tenant.name}:{_check_card(ident)}", None
-    if kind == "job" and ident:
+    loader = _LOADERS.get(kind)
+    if loader is not None and ident:
         try:
             with db.transaction() as conn:
-                job = load_job(conn, ident, tenant.id)
+                found = loader(conn, ident, tenant.id)
         except NotFound:
-            raise RoomRefused("NOT_FOUND", "no such job") from None
-        return f"job:{job['id']}", ("job", str(job["id"]))
-    if kind == "agent" and ident:
-        try:
-            with db.transaction() as conn:
-                agent = load_agent(conn, ident, tenant.id)
-        except NotFound:
-            raise RoomRefused("NOT_FOUND", "no such agent") from None
-        return f"agent:{agent['id']}", ("agent", str(agent["id"]))
+            raise RoomRefused("NOT_FOUND", f"no such {kind}") from None
+        return f"{kind}:{found['id']}", (kind, str(found["id"]))
     raise RoomRefused(
         "VALIDATION_ERROR", "room must be job:<id>, agent:<id>, card:<id> or tenant"
     )
