@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     bootstrap.configure_logging(settings)
     celery = make_celery(settings)
-    bootstrap.init(settings, sender=celery.send_task, kind="api")
+    bootstrap.init(settings, sender=celery.send_task, role="api")
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)

@@ -1,4 +1,4 @@
-"""Agent routes: thin adapters over `app.agents` (registry, commands, queries) and `app.audit`,
+"""Agent routes: thin adapters over `app.agents` (definitions, commands, queries) and `app.audit`,
 each declaring its input, answer and refusals."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from api.schemas import (
     SinceQuerySchema,
 )
 from app import audit
-from app.agents import commands, queries, registry
+from app.agents import commands, definitions, queries
+from app.models import CommandName
 
 log = logging.getLogger(__name__)
 bp = Blueprint("agents", __name__, tag="Agents", area="agents", examples=agents_examples.agents)
@@ -48,7 +49,7 @@ def agent_types():
     Every agent type (built in or from a plugin): the JSON Schema of its `config` and its
     capabilities, each with the JSON Schema of its `execute` input.
     """
-    return {"items": registry.agent_types()}
+    return {"items": definitions.agent_types()}
 
 
 @bp.post("/agents")
@@ -61,7 +62,7 @@ def create(body: dict):
     Creates an agent of a `type` (201, with `Location`): version 1, `stopped`. `config` is
     checked against the type's schema; names are unique per tenant (409).
     """
-    agent = registry.create(current_tenant(), body)
+    agent = definitions.create(current_tenant(), body)
     return agent, 201, {"Location": url_for("agents.get_agent", agent_id=agent["id"])}
 
 
@@ -74,7 +75,7 @@ def list_agents(q: dict):
     The tenant's agents, filtered by `status` and `type`, newest first, with the same keyset
     pagination as jobs (`cursor` from `next_cursor`).
     """
-    items, next_cursor = registry.list_agents(current_tenant(), q, q["limit"], q.get("cursor"))
+    items, next_cursor = definitions.list_agents(current_tenant(), q, q["limit"], q.get("cursor"))
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -86,7 +87,7 @@ def get_agent(agent_id: str):
 
     One agent: its current version, status, last heartbeat and capabilities.
     """
-    return registry.get(current_tenant(), agent_id)
+    return definitions.get(current_tenant(), agent_id)
 
 
 @bp.patch("/agents/<agent_id>")
@@ -99,7 +100,7 @@ def patch(changes: dict, agent_id: str):
     Changes `name`, `description` or `config` (at least one): the agent gets a new `version`,
     and the old one is kept (see `/versions`).
     """
-    return registry.patch(current_tenant(), agent_id, changes)
+    return definitions.patch(current_tenant(), agent_id, changes)
 
 
 @bp.delete("/agents/<agent_id>")
@@ -111,7 +112,7 @@ def delete(agent_id: str):
     Soft delete (204): the agent answers 404 from then on, its queued commands fail and a live
     one gets a last `stop`; its events and audit entries stay.
     """
-    registry.delete(current_tenant(), agent_id)
+    definitions.delete(current_tenant(), agent_id)
     return Response(status=204)
 
 
@@ -124,7 +125,7 @@ def versions(agent_id: str):
     Each version's name, description and config, why it was made (`create`, `patch`,
     `revert`) and by which key.
     """
-    return {"items": registry.versions(current_tenant(), agent_id)}
+    return {"items": definitions.versions(current_tenant(), agent_id)}
 
 
 @bp.post("/agents/<agent_id>/revert")
@@ -137,7 +138,7 @@ def revert(body: dict, agent_id: str):
     Makes a new version whose name, description and config equal those of `version`; history
     is never rewritten.
     """
-    return registry.revert(current_tenant(), agent_id, body["version"])
+    return definitions.revert(current_tenant(), agent_id, body["version"])
 
 
 def _accept(agent_id: str, command: str, params: dict):
@@ -178,7 +179,7 @@ def _shortcut(name: str):
     bp.add_url_rule(f"/agents/<agent_id>/{name}", name, view, methods=["POST"])
 
 
-for _name in ("start", "stop", "restart"):
+for _name in (CommandName.START, CommandName.STOP, CommandName.RESTART):
     _shortcut(_name)
 
 

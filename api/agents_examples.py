@@ -148,7 +148,7 @@ def _shortcut(name: str, request: dict, queued: dict) -> dict:
 
 
 def agents() -> dict:
-    """The examples of the agent routes; the unknown type is refused by the registry itself, so
+    """The examples of the agent routes; the unknown type is refused by its plugin registry, so
     the example names the agent types this deployment has."""
     return {
         ("get", "/api/v1/agent-types"): {

@@ -12,7 +12,7 @@ from app.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-_STATUS_BY_KIND = {
+_STATUS_BY_CATEGORY = {
     "not_found": 404,
     "validation": 422,
     "forbidden": 403,
@@ -70,7 +70,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
-        status = _STATUS_BY_KIND.get(exc.kind, 400)
+        status = _STATUS_BY_CATEGORY.get(exc.category, 400)
         if status >= 500:
             log.warning("%s %s: %s %s", request.method, request.path, exc.code, exc.details)
         return error_response(status, exc.code, exc.message, exc.details)

@@ -139,7 +139,7 @@ _BAD_PRIORITY = error(
 
 
 def jobs() -> dict:
-    """The examples of the job routes; the unknown kind is refused by the registry itself, so the
+    """The examples of the job routes; the unknown kind is refused by its plugin registry, so the
     example names the generators this deployment has."""
     return {
         ("post", "/api/v1/jobs"): {

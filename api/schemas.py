@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from app.models import AgentStatus, JobStatus
+from app.models import AgentStatus, CommandName, JobStatus
 
 _STATUSES = [s.value for s in JobStatus]
 _AGENT_STATUSES = [s.value for s in AgentStatus]
-_COMMANDS = ["start", "stop", "restart", "status", "execute"]
+_COMMANDS = [c.value for c in CommandName]
 
 
 class JobSubmitSchema(Schema):

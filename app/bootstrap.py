@@ -14,13 +14,13 @@ from app.agents import commands  # noqa: F401 - registers the job hook and the c
 from app.config import Settings
 
 
-def init(settings: Settings, sender=None, kind: str = "cli") -> Settings:
+def init(settings: Settings, sender=None, role: str = "cli") -> Settings:
     """Called once by each entry point (API, relay, worker, CLI), never at import.
 
-    `kind` (`api`, `relay`, `worker`, `cli`) picks the Postgres timeouts of the process.
+    `role` (`api`, `relay`, `worker`, `cli`) picks the Postgres timeouts of the process.
     """
     config.install(settings)
-    statement_s, lock_s = settings.db_timeouts(kind)
+    statement_s, lock_s = settings.db_timeouts(role)
     db.init(
         settings.database_url,
         timeout_s=max(1.0, settings.dependency_timeout_s),

@@ -20,8 +20,8 @@ from pydantic_settings.sources.utils import parse_env_vars
 ARTIFACT_STORES = ("postgres", "filesystem")
 # Where a process runs (ORCHESTRA_ENV): only `development` relaxes the safe defaults.
 ENVIRONMENTS = ("production", "development")
-# The process kinds with Postgres timeouts of their own (`db_*_timeout_<kind>_s`).
-PROCESS_KINDS = ("api", "relay", "worker", "cli")
+# The process roles with Postgres timeouts of their own (`db_*_timeout_<role>_s`).
+PROCESS_ROLES = ("api", "relay", "worker", "cli")
 
 # Variables the processes' command lines read (the Procfile, docker-compose.yml), not Settings:
 # name -> (default, description). Listed here so that docs/configuration.md has them too.
@@ -51,9 +51,9 @@ def _check_hosts(value: str) -> str:
     return value
 
 
-def _db_timeout(what: str, kind: str, default: float, why: str):
+def _db_timeout(what: str, role: str, default: float, why: str):
     return Field(default, description=f"Postgres `{what}_timeout` (seconds) of every connection "
-                                      f"of a `{kind}` process: {why}.")
+                                      f"of a `{role}` process: {why}.")
 
 
 _DB_WHY = {
@@ -328,13 +328,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
-    def db_timeouts(self, kind: str) -> tuple[float, float]:
-        """(statement_timeout, lock_timeout) in seconds of a process of `kind`."""
-        if kind not in PROCESS_KINDS:
-            raise ValueError(f"process kind must be one of {', '.join(PROCESS_KINDS)}")
+    def db_timeouts(self, role: str) -> tuple[float, float]:
+        """(statement_timeout, lock_timeout) in seconds of a process of `role`."""
+        if role not in PROCESS_ROLES:
+            raise ValueError(f"process role must be one of {', '.join(PROCESS_ROLES)}")
         return (
-            getattr(self, f"db_statement_timeout_{kind}_s"),
-            getattr(self, f"db_lock_timeout_{kind}_s"),
+            getattr(self, f"db_statement_timeout_{role}_s"),
+            getattr(self, f"db_lock_timeout_{role}_s"),
         )
 
     @property

@@ -1,12 +1,12 @@
-"""`ServiceError` and its kinds: what the domain says went wrong, each with a code."""
+"""`ServiceError` and its categories: what the domain says went wrong, each with a code."""
 
 from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """A failure the caller can understand; adapters map `kind` to a status."""
+    """A failure the caller can understand; adapters map `category` to a status."""
 
-    kind = "error"
+    category = "error"
     code = "ERROR"
 
     def __init__(self, message: str, details: dict | None = None, code: str | None = None):
@@ -18,24 +18,24 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
-    kind = "not_found"
+    category = "not_found"
     code = "NOT_FOUND"
 
 
 class ValidationFailed(ServiceError):
-    kind = "validation"
+    category = "validation"
     code = "VALIDATION_ERROR"
 
 
 class Forbidden(ServiceError):
     """The key holds the route's scope but not one the operation needs beyond it."""
 
-    kind = "forbidden"
+    category = "forbidden"
     code = "FORBIDDEN"
 
 
 class Conflict(ServiceError):
-    kind = "conflict"
+    category = "conflict"
     code = "CONFLICT"
 
 
@@ -46,7 +46,7 @@ class InvalidTransition(Conflict):
 class Unavailable(ServiceError):
     """A dependency (database, redis, broker) could not be reached."""
 
-    kind = "unavailable"
+    category = "unavailable"
     code = "DEPENDENCY_UNAVAILABLE"
 
     def __init__(self, dependency: str, reason: str = ""):

@@ -13,14 +13,14 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app import logs
-from app.models import Event, EventCounter
+from app.models import AgentStatus, CommandName, CommandStatus, Event, EventCounter, JobStatus
 
 ENVELOPE_VERSION = "1.0"
 JOB_STATUS_UPDATED = "job.status.updated"
 JOB_PROGRESS_UPDATED = "job.progress.updated"
-AGENT_CREATED = "agent.created"
-AGENT_UPDATED = "agent.updated"
-AGENT_DELETED = "agent.deleted"
+AGENT_CREATE_COMPLETED = "agent.create.completed"
+AGENT_UPDATE_COMPLETED = "agent.update.completed"
+AGENT_DELETE_COMPLETED = "agent.delete.completed"
 AGENT_STATUS_CHANGED = "agent.status.changed"
 AGENT_COMMAND_UPDATED = "agent.command.updated"
 EXECUTION_STARTED = "agent.capability.execution.started"
@@ -28,15 +28,15 @@ EXECUTION_COMPLETED = "agent.capability.execution.completed"
 EXECUTION_FAILED = "agent.capability.execution.failed"
 CIRCUIT_BREAKER_STATE_CHANGED = "circuit_breaker.state.changed"
 
-_STATUS = {"enum": ["queued", "processing", "retrying", "completed", "failed", "cancelled"]}
+_STATUS = {"enum": [s.value for s in JobStatus]}
 _ERROR = {
     "type": "object",
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
     "required": ["code", "message"],
 }
 _UUID = {"type": "string", "format": "uuid"}
-_AGENT_STATUS = {"enum": ["stopped", "starting", "running", "error", "inactive"]}
-_COMMAND_STATUS = {"enum": ["queued", "processing", "completed", "failed"]}
+_AGENT_STATUS = {"enum": [s.value for s in AgentStatus]}
+_COMMAND_STATUS = {"enum": [s.value for s in CommandStatus]}
 _EXECUTION = {
     "command_id": _UUID,
     "agent_id": _UUID,
@@ -75,7 +75,7 @@ EVENT_TYPES: dict[str, dict] = {
         },
         "required": ["job_id", "progress"],
     },
-    AGENT_CREATED: _object(
+    AGENT_CREATE_COMPLETED: _object(
         {
             "agent_id": _UUID,
             "name": {"type": "string"},
@@ -84,7 +84,7 @@ EVENT_TYPES: dict[str, dict] = {
         },
         ["agent_id", "name", "type", "version"],
     ),
-    AGENT_UPDATED: _object(
+    AGENT_UPDATE_COMPLETED: _object(
         {
             "agent_id": _UUID,
             "version": {"type": "integer", "minimum": 1},
@@ -93,7 +93,7 @@ EVENT_TYPES: dict[str, dict] = {
         },
         ["agent_id", "version", "reason"],
     ),
-    AGENT_DELETED: _object({"agent_id": _UUID}, ["agent_id"]),
+    AGENT_DELETE_COMPLETED: _object({"agent_id": _UUID}, ["agent_id"]),
     AGENT_STATUS_CHANGED: _object(
         {
             "agent_id": _UUID,
@@ -108,7 +108,7 @@ EVENT_TYPES: dict[str, dict] = {
         {
             "command_id": _UUID,
             "agent_id": _UUID,
-            "command": {"enum": ["start", "stop", "restart", "status", "execute"]},
+            "command": {"enum": [c.value for c in CommandName]},
             "status": _COMMAND_STATUS,
             "previous_status": {"anyOf": [_COMMAND_STATUS, {"type": "null"}]},
             "job_id": {"anyOf": [_UUID, {"type": "null"}]},

@@ -17,17 +17,18 @@ from app.outbox import UnitOfWork, unit_of_work
 from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB
 from app.tenants import TenantRef
 
-S = JobStatus
 DEFAULT_PRIORITY = 5  # of 0-9, 9 the most urgent
 
 # Which status may follow which. Terminal states move only through an explicit retry.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    S.QUEUED: frozenset({S.PROCESSING, S.CANCELLED}),
-    S.PROCESSING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.RETRYING}),
-    S.RETRYING: frozenset({S.PROCESSING, S.CANCELLED, S.FAILED}),
-    S.COMPLETED: frozenset(),
-    S.FAILED: frozenset({S.QUEUED}),
-    S.CANCELLED: frozenset({S.QUEUED}),
+    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
+    JobStatus.PROCESSING: frozenset(
+        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.RETRYING}
+    ),
+    JobStatus.RETRYING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
 }
 
 _JOB = Job.__table__
@@ -87,7 +88,7 @@ _INSERT = (
 
 
 # A job waits for a worker while queued or retrying.
-WAITING = (S.QUEUED.value, S.RETRYING.value)
+WAITING = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)
 
 
 def _due(now: datetime, settled: datetime, limit: int):
@@ -178,9 +179,10 @@ def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
         "previous_status": job["status"],
         "attempt": new["attempts"],
     }
-    if status == S.COMPLETED:
+    if status == JobStatus.COMPLETED:
         payload.update(result=new["result"], result_url=new["result_url"])
-    if new["error"] is not None and status in (S.FAILED, S.RETRYING, S.CANCELLED):
+    ended_badly = (JobStatus.FAILED, JobStatus.RETRYING, JobStatus.CANCELLED)
+    if new["error"] is not None and status in ended_badly:
         payload["error"] = new["error"]
     uow.record(subject(new), events.JOB_STATUS_UPDATED, payload)
     if status in TERMINAL:
@@ -243,7 +245,7 @@ def create(
         "tenant_id": tenant.id,
         "kind": req["kind"],
         "params": req["params"],
-        "status": S.QUEUED.value,
+        "status": JobStatus.QUEUED.value,
         "max_retries": req.get("max_retries", settings.default_max_retries),
         "priority": req.get("priority", DEFAULT_PRIORITY),
         "card_id": req.get("card_id"),
@@ -272,7 +274,8 @@ def create(
     uow.record(
         subject(job),
         events.JOB_STATUS_UPDATED,
-        {"job_id": str(job["id"]), "status": "queued", "previous_status": None, "attempt": 0},
+        {"job_id": str(job["id"]), "status": JobStatus.QUEUED, "previous_status": None,
+         "attempt": 0},
     )
     if countdown <= 0:
         uow.send_after_commit(JOB_RUN, job)
@@ -299,7 +302,7 @@ def cancel(tenant: TenantRef, job_id) -> dict:
     """Cancel a job: at once if it waits, at the worker's next checkpoint if it runs."""
     with unit_of_work("api") as uow:
         job = load(uow.conn, job_id, tenant.id, lock=True)
-        if job["status"] == S.PROCESSING:
+        if job["status"] == JobStatus.PROCESSING:
             row = (
                 uow.conn.execute(
                     update(_JOB)
@@ -311,7 +314,7 @@ def cancel(tenant: TenantRef, job_id) -> dict:
                 .one()
             )
             return plain({**dict(row), "tenant": job["tenant"]})
-        job = transition(uow, job, S.CANCELLED, cancel_requested=True)
+        job = transition(uow, job, JobStatus.CANCELLED, cancel_requested=True)
     return plain(job)
 
 
@@ -322,7 +325,7 @@ def retry(tenant: TenantRef, job_id) -> dict:
         job = transition(
             uow,
             job,
-            S.QUEUED,
+            JobStatus.QUEUED,
             retry_base=job["attempts"],
             error=None,
             result=None,

@@ -40,6 +40,11 @@ def _now(nullable: bool = False) -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=nullable)
 
 
+def one_of(column: str, values: type[enum.StrEnum]) -> str:
+    """The SQL of a check that `column` holds one of an enum's values."""
+    return f"{column} IN ({','.join(repr(v.value) for v in values)})"
+
+
 class JobStatus(enum.StrEnum):
     """A job's states; `TERMINAL` ones never change again except by an explicit retry."""
 
@@ -116,8 +121,7 @@ class Job(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued','processing','retrying','completed','failed','cancelled')",
-            name="ck_jobs_status",
+            one_of("status", JobStatus), name="ck_jobs_status",
         ),
         CheckConstraint("priority BETWEEN 0 AND 9", name="ck_jobs_priority"),
         Index("ix_jobs_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
@@ -231,6 +235,16 @@ class AgentStatus(enum.StrEnum):
     INACTIVE = "inactive"
 
 
+class CommandName(enum.StrEnum):
+    """What an agent's mailbox takes: lifecycle commands, a status check, a capability run."""
+
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    STATUS = "status"
+    EXECUTE = "execute"
+
+
 class CommandStatus(enum.StrEnum):
     QUEUED = "queued"
     PROCESSING = "processing"
@@ -258,7 +272,7 @@ class Agent(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('stopped','starting','running','error','inactive')",
+            one_of("status", AgentStatus),
             name="ck_agents_status",
         ),
         Index(
@@ -323,10 +337,10 @@ class AgentCommand(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued','processing','completed','failed')", name="ck_commands_status"
+            one_of("status", CommandStatus), name="ck_commands_status"
         ),
         CheckConstraint(
-            "command IN ('start','stop','restart','status','execute')", name="ck_commands_command"
+            one_of("command", CommandName), name="ck_commands_command"
         ),
         # The agent's mailbox: its commands not yet done with their turn.
         Index(

@@ -67,8 +67,8 @@ class Verdict(enum.Enum):
     NEVER = "never"  # refused always
 
 
-# What is never allowed, by the kind `kind()` names; every other kind but `public` is private.
-NEVER_KINDS = frozenset({"metadata", "link-local", "multicast", "unspecified", "broadcast"})
+# What is never allowed, by the class `address_class()` names; every other but `public` is private.
+NEVER_CLASSES = frozenset({"metadata", "link-local", "multicast", "unspecified", "broadcast"})
 
 
 class AddressNotAllowed(Exception):
@@ -95,7 +95,7 @@ def embedded_ipv4(ip: IP) -> IP:
     return ip
 
 
-def kind(ip: IP) -> str:
+def address_class(ip: IP) -> str:
     """What an address is, for the check and for the refusal's message."""
     ip = embedded_ipv4(ip)
     checks = (
@@ -114,10 +114,10 @@ def kind(ip: IP) -> str:
 
 def verdict(ip: IP) -> Verdict:
     """How an address is treated: public, private (allowed by exception), or never."""
-    found = kind(ip)
+    found = address_class(ip)
     if found == "public":
         return Verdict.PUBLIC
-    return Verdict.NEVER if found in NEVER_KINDS else Verdict.PRIVATE
+    return Verdict.NEVER if found in NEVER_CLASSES else Verdict.PRIVATE
 
 
 def _normal_host(host: str) -> str:
@@ -145,7 +145,7 @@ def check_address(host: str, port: int, ip: IP, spec: str) -> None:
         return
     where = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
     why = "never allowed" if found is Verdict.NEVER else "not in HTTP_PRIVATE_HOSTS"
-    raise AddressNotAllowed(where, f"a {kind(ip)} address, {why}", ip)
+    raise AddressNotAllowed(where, f"a {address_class(ip)} address, {why}", ip)
 
 
 def _literal(host: str) -> IP | None:

@@ -23,13 +23,12 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from app import artifacts, config, db, events, generators, storable, telemetry
 from app.errors import NotFound, Unavailable, ValidationFailed
 from app.generators import Cancelled, Output, PermanentError, TransientError
-from app.jobs import load, subject, transition
+from app.jobs import WAITING, load, subject, transition
 from app.models import Job, JobStatus
 from app.outbox import unit_of_work
 from app.storable import NotStorable
 
 log = logging.getLogger(__name__)
-S = JobStatus
 
 # Finishing a run that did its work is worth waiting for a database that restarts.
 _persist = retry(
@@ -79,7 +78,7 @@ class Run:
 
     def _owned(self, conn, lock: bool) -> dict:
         job = load(conn, self.job_id, lock=lock)
-        if job["run_id"] != self.run_id or job["status"] != S.PROCESSING:
+        if job["run_id"] != self.run_id or job["status"] != JobStatus.PROCESSING:
             raise Superseded(self.job_id)
         return job
 
@@ -177,7 +176,7 @@ def claim(job_id: str, token: str, worker: str) -> Run | None:
         except NotFound:
             log.warning("job %s: no such job, message dropped", job_id)
             return None
-        if str(job["dispatch_token"]) != token or job["status"] not in (S.QUEUED, S.RETRYING):
+        if str(job["dispatch_token"]) != token or job["status"] not in WAITING:
             log.info(
                 "job %s: stale or duplicate message (status %s) dropped", job_id, job["status"]
             )
@@ -186,7 +185,7 @@ def claim(job_id: str, token: str, worker: str) -> Run | None:
         job = transition(
             uow,
             job,
-            S.PROCESSING,
+            JobStatus.PROCESSING,
             attempts=job["attempts"] + 1,
             run_id=uuid.uuid4(),
             worker=worker,
@@ -215,7 +214,8 @@ def complete(run: Run, out: Output, staged: artifacts.Staged | None) -> None:
         run.record_pending(uow, job)  # the last progress the generator reported
         artifacts.attach(uow.conn, job["id"], staged)
         transition(
-            uow, job, S.COMPLETED, result=out.result, result_url=out.result_url, progress=1.0
+            uow, job, JobStatus.COMPLETED,
+            result=out.result, result_url=out.result_url, progress=1.0,
         )
     run.pending = None
 
@@ -236,16 +236,16 @@ def end_attempt(uow, job: dict, code: str, message: str, transient: bool) -> dic
     # Often an exception's text (a generator's, a service's answer): mended, so it commits.
     error = {"code": code, "message": storable.printable(message)}
     if job["cancel_requested"]:
-        return transition(uow, job, S.CANCELLED, error=error, run_id=None)
+        return transition(uow, job, JobStatus.CANCELLED, error=error, run_id=None)
     retries_used = job["attempts"] - job["retry_base"] - 1
     if not transient or retries_used >= job["max_retries"]:
-        return transition(uow, job, S.FAILED, error=error, run_id=None)
+        return transition(uow, job, JobStatus.FAILED, error=error, run_id=None)
     settings = config.current()
     delay = backoff_s(retries_used + 1, settings.retry_backoff_base_s, settings.retry_backoff_max_s)
     return transition(
         uow,
         job,
-        S.RETRYING,
+        JobStatus.RETRYING,
         error=error,
         run_id=None,
         dispatch_token=uuid.uuid4(),
@@ -259,7 +259,7 @@ def cancelled(run: Run) -> None:
     """The generator stopped at a checkpoint because the job was cancelled."""
     with unit_of_work("worker") as uow:
         job = run._owned(uow.conn, lock=True)
-        transition(uow, job, S.CANCELLED, run_id=None)
+        transition(uow, job, JobStatus.CANCELLED, run_id=None)
 
 
 class _Heartbeat:
@@ -325,7 +325,7 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
         storable.check_output(output, config.current().max_result_bytes)
     except Cancelled:
         cancelled(run)
-        return "cancelled"
+        return JobStatus.CANCELLED
     except Superseded:
         raise
     except NotStorable as exc:
@@ -366,4 +366,4 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
     except StatementError as exc:
         artifacts.discard(run.job_id, staged)  # refused before COMMIT: no row names it
         return _refused(run, exc, "the outcome")
-    return "completed"
+    return JobStatus.COMPLETED

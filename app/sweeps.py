@@ -22,7 +22,6 @@ from app.outbox.names import HARD_LIMIT_GRACE_S
 from app.runs import end_attempt
 
 log = logging.getLogger(__name__)
-S = JobStatus
 
 
 def _now() -> datetime:
@@ -35,12 +34,12 @@ def reap_orphans(limit: int = 100) -> int:
     # Half the allowed time to notice, so the new run starts within WORKER_LOST_REDELIVERY_S.
     stale = _now() - timedelta(seconds=settings.worker_lost_redelivery_s / 2)
     ids = db.ids_where(
-        Job.id, Job.status == S.PROCESSING.value, Job.heartbeat_at < stale, limit=limit
+        Job.id, Job.status == JobStatus.PROCESSING.value, Job.heartbeat_at < stale, limit=limit
     )
     for job_id in ids:
         with unit_of_work("beat") as uow:
             job = load(uow.conn, job_id, lock=True)
-            if job["status"] != S.PROCESSING or job["heartbeat_at"] >= stale:
+            if job["status"] != JobStatus.PROCESSING or job["heartbeat_at"] >= stale:
                 continue
             log.warning(
                 "job %s: worker %s lost, attempt %d", job_id, job["worker"], job["attempts"]
@@ -54,15 +53,16 @@ def reap_timeouts(limit: int = 100) -> int:
     # The worker's own time limit normally ends them; this catches a hard-killed one.
     limit_s = Job.timeout_s + HARD_LIMIT_GRACE_S
     overdue = Job.attempt_started_at + func.make_interval(0, 0, 0, 0, 0, 0, limit_s)
-    ids = db.ids_where(Job.id, Job.status == S.PROCESSING.value, overdue < func.now(), limit=limit)
+    running = Job.status == JobStatus.PROCESSING.value
+    ids = db.ids_where(Job.id, running, overdue < func.now(), limit=limit)
     for job_id in ids:
         with unit_of_work("beat") as uow:
             job = load(uow.conn, job_id, lock=True)
-            if job["status"] == S.PROCESSING:
+            if job["status"] == JobStatus.PROCESSING:
                 transition(
                     uow,
                     job,
-                    S.FAILED,
+                    JobStatus.FAILED,
                     error={"code": "TIMEOUT", "message": "the job outlived its timeout_s"},
                     run_id=None,
                 )

@@ -24,7 +24,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def _wire(celery: Celery) -> None:
     settings = getattr(celery, "orchestra_settings", None) or Settings.from_env()
-    bootstrap.init(settings, sender=celery.send_task, kind="worker")
+    bootstrap.init(settings, sender=celery.send_task, role="worker")
 
 
 class _QuietSweeps(logging.Filter):

@@ -7,7 +7,7 @@ already hears every event from Redis.
 
 The stream logic (positions, duplicates, gap fills, paged replays, catch-up after a Redis
 loss, which rooms a key may join and where an event goes) is the domain's, in `app/streams/`,
-with no Socket.IO in it. Here: `registry` (who is connected, who is where, limits, metrics),
+with no Socket.IO in it. Here: `connections` (who is connected, who is where, limits, metrics),
 `delivery` (the stream wired to Socket.IO and greenlets), `listener` (Redis -> the stream),
 `doors` (seats per key, key rechecks, auth timeout, origins), `sockets` (send queue bound,
 drops), `handlers` (the Socket.IO events).
@@ -20,8 +20,8 @@ import uuid
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.relay import doors, handlers, listener, registry
-from api.relay.registry import METRICS, socketio
+from api.relay import connections, doors, handlers, listener
+from api.relay.connections import METRICS, socketio
 from app import bootstrap
 from app.config import Settings
 
@@ -32,10 +32,10 @@ def create_relay_app(settings: Settings | None = None) -> Flask:
     """Build the relay for `settings` and start its Redis listener and its warden."""
     settings = settings or Settings.from_env()
     bootstrap.configure_logging(settings)
-    bootstrap.init(settings, kind="relay")
-    limits = registry.Limits.of(settings)
+    bootstrap.init(settings, role="relay")
+    limits = connections.Limits.of(settings)
     for name in vars(limits):  # the one shared instance the other modules read
-        setattr(registry.limits, name, getattr(limits, name))
+        setattr(connections.limits, name, getattr(limits, name))
     app = Flask(__name__)
     app.config["SECRET_KEY"] = uuid.uuid4().hex
     socketio.init_app(
@@ -51,7 +51,7 @@ def create_relay_app(settings: Settings | None = None) -> Flask:
     @app.get("/health/liveness")
     def liveness():
         """200 while the relay runs."""
-        return {"status": "alive", "clients": len(registry.registry.tenants)}
+        return {"status": "alive", "clients": len(connections.connections.tenants)}
 
     @app.get("/metrics")
     def metrics():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from api.relay import sockets
-from api.relay.registry import DELIVERIES, REPLAY_PAGES, limits, socketio
+from api.relay.connections import DELIVERIES, REPLAY_PAGES, limits, socketio
 from app.streams import Stream, Subscription, stored_subject
 
 # How long a replay waits for a client to make room in its send queue before dropping it

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import redis
 
 from api.relay import sockets
-from api.relay.registry import limits, registry, socketio
+from api.relay.connections import connections, limits, socketio
 from app import pubsub, tenants
 from app.errors import Unavailable
 
@@ -64,7 +64,7 @@ def claim_seat(tenant: tenants.TenantRef, sid: str) -> bool:
         return bool(_claim_script(keys=[_seat_key(tenant.key_id)], args=args))
     except redis.RedisError as exc:
         log.warning("relay: seats not counted in redis (%s): this process only", exc)
-        return len(registry.sids_of_key(tenant.key_id)) < limits.sockets_per_key
+        return len(connections.sids_of_key(tenant.key_id)) < limits.sockets_per_key
 
 
 def release_seat(tenant: tenants.TenantRef, sid: str) -> None:
@@ -78,7 +78,7 @@ def _renew_seats() -> None:
     """Extend the leases of every socket this relay holds (one pipelined round trip)."""
     expires = time.time() + SEAT_TTL_S
     pipe = pubsub.client().pipeline(transaction=False)
-    for sid, tenant in list(registry.tenants.items()):
+    for sid, tenant in list(connections.tenants.items()):
         pipe.zadd(_seat_key(tenant.key_id), {_member(sid): expires})
         pipe.expire(_seat_key(tenant.key_id), int(SEAT_TTL_S * 2))
     pipe.execute()
@@ -87,7 +87,7 @@ def _renew_seats() -> None:
 def disconnect_keys(key_ids, reason: str = "revoked") -> int:
     """Drop every socket of these keys on this relay; return how many."""
     wanted = set(key_ids)
-    sids = [sid for sid, t in list(registry.tenants.items()) if t.key_id in wanted]
+    sids = [sid for sid, t in list(connections.tenants.items()) if t.key_id in wanted]
     for sid in sids:
         sockets.drop(sid, reason)
     return len(sids)
@@ -95,7 +95,7 @@ def disconnect_keys(key_ids, reason: str = "revoked") -> int:
 
 def recheck_keys() -> None:
     """Drop the sockets of keys that are no longer active in Postgres."""
-    held = registry.key_ids()
+    held = connections.key_ids()
     if held:
         gone = held - tenants.active_keys(held)
         if gone and disconnect_keys(gone):
@@ -116,7 +116,7 @@ class Gatekeeper:
                 del self.first_seen[eio_sid]
         for eio_sid, sock in list(eio.sockets.items()):
             sid = manager.sid_from_eio_sid(eio_sid, "/")
-            if sid is not None and sid in registry.tenants:
+            if sid is not None and sid in connections.tenants:
                 self.first_seen.pop(eio_sid, None)
                 continue
             seen = self.first_seen.setdefault(eio_sid, now)

@@ -7,8 +7,8 @@ import logging
 from flask import request
 
 from api.relay import doors, sockets
+from api.relay.connections import connections, limits, socketio
 from api.relay.delivery import stream
-from api.relay.registry import limits, registry, socketio
 from app import tenants
 from app.errors import Unavailable
 from app.streams import RoomRefused, resolve_room, subscription
@@ -31,14 +31,14 @@ def on_connect(auth=None):
         raise ConnectionRefusedError(
             f"too many connections: this key holds {limits.sockets_per_key} already"
         )
-    registry.tenants[request.sid] = tenant
+    connections.tenants[request.sid] = tenant
 
 
 @socketio.on("disconnect")
 def on_disconnect(*_):
     """Forget the client and give its seat back."""
-    tenant = registry.tenants.get(request.sid)
-    registry.drop_client(request.sid)
+    tenant = connections.tenants.get(request.sid)
+    connections.drop_client(request.sid)
     if tenant is not None:
         doors.release_seat(tenant, request.sid)
 
@@ -66,7 +66,7 @@ def _still_valid(tenant: tenants.TenantRef) -> dict | None:
 @socketio.on("subscribe")
 def on_subscribe(data=None):
     """Join a room; replay stored events after `since`, then forward live ones."""
-    tenant = registry.tenants.get(request.sid)
+    tenant = connections.tenants.get(request.sid)
     if tenant is None:
         return _ack_error("UNAUTHORIZED", "not connected")
     if not isinstance(data, dict):
@@ -80,8 +80,8 @@ def on_subscribe(data=None):
         room, subject = resolve_room(tenant, data.get("room"))
     except (RoomRefused, Unavailable) as exc:
         return _ack_error(exc.code, exc.message)
-    if not registry.in_room(request.sid, room) and (
-        registry.room_count(request.sid) >= limits.rooms_per_socket
+    if not connections.in_room(request.sid, room) and (
+        connections.room_count(request.sid) >= limits.rooms_per_socket
     ):
         return _ack_error(
             "TOO_MANY_ROOMS", f"a connection may be in {limits.rooms_per_socket} rooms at most"
@@ -95,12 +95,12 @@ def _join(tenant: tenants.TenantRef, room: str, subject, since: int) -> dict:
     replay = None if subject is None else stream.start_replay(sub, subject)
     # Registered before reading Postgres, so nothing published meanwhile is missed: live
     # events wait behind the replay in the subscription's inbox, and duplicates are dropped.
-    registry.add(sub)
+    connections.add(sub)
     if replay is not None:
         stream.run_replay(sub)
         replay.done.wait()
         if replay.error is not None:
-            registry.remove(request.sid, room, sub)
+            connections.remove(request.sid, room, sub)
             return _ack_error(replay.error.code, replay.error.message)
     log.info("relay: subscribed to %s since %d", room, since, extra=_room_fields(subject))
     return {"ok": True}
@@ -114,12 +114,12 @@ def _room_fields(subject: tuple[str, str] | None) -> dict:
 @socketio.on("unsubscribe")
 def on_unsubscribe(data=None):
     """Leave a room."""
-    tenant = registry.tenants.get(request.sid)
+    tenant = connections.tenants.get(request.sid)
     if tenant is None or not isinstance(data, dict):
         return _ack_error("VALIDATION_ERROR", "expected {room}")
     try:
         room, _ = resolve_room(tenant, data.get("room"))
     except (RoomRefused, Unavailable) as exc:
         return _ack_error(exc.code, exc.message)
-    registry.remove(request.sid, room)
+    connections.remove(request.sid, room)
     return {"ok": True}

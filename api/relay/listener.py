@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import redis
 
 from api.relay import doors
+from api.relay.connections import connections, socketio
 from api.relay.delivery import stream
-from api.relay.registry import registry, socketio
 from app import pubsub, tenants
 from app.streams import rooms_of
 
@@ -44,7 +44,7 @@ def dispatch_message(data) -> None:
     except (ValueError, KeyError, TypeError):
         log.warning("relay: malformed message dropped: %r", data[:200])
         return
-    clients = stream.fan_out(envelope, rooms, registry.subscriptions)
+    clients = stream.fan_out(envelope, rooms, connections.subscriptions)
     if clients:  # one line per event, not per client: the log grows with events only
         log.info("relay: event to %d subscriptions", clients, extra=_log_fields(envelope))
 
@@ -76,7 +76,7 @@ def listen_forever(stop: threading.Event | None = None) -> None:
             ps.psubscribe(pubsub.channel_pattern())
             ps.subscribe(tenants.revocation_channel())
             if lost_at is not None:  # events published while we were away
-                for sub in registry.all():
+                for sub in connections.all():
                     stream.resume(sub, lost_at)
             backoff, lost_at = 0.2, None
             while stop is None or not stop.is_set():

@@ -13,7 +13,7 @@ import socket as _socket
 
 from prometheus_client import Gauge
 
-from api.relay.registry import DROPS, METRICS, socketio
+from api.relay.connections import DROPS, METRICS, socketio
 
 log = logging.getLogger(__name__)
 

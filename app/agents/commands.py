@@ -27,20 +27,19 @@ from app.agents.heartbeats import beat
 from app.agents.types import AgentContext, JobRequest
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events import iso, plain
-from app.models import AgentCommand, AgentStatus, CommandStatus
+from app.models import AgentCommand, AgentStatus, CommandName, CommandStatus, JobStatus
 from app.outbox import UnitOfWork, unit_of_work
 from app.outbox.names import AGENTS_QUEUE, HARD_LIMIT_GRACE_S, RUN_COMMAND
 from app.tenants import TenantRef
 
 log = logging.getLogger(__name__)
 
-A, C = AgentStatus, CommandStatus
-COMMANDS = ("start", "stop", "restart", "status", "execute")
+COMMANDS = tuple(CommandName)
 _CMD = AgentCommand.__table__
 # Commands still holding their agent's turn: waiting, or running on a worker.
 IN_MAILBOX = or_(
-    AgentCommand.status == C.QUEUED.value,
-    and_(AgentCommand.status == C.PROCESSING.value, AgentCommand.job_id.is_(None)),
+    AgentCommand.status == CommandStatus.QUEUED.value,
+    and_(AgentCommand.status == CommandStatus.PROCESSING.value, AgentCommand.job_id.is_(None)),
 )
 
 
@@ -56,7 +55,7 @@ def _due_heads(now: datetime, settled: datetime, limit: int):
     return (
         select(heads.c.id, heads.c.dispatch_token, heads.c.agent_id, heads.c.correlation_id)
         .where(
-            heads.c.status == C.QUEUED.value,
+            heads.c.status == CommandStatus.QUEUED.value,
             heads.c.dispatched_at.is_(None),
             heads.c.updated_at < settled,
         )
@@ -79,7 +78,7 @@ COMMAND_RUN = outbox.register(
         task=RUN_COMMAND,
         queue=AGENTS_QUEUE,
         id_kwarg="command_id",
-        waiting=AgentCommand.status == C.QUEUED.value,
+        waiting=AgentCommand.status == CommandStatus.QUEUED.value,
         due=_due_heads,
         options=_run_options,
     )
@@ -96,7 +95,7 @@ def check(agent: dict, command: str, params: Any, who: TenantRef | None = None) 
         raise ValidationFailed("unknown command", {"command": [f"one of {', '.join(COMMANDS)}"]})
     if not isinstance(params, dict):
         raise ValidationFailed("bad params", {"params": ["must be an object"]})
-    if command != "execute":
+    if command != CommandName.EXECUTE:
         unknown = sorted(set(params) - {"reason"})
         if unknown or not isinstance(params.get("reason", ""), str):
             bad = unknown or ["reason"]
@@ -122,7 +121,7 @@ def accept(
     with unit_of_work("api") as uow:
         agent = core.load(uow.conn, agent_id, who.id, lock=True)
         params = check(agent, command, params, who)
-        if command == "execute" and not _will_be_running(uow.conn, agent):
+        if command == CommandName.EXECUTE and not _will_be_running(uow.conn, agent):
             raise Conflict(
                 f"agent is {agent['status']}, not running: start it first",
                 {"status": [f"is {agent['status']}"]},
@@ -141,7 +140,7 @@ def accept(
 
 def _will_be_running(conn: Connection, agent: dict) -> bool:
     """Running now, or a start/restart waits ahead in its mailbox."""
-    if agent["status"] == A.RUNNING:
+    if agent["status"] == AgentStatus.RUNNING:
         return True
     pending = conn.execute(
         select(func.count())
@@ -149,7 +148,7 @@ def _will_be_running(conn: Connection, agent: dict) -> bool:
         .where(
             AgentCommand.agent_id == agent["id"],
             IN_MAILBOX,
-            AgentCommand.command.in_(["start", "restart"]),
+            AgentCommand.command.in_([CommandName.START, CommandName.RESTART]),
         )
     ).scalar_one()
     return pending > 0
@@ -169,7 +168,7 @@ def enqueue(
                 tenant_id=agent["tenant_id"],
                 command=command,
                 params=params,
-                status=C.QUEUED.value,
+                status=CommandStatus.QUEUED.value,
                 correlation_id=corr or str(uuid.uuid4()),
                 created_by=who.key_prefix if who else None,
                 dispatch_token=uuid.uuid4(),
@@ -191,7 +190,10 @@ def drop_queued(uow: UnitOfWork, agent: dict, code: str, message: str) -> int:
     rows = (
         uow.conn.execute(
             select(_CMD)
-            .where(AgentCommand.agent_id == agent["id"], AgentCommand.status == C.QUEUED.value)
+            .where(
+                AgentCommand.agent_id == agent["id"],
+                AgentCommand.status == CommandStatus.QUEUED.value,
+            )
             .order_by(AgentCommand.seq)
             .with_for_update()
         )
@@ -200,7 +202,8 @@ def drop_queued(uow: UnitOfWork, agent: dict, code: str, message: str) -> int:
     )
     for row in rows:
         _update(
-            uow, agent, dict(row), status=C.FAILED.value, error={"code": code, "message": message}
+            uow, agent, dict(row),
+            status=CommandStatus.FAILED.value, error={"code": code, "message": message},
         )
     return len(rows)
 
@@ -222,7 +225,7 @@ def _head(conn: Connection, agent_id) -> dict | None:
 def _send_head(uow: UnitOfWork, agent_id) -> None:
     """Send the agent's next command after commit, unless it is already on its way."""
     head = _head(uow.conn, agent_id)
-    if head and head["status"] == C.QUEUED and head["dispatched_at"] is None:
+    if head and head["status"] == CommandStatus.QUEUED and head["dispatched_at"] is None:
         uow.send_after_commit(COMMAND_RUN, head)
 
 
@@ -245,7 +248,7 @@ def _record(uow: UnitOfWork, agent: dict, cmd: dict, previous: str | None) -> No
 def _update(uow: UnitOfWork, agent: dict, cmd: dict, **values) -> dict:
     """Write a locked command and record `agent.command.updated` if its status moved."""
     values.setdefault("updated_at", core.now())
-    if values.get("status") in (C.COMPLETED, C.FAILED):
+    if values.get(CommandName.STATUS) in (CommandStatus.COMPLETED, CommandStatus.FAILED):
         values.setdefault("finished_at", values["updated_at"])
     new = dict(
         uow.conn.execute(
@@ -316,7 +319,7 @@ def claim(command_id: str, token: str, worker: str) -> Claimed | None:
             return None
         agent = core.load(uow.conn, peek, lock=True, deleted=True)  # the agent first: lock order
         cmd = _lock(uow.conn, command_id)
-        if str(cmd["dispatch_token"]) != token or cmd["status"] != C.QUEUED:
+        if str(cmd["dispatch_token"]) != token or cmd["status"] != CommandStatus.QUEUED:
             log.info("command %s: stale or duplicate message dropped", command_id)
             return None
         head = _head(uow.conn, agent["id"])
@@ -329,7 +332,7 @@ def claim(command_id: str, token: str, worker: str) -> Claimed | None:
             uow,
             agent,
             cmd,
-            status=C.PROCESSING.value,
+            status=CommandStatus.PROCESSING.value,
             worker=worker,
             started_at=now,
             dispatched_at=cmd["dispatched_at"] or now,
@@ -340,24 +343,24 @@ def claim(command_id: str, token: str, worker: str) -> Claimed | None:
 def _begin(uow: UnitOfWork, agent: dict, cmd: dict) -> Claimed | None:
     """What a command does to its agent as it starts; None if it already ended here."""
     name, was = cmd["command"], agent["status"]
-    if name == "start" and agent["status"] == A.RUNNING:
-        _end(uow, agent, cmd, Outcome(result={"status": "running", "changed": False}))
+    if name == CommandName.START and agent["status"] == AgentStatus.RUNNING:
+        _end(uow, agent, cmd, Outcome(result={"status": AgentStatus.RUNNING, "changed": False}))
         return None
-    if name == "stop" and agent["status"] == A.STOPPED:
-        _end(uow, agent, cmd, Outcome(result={"status": "stopped", "changed": False}))
+    if name == CommandName.STOP and agent["status"] == AgentStatus.STOPPED:
+        _end(uow, agent, cmd, Outcome(result={"status": AgentStatus.STOPPED, "changed": False}))
         return None
-    if name == "execute" and agent["status"] != A.RUNNING:
+    if name == CommandName.EXECUTE and agent["status"] != AgentStatus.RUNNING:
         error = {"code": "AGENT_NOT_RUNNING", "message": f"agent is {agent['status']}"}
         _end(uow, agent, cmd, Outcome(error=error))
         return None
-    cap = _capability(agent, cmd) if name == "execute" else None
-    if name == "execute" and cap is None:
+    cap = _capability(agent, cmd) if name == CommandName.EXECUTE else None
+    if name == CommandName.EXECUTE and cap is None:
         # Accepted, then its plugin went away (a deploy without it): fail, do not wedge.
         error = {"code": "UNKNOWN_CAPABILITY", "message": "this worker does not know it"}
         _end(uow, agent, cmd, Outcome(error=error))
         return None
-    if name in ("start", "restart"):
-        agent = core.set_status(uow, agent, A.STARTING, name)
+    if name in (CommandName.START, CommandName.RESTART):
+        agent = core.set_status(uow, agent, AgentStatus.STARTING, name)
     if cap is not None and not cap.submits_job:
         _execution(uow, agent, cmd, events.EXECUTION_STARTED)
     return Claimed(cmd, agent, was)
@@ -377,19 +380,20 @@ def work(claimed: Claimed, timeout_errors: tuple = ()) -> Outcome:
     try:
         agent_type = types.get(agent["type"])
         name = cmd["command"]
-        if name == "stop" or (name == "restart" and claimed.was != A.STOPPED):
+        was_up = claimed.was != AgentStatus.STOPPED
+        if name == CommandName.STOP or (name == CommandName.RESTART and was_up):
             agent_type.stop(ctx)
-        if name in ("start", "restart"):
+        if name in (CommandName.START, CommandName.RESTART):
             agent_type.start(ctx)
-        if name == "status":
+        if name == CommandName.STATUS:
             return Outcome(result=_status(agent, agent_type.health(ctx)), lines=ctx.lines)
-        if name == "execute":
+        if name == CommandName.EXECUTE:
             value = _capability(agent, cmd).run(ctx, cmd["params"]["input"])
             if isinstance(value, JobRequest):
                 return Outcome(job=value, lines=ctx.lines)
             json.dumps(value)  # a result Postgres cannot store fails here, not at commit
             return Outcome(result=value, lines=ctx.lines)
-        status = "stopped" if name == "stop" else "running"
+        status = AgentStatus.STOPPED if name == CommandName.STOP else AgentStatus.RUNNING
         return Outcome(result={"status": status, "changed": True}, lines=ctx.lines)
     except timeout_errors:
         message = f"{cmd['command']} outlived AGENT_COMMAND_TIMEOUT_S"
@@ -418,7 +422,7 @@ def finish(claimed: Claimed, outcome: Outcome) -> str | None:
         agent = core.load(uow.conn, claimed.agent["id"], lock=True, deleted=True)
         cmd = _lock(uow.conn, claimed.command["id"])
         if (
-            cmd["status"] != C.PROCESSING
+            cmd["status"] != CommandStatus.PROCESSING
             or cmd["dispatch_token"] != claimed.command["dispatch_token"]
             or cmd["job_id"] is not None
         ):
@@ -434,20 +438,26 @@ def _end(uow: UnitOfWork, agent: dict, cmd: dict, outcome: Outcome) -> dict:
     if outcome.job is not None:
         cmd = _submit(uow, agent, cmd, outcome.job)
     elif outcome.error is not None:
-        if name in ("start", "restart", "stop") and agent["status"] != A.STOPPED:
-            agent = core.set_status(uow, agent, A.ERROR, f"{name} failed", error=outcome.error)
-        cmd = _update(uow, agent, cmd, status=C.FAILED.value, error=outcome.error)
-        if name == "execute":
+        lifecycle = (CommandName.START, CommandName.RESTART, CommandName.STOP)
+        if name in lifecycle and agent["status"] != AgentStatus.STOPPED:
+            agent = core.set_status(
+                uow, agent, AgentStatus.ERROR, f"{name} failed", error=outcome.error
+            )
+        cmd = _update(uow, agent, cmd, status=CommandStatus.FAILED.value, error=outcome.error)
+        if name == CommandName.EXECUTE:
             _execution(uow, agent, cmd, events.EXECUTION_FAILED, error=outcome.error)
     else:
-        if name in ("start", "restart"):
-            agent = core.set_status(uow, agent, A.RUNNING, name, last_heartbeat=core.now())
-        elif name == "stop":
-            agent = core.set_status(uow, agent, A.STOPPED, cmd["params"].get("reason") or "stop")
-        elif name == "status" and outcome.result["health"].get("healthy"):
+        if name in (CommandName.START, CommandName.RESTART):
+            agent = core.set_status(
+                uow, agent, AgentStatus.RUNNING, name, last_heartbeat=core.now()
+            )
+        elif name == CommandName.STOP:
+            reason = cmd["params"].get("reason") or CommandName.STOP
+            agent = core.set_status(uow, agent, AgentStatus.STOPPED, reason)
+        elif name == CommandName.STATUS and outcome.result["health"].get("healthy"):
             agent = beat(uow, agent)  # a healthy status check is a heartbeat too
-        cmd = _update(uow, agent, cmd, status=C.COMPLETED.value, result=outcome.result)
-        if name == "execute":
+        cmd = _update(uow, agent, cmd, status=CommandStatus.COMPLETED.value, result=outcome.result)
+        if name == CommandName.EXECUTE:
             _execution(uow, agent, cmd, events.EXECUTION_COMPLETED, result=outcome.result)
     _send_head(uow, agent["id"])
     return cmd
@@ -461,7 +471,7 @@ def _submit(uow: UnitOfWork, agent: dict, cmd: dict, req: JobRequest) -> dict:
         job, _ = jobs.create(uow, tenant, body, None, cmd["correlation_id"], cmd["id"])
     except ValidationFailed as exc:
         error = {"code": "JOB_REJECTED", "message": f"{exc.message}: {exc.details}"[:4000]}
-        cmd = _update(uow, agent, cmd, status=C.FAILED.value, error=error)
+        cmd = _update(uow, agent, cmd, status=CommandStatus.FAILED.value, error=error)
         _execution(uow, agent, cmd, events.EXECUTION_FAILED, error=error)
         return cmd
     cmd = _update(uow, agent, cmd, job_id=job["id"])
@@ -486,17 +496,17 @@ def job_ended(uow: UnitOfWork, job: dict) -> None:
     if job["agent_command_id"] is None:
         return
     cmd = _lock(uow.conn, job["agent_command_id"])
-    if cmd is None or cmd["status"] != C.PROCESSING or cmd["job_id"] != job["id"]:
+    if cmd is None or cmd["status"] != CommandStatus.PROCESSING or cmd["job_id"] != job["id"]:
         return  # already ended (e.g. the job was retried after its execution failed)
     agent = core.load(uow.conn, cmd["agent_id"], deleted=True)
-    if job["status"] == "completed":
+    if job["status"] == JobStatus.COMPLETED:
         result = {"job_id": str(job["id"]), "result": job["result"]}
-        cmd = _update(uow, agent, cmd, status=C.COMPLETED.value, result=result)
+        cmd = _update(uow, agent, cmd, status=CommandStatus.COMPLETED.value, result=result)
         _execution(uow, agent, cmd, events.EXECUTION_COMPLETED, result=result)
     else:
         reason = (job["error"] or {}).get("message") or f"the job was {job['status']}"
         error = {"code": f"JOB_{job['status'].upper()}", "message": reason}
-        cmd = _update(uow, agent, cmd, status=C.FAILED.value, error=error)
+        cmd = _update(uow, agent, cmd, status=CommandStatus.FAILED.value, error=error)
         _execution(uow, agent, cmd, events.EXECUTION_FAILED, error=error)
     core.write_logs(
         uow.conn, agent["id"], [("info", f"job {job['id']} {job['status']}")], cmd["id"]
@@ -546,7 +556,7 @@ def reap_stuck(limit: int = 100) -> int:
     )
     ids = db.ids_where(
         AgentCommand.id,
-        AgentCommand.status == C.PROCESSING.value,
+        AgentCommand.status == CommandStatus.PROCESSING.value,
         AgentCommand.job_id.is_(None),
         AgentCommand.started_at < overdue,
         limit=limit,
@@ -558,7 +568,7 @@ def reap_stuck(limit: int = 100) -> int:
             ).scalar_one()
             agent = core.load(uow.conn, agent_id, lock=True, deleted=True)
             cmd = _lock(uow.conn, command_id)
-            if cmd["status"] != C.PROCESSING or cmd["job_id"] is not None:
+            if cmd["status"] != CommandStatus.PROCESSING or cmd["job_id"] is not None:
                 continue
             log.warning("command %s: worker %s lost, failing it", command_id, cmd["worker"])
             error = {"code": "WORKER_LOST", "message": f"worker {cmd['worker']} stopped"}

@@ -12,16 +12,17 @@ from app.models import Agent, AgentStatus
 from app.outbox import UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
-A = AgentStatus
-_LIVE = (A.RUNNING.value, A.INACTIVE.value)
+_LIVE = (AgentStatus.RUNNING.value, AgentStatus.INACTIVE.value)
 
 
 def beat(uow: UnitOfWork, agent: dict) -> dict:
     """Record a healthy heartbeat of a locked live agent; an `inactive` one runs again."""
     if agent["status"] not in _LIVE or agent["deleted_at"] is not None:
         return agent  # a stopped (or stopping-by-delete) agent has no heartbeat to keep
-    if agent["status"] == A.INACTIVE:
-        return core.set_status(uow, agent, A.RUNNING, "heartbeat", last_heartbeat=core.now())
+    if agent["status"] == AgentStatus.INACTIVE:
+        return core.set_status(
+            uow, agent, AgentStatus.RUNNING, "heartbeat", last_heartbeat=core.now()
+        )
     return core.update_agent(uow, agent, last_heartbeat=core.now())
 
 
@@ -66,14 +67,14 @@ def mark_inactive(limit: int = 500) -> int:
     ids = db.ids_where(
         Agent.id,
         Agent.deleted_at.is_(None),
-        Agent.status == A.RUNNING.value,
+        Agent.status == AgentStatus.RUNNING.value,
         Agent.last_heartbeat < stale,
         limit=limit,
     )
     for agent_id in ids:
         with unit_of_work("beat") as uow:
             agent = core.load(uow.conn, agent_id, lock=True)
-            if agent["status"] == A.RUNNING and agent["last_heartbeat"] < stale:
+            if agent["status"] == AgentStatus.RUNNING and agent["last_heartbeat"] < stale:
                 log.warning("agent %s: no heartbeat for %.0fs, inactive", agent_id, timeout)
-                core.set_status(uow, agent, A.INACTIVE, f"no heartbeat for {timeout:g}s")
+                core.set_status(uow, agent, AgentStatus.INACTIVE, f"no heartbeat for {timeout:g}s")
     return len(ids)

@@ -7,8 +7,10 @@ from sqlalchemy import case, func, select
 from app import db, events
 from app.agents import core, scopes
 from app.events import iso
-from app.models import Agent, AgentCommand, AgentLog
+from app.models import Agent, AgentCommand, AgentLog, CommandName, CommandStatus
 from app.tenants import TenantRef
+
+_OPEN = (CommandStatus.QUEUED, CommandStatus.PROCESSING)
 
 
 def status(who: TenantRef, agent_id) -> dict:
@@ -18,7 +20,10 @@ def status(who: TenantRef, agent_id) -> dict:
         queued = conn.execute(
             select(func.count())
             .select_from(AgentCommand)
-            .where(AgentCommand.agent_id == agent["id"], AgentCommand.status == "queued")
+            .where(
+                AgentCommand.agent_id == agent["id"],
+                AgentCommand.status == CommandStatus.QUEUED,
+            )
         ).scalar_one()
     return {
         "agent_id": str(agent["id"]),
@@ -69,9 +74,9 @@ def _durations(conn, agent_id, key) -> dict:
         select(
             key.label("key"),
             func.count().label("count"),
-            func.count().filter(AgentCommand.status == "completed").label("completed"),
-            func.count().filter(AgentCommand.status == "failed").label("failed"),
-            func.count().filter(AgentCommand.status.in_(["queued", "processing"])).label("open"),
+            func.count().filter(AgentCommand.status == CommandStatus.COMPLETED).label("completed"),
+            func.count().filter(AgentCommand.status == CommandStatus.FAILED).label("failed"),
+            func.count().filter(AgentCommand.status.in_(_OPEN)).label("open"),
             func.avg(duration).label("avg"),
             func.percentile_cont(0.5).within_group(duration).label("p50"),
             func.percentile_cont(0.95).within_group(duration).label("p95"),
@@ -99,7 +104,7 @@ def metrics(who: TenantRef, agent_id) -> dict:
     """Counts and durations of the agent's commands (by command) and executions (by
     capability); an execution's duration runs until its job ended."""
     capability = case(
-        (AgentCommand.command == "execute", AgentCommand.params["capability"].astext),
+        (AgentCommand.command == CommandName.EXECUTE, AgentCommand.params["capability"].astext),
         else_=None,
     )
     with db.transaction() as conn:

@@ -6,7 +6,7 @@ or after a gap to fill; it pages replays and catches subscriptions up after a lo
 feed. The relay (`api/relay/`) wires a `Stream` to Socket.IO and to its greenlets.
 """
 
-from app.streams.rooms import RoomRefused, readable_kinds, resolve_room, rooms_of
+from app.streams.rooms import RoomRefused, readable_types, resolve_room, rooms_of
 from app.streams.stream import (
     CLOCK_MARGIN,
     Positions,
@@ -25,7 +25,7 @@ __all__ = [
     "RoomRefused",
     "Stream",
     "Subscription",
-    "readable_kinds",
+    "readable_types",
     "resolve_room",
     "rooms_of",
     "stored_subject",

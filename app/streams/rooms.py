@@ -19,9 +19,9 @@ _READ_SCOPE = {"job": "jobs:read", "agent": "agents:read"}
 CARD_ID_MAX = 255
 
 
-def readable_kinds(tenant: tenants.TenantRef) -> frozenset[str]:
+def readable_types(tenant: tenants.TenantRef) -> frozenset[str]:
     """The subject types whose events this key may read."""
-    return frozenset(kind for kind, scope in _READ_SCOPE.items() if tenant.allows(scope))
+    return frozenset(t for t, scope in _READ_SCOPE.items() if tenant.allows(scope))
 
 
 def _check_card(ident: str) -> str:
@@ -40,36 +40,36 @@ _LOADERS = {"job": load_job, "agent": load_agent}
 
 
 def resolve_room(tenant: tenants.TenantRef, room) -> tuple[str, tuple[str, str] | None]:
-    """The registry key of a room the tenant may join, and its subject if it has one."""
+    """The key of a room the tenant may join, and its subject if it has one."""
     if not isinstance(room, str) or not room or len(room) > 300 or "\x00" in room:
         raise RoomRefused("VALIDATION_ERROR", "room must be a non-empty string")
-    kind, _, ident = room.partition(":")
-    needs = {"job": "job", "card": "job", "agent": "agent"}.get(kind)
-    kinds = readable_kinds(tenant)
-    if (needs and needs not in kinds) or (kind == "tenant" and not kinds):
+    room_type, _, ident = room.partition(":")
+    needs = {"job": "job", "card": "job", "agent": "agent"}.get(room_type)
+    readable = readable_types(tenant)
+    if (needs and needs not in readable) or (room_type == "tenant" and not readable):
         scope = _READ_SCOPE[needs or "job"]
         raise RoomRefused("FORBIDDEN", f"this key lacks the {scope} scope")
-    if kind == "tenant":
+    if room_type == "tenant":
         if ident and ident != tenant.name:
             raise RoomRefused("FORBIDDEN", "another tenant's room")
         return f"tenant:{tenant.name}", None
-    if kind == "card" and ident:
+    if room_type == "card" and ident:
         return f"card:{tenant.name}:{_check_card(ident)}", None
-    loader = _LOADERS.get(kind)
+    loader = _LOADERS.get(room_type)
     if loader is not None and ident:
         try:
             with db.transaction() as conn:
                 found = loader(conn, ident, tenant.id)
         except NotFound:
-            raise RoomRefused("NOT_FOUND", f"no such {kind}") from None
-        return f"{kind}:{found['id']}", (kind, str(found["id"]))
+            raise RoomRefused("NOT_FOUND", f"no such {room_type}") from None
+        return f"{room_type}:{found['id']}", (room_type, str(found["id"]))
     raise RoomRefused(
         "VALIDATION_ERROR", "room must be job:<id>, agent:<id>, card:<id> or tenant"
     )
 
 
 def rooms_of(envelope: dict) -> list[str]:
-    """The registry keys an event goes to."""
+    """The room keys an event goes to."""
     tenant = envelope["metadata"]["tenant"]
     subject = envelope["subject"]
     rooms = [f"tenant:{tenant}", f"{subject['type']}:{subject['id']}"]

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from app import db, events, tenants
 from app.agents import scopes
 from app.errors import Unavailable
-from app.streams.rooms import readable_kinds
+from app.streams.rooms import readable_types
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Subscription:
     since: int = 0
     # The subject types this client's key may read (`job`, `agent`): a tenant room sends
     # only those.
-    kinds: frozenset[str] = frozenset({"job", "agent"})
+    subject_types: frozenset[str] = frozenset({"job", "agent"})
     # The client's key: every event sent goes through `scopes.envelope_for(key, ...)`.
     key: tenants.TenantRef | None = None
     # For a room of many subjects (tenant, card): whose events, and since when. Its stream
@@ -99,7 +99,7 @@ def subscription(
     A subject's room resumes after `since`; a tenant or card room has no replay: it is
     complete from now on.
     """
-    sub = Subscription(client, room, since, readable_kinds(key), key=key)
+    sub = Subscription(client, room, since, readable_types(key), key=key)
     if subject is None:
         sub.tenant_id = key.id
         sub.card_id = room.split(":", 2)[2] if room.startswith("card:") else None
@@ -173,10 +173,10 @@ class Stream:
         """Route one live event to every subscription of its `rooms` (`rooms_of(envelope)`)
         whose key may read its subject type; return how many. One subscription's failure
         never stops the others."""
-        kind, count = envelope["subject"]["type"], 0
+        subject_type, count = envelope["subject"]["type"], 0
         for room in rooms:
             for sub in subscriptions_of(room):
-                if kind not in sub.kinds:
+                if subject_type not in sub.subject_types:
                     continue
                 count += 1
                 try:
@@ -286,7 +286,7 @@ class Stream:
         for envelope in missed:
             if sub.closed:
                 return
-            if envelope["subject"]["type"] in sub.kinds:
+            if envelope["subject"]["type"] in sub.subject_types:
                 self._deliver(sub, envelope)
 
     def _replay(self, sub: Subscription, job: Replay) -> None:
@@ -300,12 +300,12 @@ class Stream:
     # -- the subscription's worker -----------------------------------------------------------
 
     def _run(self, sub: Subscription, item: tuple) -> None:
-        kind = item[0]
-        if kind == "event":
+        what = item[0]
+        if what == "event":
             self._deliver(sub, item[1])
-        elif kind == "replay":
+        elif what == "replay":
             self._replay(sub, item[1])
-        elif kind == "resume":
+        elif what == "resume":
             self._resume(sub, item[1])
 
     @staticmethod

@@ -86,15 +86,15 @@ def test_the_whole_lifecycle_is_seen_live_in_order(stack, client, tenant, relays
 
         def all_seen():
             evs = watcher.of(aid)
-            return evs and evs[-1]["event_type"] == "agent.deleted" and evs
+            return evs and evs[-1]["event_type"] == "agent.delete.completed" and evs
 
-        seen = wait_until(all_seen, 20, 0.05, "agent.deleted on the socket")
+        seen = wait_until(all_seen, 20, 0.05, "agent.delete.completed on the socket")
     finally:
         watcher.close()
     assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))  # no gap, no duplicate
     assert seen[: len(stored)] == stored
     assert summary(seen) == [
-        ("agent.created",),
+        ("agent.create.completed",),
         ("command", "start", "queued", False),
         ("command", "start", "processing", False),
         ("status", "starting"),
@@ -110,7 +110,7 @@ def test_the_whole_lifecycle_is_seen_live_in_order(stack, client, tenant, relays
         ("command", "stop", "processing", False),
         ("status", "stopped"),
         ("command", "stop", "completed", False),
-        ("agent.deleted",),
+        ("agent.delete.completed",),
     ]
     executions = [e["payload"] for e in seen if "execution" in e["event_type"]]
     assert {p["job_id"] for p in executions} == {job["id"]}

@@ -253,7 +253,7 @@ def test_deleting_a_running_agent_stops_it_first(agents):
             (e["event_type"], e["payload"].get("status"))
             for e in events.for_subject(conn, "agent", row["id"])
         ]
-    deleted = trail.index(("agent.deleted", None))
+    deleted = trail.index(("agent.delete.completed", None))
     assert ("agent.status.changed", "stopped") in trail[deleted:]
 
 

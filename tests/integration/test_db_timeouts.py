@@ -1,4 +1,4 @@
-"""Every Postgres connection has a statement_timeout and a lock_timeout of its process kind,
+"""Every Postgres connection has a statement_timeout and a lock_timeout of its process role,
 and a request blocked on a lock gets a clean 503, not a hang or a 500."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app import bootstrap, config, db
-from app.config import PROCESS_KINDS
+from app.config import PROCESS_ROLES
 
 # Distinct values per kind (ms), so a kind that took another's would show.
 TIMEOUTS = {
@@ -47,19 +47,19 @@ def _reported() -> tuple[int, int]:
 def rewire(domain):
     """Put this process's engine back as the session had it."""
     yield
-    bootstrap.init(domain, kind="api")
+    bootstrap.init(domain, role="api")
     config.install(domain)
 
 
 def test_each_process_kind_sets_its_timeouts(domain, rewire):
-    assert set(TIMEOUTS) == set(PROCESS_KINDS)
+    assert set(TIMEOUTS) == set(PROCESS_ROLES)
     settings = _settings(domain)
-    for kind in PROCESS_KINDS:
-        bootstrap.init(settings, kind=kind)
-        assert _reported() == TIMEOUTS[kind], kind
+    for role in PROCESS_ROLES:
+        bootstrap.init(settings, role=role)
+        assert _reported() == TIMEOUTS[role], role
 
 
-def test_the_entry_points_pick_their_kind(domain, rewire):
+def test_the_entry_points_pick_their_role(domain, rewire):
     from api import create_app
     from workers import _wire, make_celery
 

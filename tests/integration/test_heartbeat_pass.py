@@ -12,9 +12,9 @@ from app import config, db, pubsub
 
 
 def _running_agent(tenant) -> str:
-    from app.agents import registry
+    from app.agents import definitions
 
-    agent = registry.create(tenant[1], {"name": f"hb-{uuid.uuid4().hex[:8]}", "type": "echo"})
+    agent = definitions.create(tenant[1], {"name": f"hb-{uuid.uuid4().hex[:8]}", "type": "echo"})
     with db.transaction() as conn:  # as a completed `start` leaves it
         conn.execute(
             text("UPDATE agents SET status = 'running', last_heartbeat = now() - "

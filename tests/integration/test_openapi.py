@@ -81,7 +81,7 @@ def test_each_answer_is_dumped_through_the_schema_the_document_shows(flask_app, 
     """The services hand the routes whole rows (a job's `dispatch_token`, an agent's
     `tenant_id`); what a client gets is what the route's schema in the document names."""
     from app import jobs
-    from app.agents import registry
+    from app.agents import definitions
 
     client, auth = http
     doc = client.get("/api/v1/openapi.json").json
@@ -91,7 +91,7 @@ def test_each_answer_is_dumped_through_the_schema_the_document_shows(flask_app, 
     answers += client.get("/api/v1/jobs", headers=auth).json["items"][:1]
     assert [set(a) for a in answers] == [_properties(doc, "Job")] * 2
     agent = client.post("/api/v1/agents", json={"name": "dumped", "type": "echo"}, headers=auth)
-    assert "tenant_id" in registry.get(tenant[1], agent.json["id"])
+    assert "tenant_id" in definitions.get(tenant[1], agent.json["id"])
     assert set(agent.json) == _properties(doc, "Agent")
     started = client.post(f"/api/v1/agents/{agent.json['id']}/start", headers=auth).json
     assert set(started) == _properties(doc, "AgentCommand")

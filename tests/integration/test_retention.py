@@ -74,9 +74,9 @@ def test_retention_zero_keeps_everything(domain, tenant):
 
 def _agent_with_commands(tenant) -> tuple[uuid.UUID, list[str]]:
     """A stopped agent with four queued `status` commands (and their events, audit rows)."""
-    from app.agents import commands, registry
+    from app.agents import commands, definitions
 
-    agent = registry.create(tenant[1], {"name": f"r-{uuid.uuid4().hex[:8]}", "type": "echo"})
+    agent = definitions.create(tenant[1], {"name": f"r-{uuid.uuid4().hex[:8]}", "type": "echo"})
     cmds = [commands.accept(tenant[1], agent["id"], "status", {})["id"] for _ in range(4)]
     return uuid.UUID(agent["id"]), cmds
 

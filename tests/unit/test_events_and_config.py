@@ -88,13 +88,13 @@ def test_relay_positions_are_bounded_and_keep_the_recent(monkeypatch):
 
 
 def test_rooms_need_the_read_scope_of_what_they_carry():
-    from app.streams import readable_kinds
+    from app.streams import readable_types
 
     jobs_only = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"jobs:read"}))
     writer = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"jobs:write", "agents:write"}))
     admin = TenantRef(uuid.uuid4(), "acme", scopes=frozenset({"admin"}))
-    assert readable_kinds(jobs_only) == {"job"} and readable_kinds(writer) == set()
-    assert readable_kinds(admin) == {"job", "agent"}
+    assert readable_types(jobs_only) == {"job"} and readable_types(writer) == set()
+    assert readable_types(admin) == {"job", "agent"}
     assert resolve_room(jobs_only, "tenant") == ("tenant:acme", None)
     for who, room in [(jobs_only, f"agent:{uuid.uuid4()}"), (writer, "tenant"),
                       (writer, "card:c1"), (writer, f"job:{uuid.uuid4()}")]:
@@ -104,3 +104,26 @@ def test_rooms_need_the_read_scope_of_what_they_carry():
             assert exc.code == "FORBIDDEN" and "scope" in exc.message
         else:
             raise AssertionError(f"{room!r} was accepted for {who.scopes}")
+
+
+def test_every_event_type_is_domain_action_state():
+    """The seeds' naming: at least three dotted lower-case parts (`job.status.updated`,
+    `agent.capability.execution.started`)."""
+    import re
+
+    from app.events import EVENT_TYPES
+
+    pattern = re.compile(r"^[a-z_]+(\.[a-z_]+){2,}$")
+    assert [t for t in EVENT_TYPES if not pattern.match(t)] == []
+
+
+def test_the_old_agent_event_names_are_gone_from_code_console_and_docs():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    places = [*root.glob("app/**/*.py"), *root.glob("api/*.py"), *root.glob("console/src/**/*"),
+              *root.glob("docs/*.md"), root / "README.md", root / "ARCHITECTURE.md"]
+    old = ("agent.created", "agent.updated", "agent.deleted")
+    hits = [(p.name, name) for p in places if p.is_file()
+            for name in old if name in p.read_text(errors="replace")]
+    assert hits == []

@@ -60,7 +60,7 @@ def test_the_default_origins_are_the_relays_own_and_the_apis():
 
 
 def test_a_replay_page_always_fits_in_the_send_queue():
-    from api.relay.registry import Limits
+    from api.relay.connections import Limits
 
     assert Limits(replay_page=500, send_queue_max=1000).page == 500
     assert Limits(replay_page=500, send_queue_max=100).page == 50

@@ -8,8 +8,6 @@ from app.jobs import TRANSITIONS, can_transition
 from app.models import TERMINAL, JobStatus
 from app.runs import backoff_s
 
-S = JobStatus
-
 
 def test_every_status_has_a_rule():
     assert set(TRANSITIONS) == set(JobStatus)
@@ -18,13 +16,13 @@ def test_every_status_has_a_rule():
 @pytest.mark.parametrize("terminal", sorted(TERMINAL))
 def test_terminal_states_only_leave_through_an_explicit_retry(terminal):
     allowed = {s for s in JobStatus if can_transition(terminal, s)}
-    assert allowed <= {S.QUEUED}
-    assert not can_transition(terminal, S.PROCESSING)
-    assert not can_transition(terminal, S.COMPLETED)
+    assert allowed <= {JobStatus.QUEUED}
+    assert not can_transition(terminal, JobStatus.PROCESSING)
+    assert not can_transition(terminal, JobStatus.COMPLETED)
 
 
 def test_completed_is_final():
-    assert not any(can_transition(S.COMPLETED, s) for s in JobStatus)
+    assert not any(can_transition(JobStatus.COMPLETED, s) for s in JobStatus)
 
 
 @pytest.mark.parametrize(

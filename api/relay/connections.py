@@ -14,7 +14,7 @@ from app.streams import Subscription
 socketio = SocketIO()
 
 
-class Registry:
+class Connections:
     """Which clients are connected (and with which key), and who is in which room."""
 
     def __init__(self) -> None:
@@ -71,15 +71,15 @@ class Registry:
         return {t.key_id for t in list(self.tenants.values()) if t.key_id is not None}
 
 
-registry = Registry()
+connections = Connections()
 
 METRICS = CollectorRegistry()
 Gauge(
     "orchestra_relay_connections", "Socket.IO clients connected to this relay", registry=METRICS
-).set_function(lambda: len(registry.tenants))
+).set_function(lambda: len(connections.tenants))
 Gauge(
     "orchestra_relay_subscriptions", "Room subscriptions on this relay", registry=METRICS
-).set_function(lambda: len(registry.all()))
+).set_function(lambda: len(connections.all()))
 
 # Counted in-process: one relay is one gunicorn worker, so its /metrics sees every delivery.
 DELIVERIES = Counter(

@@ -1,4 +1,4 @@
-"""The agent registry: create, list, patch (a new version each time), revert, delete."""
+"""Agent definitions: create, list, patch (a new version each time), revert, delete."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from app import audit, db, events, pages
 from app.agents import commands, core, types
 from app.errors import Conflict, ValidationFailed
 from app.events import iso
-from app.models import Agent, AgentStatus, AgentVersion, Tenant
+from app.models import Agent, AgentStatus, AgentVersion, CommandName, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.tenants import TenantRef
 
-A = AgentStatus
 _AGENT = Agent.__table__
 
 
@@ -57,7 +56,7 @@ def create(who: TenantRef, req: dict) -> dict:
                         description=req.get("description") or "",
                         config=req.get("config", {}),
                         version=1,
-                        status=A.STOPPED.value,
+                        status=AgentStatus.STOPPED.value,
                         created_at=now,
                         updated_at=now,
                     )
@@ -70,7 +69,7 @@ def create(who: TenantRef, req: dict) -> dict:
             _add_version(uow, who, agent, "create")
             uow.record(
                 core.subject(agent),
-                events.AGENT_CREATED,
+                events.AGENT_CREATE_COMPLETED,
                 {
                     "agent_id": str(agent["id"]),
                     "name": agent["name"],
@@ -118,7 +117,7 @@ def _new_version(uow: UnitOfWork, who, agent: dict, changes: dict, reason: str, 
     _add_version(uow, who, agent, reason)
     uow.record(
         core.subject(agent),
-        events.AGENT_UPDATED,
+        events.AGENT_UPDATE_COMPLETED,
         {"agent_id": str(agent["id"]), "version": agent["version"], "reason": reason, **extra},
     )
     return agent
@@ -198,10 +197,10 @@ def delete(who: TenantRef, agent_id) -> None:
     with unit_of_work("api") as uow:
         agent = core.load(uow.conn, agent_id, who.id, lock=True)
         failed = commands.drop_queued(uow, agent, "AGENT_DELETED", "the agent was deleted")
-        if agent["status"] != A.STOPPED:
-            commands.enqueue(uow, agent, "stop", {"reason": "delete"}, who)
+        if agent["status"] != AgentStatus.STOPPED:
+            commands.enqueue(uow, agent, CommandName.STOP, {"reason": "delete"}, who)
         agent = core.update_agent(uow, agent, deleted_at=core.now())
-        uow.record(core.subject(agent), events.AGENT_DELETED, {"agent_id": str(agent["id"])})
+        uow.record(core.subject(agent), events.AGENT_DELETE_COMPLETED, {"agent_id": str(agent["id"])})
         audit.record(
             uow.conn,
             who,
