@@ -200,7 +200,8 @@ def delete(who: TenantRef, agent_id) -> None:
         if agent["status"] != AgentStatus.STOPPED:
             commands.enqueue(uow, agent, CommandName.STOP, {"reason": "delete"}, who)
         agent = core.update_agent(uow, agent, deleted_at=core.now())
-        uow.record(core.subject(agent), events.AGENT_DELETE_COMPLETED, {"agent_id": str(agent["id"])})
+        payload = {"agent_id": str(agent["id"])}
+        uow.record(core.subject(agent), events.AGENT_DELETE_COMPLETED, payload)
         audit.record(
             uow.conn,
             who,
