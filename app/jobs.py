@@ -11,10 +11,11 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, outbox, pages
 from app.errors import InvalidTransition, NotFound, ValidationFailed
-from app.events import Subject, plain
+from app.events import Subject
 from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB
+from app.rows import JobRow
 from app.tenants import TenantRef
 
 DEFAULT_PRIORITY = 5  # of 0-9, 9 the most urgent
@@ -39,11 +40,9 @@ def can_transition(current: str, new: str) -> bool:
     return JobStatus(new) in TRANSITIONS[JobStatus(current)]
 
 
-def subject(job) -> Subject:
-    """The event subject of a job row (which carries its tenant's name as `tenant`)."""
-    return Subject(
-        "job", job["id"], job["tenant_id"], job["tenant"], job["correlation_id"], job["card_id"]
-    )
+def subject(job: JobRow) -> Subject:
+    """The event subject of a job row."""
+    return Subject("job", job.id, job.tenant_id, job.tenant, job.correlation_id, job.card_id)
 
 
 def _now() -> datetime:
@@ -93,9 +92,9 @@ WAITING = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)
 
 def _due(now: datetime, settled: datetime, limit: int):
     """The waiting jobs that are due and not on the broker, oldest due first (SKIP LOCKED:
-    two sweeps never send the same batch)."""
+    two sweeps never send the same batch): whole rows, as `JobRow.of` takes them."""
     return (
-        select(Job.id, Job.dispatch_token, Job.priority, Job.timeout_s, Job.correlation_id)
+        _select_job()
         .where(
             Job.dispatched_at.is_(None),
             Job.status.in_(WAITING),
@@ -105,15 +104,15 @@ def _due(now: datetime, settled: datetime, limit: int):
         )
         .order_by(Job.run_after)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=_JOB)
     )
 
 
-def _run_options(job: dict) -> dict:
-    timeout = float(job["timeout_s"])
+def _run_options(job: JobRow) -> dict:
+    timeout = float(job.timeout_s)
     return {
         # Redis sorts lower numbers first; our contract says 9 is most urgent.
-        "priority": 9 - int(job["priority"]),
+        "priority": 9 - int(job.priority),
         "soft_time_limit": timeout,
         "time_limit": timeout + HARD_LIMIT_GRACE_S,
     }
@@ -129,13 +128,14 @@ JOB_RUN = outbox.register(
         id_kwarg="job_id",
         waiting=Job.status.in_(WAITING),
         due=_due,
+        row=JobRow.of,
         options=_run_options,
     )
 )
 
 # `hook(uow, job)` for every job that reaches a terminal status, in that transaction. What
 # builds on jobs (an agent's execution) registers here, so this module imports nothing above it.
-TerminalHook = Callable[[UnitOfWork, dict], None]
+TerminalHook = Callable[[UnitOfWork, JobRow], None]
 _ON_TERMINAL: list[TerminalHook] = []
 
 
@@ -151,39 +151,39 @@ def terminal_hooks() -> tuple[TerminalHook, ...]:
     return tuple(_ON_TERMINAL)
 
 
-def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> dict:
-    """One job row (with `tenant`), optionally locked; `NotFound` if absent or not the tenant's."""
+def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> JobRow:
+    """One job, optionally locked; `NotFound` if absent or not the tenant's."""
     params = {"job_id": _as_uuid(job_id), "tenant_id": tenant_id}
     row = conn.execute(_LOAD[tenant_id is not None, bool(lock)], params).mappings().first()
     if row is None:
         raise NotFound("no such job")
-    return dict(row)
+    return JobRow.of(row)
 
 
-def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
+def transition(uow: UnitOfWork, job: JobRow, status: JobStatus, **values) -> JobRow:
     """Move a locked job to `status`, write `values`, record `job.status.updated`."""
-    if not can_transition(job["status"], status):
+    if status not in TRANSITIONS[job.status]:
         raise InvalidTransition(
-            f"a {job['status']} job cannot become {status.value}",
-            {"status": [f"is {job['status']}"]},
+            f"a {job.status} job cannot become {status.value}",
+            {"status": [f"is {job.status}"]},
         )
     now = _now()
     values.update(status=status.value, updated_at=now)
     if status in TERMINAL:
         values.setdefault("finished_at", now)
-    row = uow.conn.execute(_UPDATE, {"job_id": job["id"], **values}).mappings().one()
-    new = {**dict(row), "tenant": job["tenant"]}
+    row = uow.conn.execute(_UPDATE, {"job_id": job.id, **values}).mappings().one()
+    new = JobRow.of(row, tenant=job.tenant)
     payload = {
-        "job_id": str(job["id"]),
+        "job_id": str(job.id),
         "status": status.value,
-        "previous_status": job["status"],
-        "attempt": new["attempts"],
+        "previous_status": job.status.value,
+        "attempt": new.attempts,
     }
     if status == JobStatus.COMPLETED:
-        payload.update(result=new["result"], result_url=new["result_url"])
+        payload.update(result=new.result, result_url=new.result_url)
     ended_badly = (JobStatus.FAILED, JobStatus.RETRYING, JobStatus.CANCELLED)
-    if new["error"] is not None and status in ended_badly:
-        payload["error"] = new["error"]
+    if new.error is not None and status in ended_badly:
+        payload["error"] = new.error
     uow.record(subject(new), events.JOB_STATUS_UPDATED, payload)
     if status in TERMINAL:
         for hook in _ON_TERMINAL:
@@ -220,11 +220,10 @@ def _checked(req: dict, settings: config.Settings) -> float:
 
 def submit(
     tenant: TenantRef, req: dict, idempotency_key: str | None = None, correlation_id=None
-) -> tuple[dict, bool]:
+) -> tuple[JobRow, bool]:
     """Create a queued job (or find the one this idempotency key made); `(job, created)`."""
     with unit_of_work("api") as uow:
-        job, created = create(uow, tenant, req, idempotency_key, correlation_id)
-    return plain(job), created
+        return create(uow, tenant, req, idempotency_key, correlation_id)
 
 
 def create(
@@ -234,7 +233,7 @@ def create(
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
     agent_command_id: uuid.UUID | None = None,
-) -> tuple[dict, bool]:
+) -> tuple[JobRow, bool]:
     """Insert a queued job in the caller's transaction; `(job row, created)`."""
     settings = config.current()
     timeout_s = _checked(req, settings)
@@ -269,12 +268,12 @@ def create(
             .mappings()
             .one()
         )
-        return dict(existing), False
-    job = {**dict(row), "tenant": tenant.name}
+        return JobRow.of(existing), False
+    job = JobRow.of(row, tenant=tenant.name)
     uow.record(
         subject(job),
         events.JOB_STATUS_UPDATED,
-        {"job_id": str(job["id"]), "status": JobStatus.QUEUED, "previous_status": None,
+        {"job_id": str(job.id), "status": JobStatus.QUEUED, "previous_status": None,
          "attempt": 0},
     )
     if countdown <= 0:
@@ -282,43 +281,44 @@ def create(
     return job, True
 
 
-def get(tenant: TenantRef, job_id) -> dict:
+def get(tenant: TenantRef, job_id) -> JobRow:
     """One of the tenant's jobs."""
     with db.transaction() as conn:
-        return plain(load(conn, job_id, tenant.id))
+        return load(conn, job_id, tenant.id)
 
 
-def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None):
+def list_jobs(
+    tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None
+) -> tuple[list[JobRow], str | None]:
     """The tenant's jobs, newest first, keyset-paginated: `(items, next_cursor)`."""
     q = _select_job().where(Job.tenant_id == tenant.id)
     for name in ("status", "kind", "card_id"):
         if filters.get(name) is not None:
             q = q.where(getattr(Job, name) == filters[name])
     rows, next_cursor = pages.newest_first(q, _JOB, limit, cursor)
-    return [plain(r) for r in rows], next_cursor
+    return [JobRow.of(r) for r in rows], next_cursor
 
 
-def cancel(tenant: TenantRef, job_id) -> dict:
+def cancel(tenant: TenantRef, job_id) -> JobRow:
     """Cancel a job: at once if it waits, at the worker's next checkpoint if it runs."""
     with unit_of_work("api") as uow:
         job = load(uow.conn, job_id, tenant.id, lock=True)
-        if job["status"] == JobStatus.PROCESSING:
+        if job.status == JobStatus.PROCESSING:
             row = (
                 uow.conn.execute(
                     update(_JOB)
-                    .where(Job.id == job["id"])
+                    .where(Job.id == job.id)
                     .values(cancel_requested=True, updated_at=_now())
                     .returning(_JOB)
                 )
                 .mappings()
                 .one()
             )
-            return plain({**dict(row), "tenant": job["tenant"]})
-        job = transition(uow, job, JobStatus.CANCELLED, cancel_requested=True)
-    return plain(job)
+            return JobRow.of(row, tenant=job.tenant)
+        return transition(uow, job, JobStatus.CANCELLED, cancel_requested=True)
 
 
-def retry(tenant: TenantRef, job_id) -> dict:
+def retry(tenant: TenantRef, job_id) -> JobRow:
     """Put a failed or cancelled job back in the queue; `attempts` keeps counting."""
     with unit_of_work("api") as uow:
         job = load(uow.conn, job_id, tenant.id, lock=True)
@@ -326,7 +326,7 @@ def retry(tenant: TenantRef, job_id) -> dict:
             uow,
             job,
             JobStatus.QUEUED,
-            retry_base=job["attempts"],
+            retry_base=job.attempts,
             error=None,
             result=None,
             result_url=None,
@@ -339,7 +339,7 @@ def retry(tenant: TenantRef, job_id) -> dict:
             run_id=None,
         )
         uow.send_after_commit(JOB_RUN, job)
-    return plain(job)
+    return job
 
 
 def job_events(tenant: TenantRef, job_id, since: int = 0, limit: int = 100) -> dict:
@@ -347,14 +347,14 @@ def job_events(tenant: TenantRef, job_id, since: int = 0, limit: int = 100) -> d
     has_more}` (one more is read to know whether more follow)."""
     with db.transaction() as conn:
         job = load(conn, job_id, tenant.id)
-        found = events.for_subject(conn, "job", job["id"], since, limit=limit + 1)
+        found = events.for_subject(conn, "job", job.id, since, limit=limit + 1)
     return events.page(found, since, limit)
 
 
 def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:
     """The artifact the job's generator wrote: `(content_type, body)`."""
     with db.transaction() as conn:
-        found = artifacts.find(conn, load(conn, job_id, tenant.id)["id"])
+        found = artifacts.find(conn, load(conn, job_id, tenant.id).id)
     if found is None:
         raise NotFound("this job has no result artifact")
     return artifacts.read(found)  # a file is read outside the transaction

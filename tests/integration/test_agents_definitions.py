@@ -105,7 +105,9 @@ def test_patch_makes_versions_and_revert_restores_a_config(http):
     assert v4["version"] == 4 and v4["config"] == versions[0]["config"]
     assert v4["description"] == ""
     events = client.get(f"{url}/events", headers=auth).json["items"]
-    assert [e["event_type"] for e in events] == ["agent.create.completed"] + ["agent.update.completed"] * 3
+    assert [e["event_type"] for e in events] == (
+        ["agent.create.completed"] + ["agent.update.completed"] * 3
+    )
     assert events[-1]["payload"] == {
         "agent_id": agent["id"],
         "version": 4,
