@@ -434,7 +434,7 @@ def finish(claimed: Claimed, outcome: Outcome) -> str | None:
             log.info("command %s: no longer this run's, outcome dropped", cmd.id)
             return None
         core.write_logs(uow.conn, agent.id, outcome.lines, cmd.id)
-        return _end(uow, agent, cmd, outcome)["status"]
+        return _end(uow, agent, cmd, outcome).status
 
 
 def _end(uow: UnitOfWork, agent: AgentRow, cmd: CommandRow, outcome: Outcome) -> CommandRow:
