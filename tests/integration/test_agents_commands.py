@@ -251,7 +251,7 @@ def test_deleting_a_running_agent_stops_it_first(agents):
         assert row.status == "stopped" and row.deleted_at is not None
         trail = [
             (e["event_type"], e["payload"].get("status"))
-            for e in events.for_subject(conn, "agent", row["id"])
+            for e in events.for_subject(conn, "agent", row.id)
         ]
     deleted = trail.index(("agent.delete.completed", None))
     assert ("agent.status.changed", "stopped") in trail[deleted:]

@@ -132,14 +132,14 @@ def test_retention_removes_the_artifact_files(domain, tenant, tmp_path):
         old_file, recent_file = (tmp_path / artifact_row(j.id).path for j in (old, recent))
         with db.transaction() as conn:
             conn.execute(text("UPDATE jobs SET finished_at = now() - interval '2 hours' "
-                              "WHERE id = :id"), {"id": old["id"]})
+                              "WHERE id = :id"), {"id": old.id})
         while retention.purge_expired(batch=1):
             pass
     finally:
         config.install(domain)
     assert settings.retention_s == 3600
-    assert not old_file.exists() and artifact_row(old["id"]) is None
-    assert recent_file.exists() and artifact_row(recent["id"]) is not None
+    assert not old_file.exists() and artifact_row(old.id) is None
+    assert recent_file.exists() and artifact_row(recent.id) is not None
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def submit(tenant, service, max_retries=10, **payload) -> str:
               "payload": payload}
     job, _ = jobs.submit(tenant[1], {"kind": "http", "params": params,
                                      "max_retries": max_retries})
-    return job.id
+    return str(job.id)
 
 
 def attempt(tenant, job_id: str, honour_backoff: bool = True) -> dict:
@@ -173,9 +173,9 @@ def test_another_worker_shares_the_open_breaker_and_does_not_report_it_again(ten
     http_gen._breakers.clear()  # a fresh breaker object, as in another worker process
     service.start()
     other = attempt(tenant, submit(tenant, service))
-    assert "circuit open" in other["error"]["message"]
+    assert "circuit open" in other.error["message"]
     assert service.calls()["generate"] == 0
-    assert breaker_changes(other["id"]) == [] and breaker_changes(tripper) == [("closed", "open")]
+    assert breaker_changes(other.id) == [] and breaker_changes(tripper) == [("closed", "open")]
 
 
 def test_4xx_is_permanent_and_leaves_the_breaker_closed(tenant, service):

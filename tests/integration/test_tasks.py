@@ -281,7 +281,7 @@ def test_a_services_answer_postgres_cannot_store_fails_the_job(
         "result_url": ("failed", "OUTPUT_NOT_STORABLE"),
         "refusal": ("failed", "GENERATOR_ERROR"),
     }
-    assert ended["refusal"]["error"]["message"].endswith("HTTP 400: no thanks")
+    assert ended["refusal"].error["message"].endswith("HTTP 400: no thanks")
 
 
 # --- Progress is coalesced; cancellation stays timely -----------------------------------
@@ -303,7 +303,7 @@ def test_a_hundred_progress_steps_in_a_second_write_a_few_events(celery_app_work
     print(f"{len(written)} progress events for 100 steps in {ran_s:.2f}s")
     # The bound follows the run's own measured length, so a slow machine cannot break it.
     assert 2 <= len(written) <= ran_s / domain.progress_min_interval_s + 2, (len(written), ran_s)
-    assert written[-1] == {"job_id": job.id, "progress": 1.0, "message": "step 100/100"}
+    assert written[-1] == {"job_id": str(job.id), "progress": 1.0, "message": "step 100/100"}
     values = [p["progress"] for p in written]
     assert values == sorted(values)
 
