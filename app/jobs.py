@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, outbox, pages
@@ -88,6 +88,91 @@ _INSERT = (
 
 # A job waits for a worker while queued or retrying.
 WAITING = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)
+
+
+def _moving(conditions: list, **sets):
+    """`UPDATE jobs SET sets WHERE id = :job_id AND conditions RETURNING *, tenant, previous
+    status`: lock, check and move a job in one round trip (the lock taken by the CTE's
+    `FOR UPDATE` reads the row as committed, so `previous_status` is what it moved from)."""
+    old = (
+        select(_JOB.c.id, _JOB.c.status.label("previous_status"))
+        .where(_BY_ID, *conditions)
+        .with_for_update()
+        .cte("old")
+    )
+    return (
+        update(_JOB)
+        .where(_JOB.c.id == old.c.id, Tenant.id == _JOB.c.tenant_id)
+        .values(**sets)
+        .returning(_JOB, Tenant.name.label("tenant"), old.c.previous_status)
+    )
+
+
+_NOW = bindparam("now", type_=_JOB.c.updated_at.type)
+_RUN_ID = bindparam("the_run_id", type_=_JOB.c.run_id.type)
+# A worker's claim: this message's token is the job's current one and the job waits.
+_CLAIM = _moving(
+    [Job.dispatch_token == bindparam("token", type_=_JOB.c.dispatch_token.type),
+     Job.status.in_(WAITING)],
+    status=JobStatus.PROCESSING.value,
+    attempts=Job.attempts + 1,
+    run_id=_RUN_ID,
+    worker=bindparam("the_worker", type_=_JOB.c.worker.type),
+    heartbeat_at=_NOW,
+    attempt_started_at=_NOW,
+    started_at=func.coalesce(Job.started_at, _NOW),
+    dispatched_at=func.coalesce(Job.dispatched_at, _NOW),
+    progress=0.0,
+    error=None,
+    updated_at=_NOW,
+)
+# A run's success: the job is still this run's and `processing`.
+_COMPLETE = _moving(
+    [Job.run_id == _RUN_ID, Job.status == JobStatus.PROCESSING.value],
+    status=JobStatus.COMPLETED.value,
+    result=bindparam("the_result", type_=_JOB.c.result.type),
+    result_url=bindparam("the_result_url", type_=_JOB.c.result_url.type),
+    progress=1.0,
+    finished_at=_NOW,
+    updated_at=_NOW,
+)
+
+
+def claim(uow: UnitOfWork, job_id, token: str, worker: str) -> JobRow | None:
+    """Move a waiting job to `processing` for the run of the message carrying `token`, or
+    None if it is not that message's to run (stale, duplicate, unknown job)."""
+    try:
+        token_id = uuid.UUID(str(token))
+    except ValueError:
+        return None
+    params = {"job_id": _as_uuid(job_id), "token": token_id, "the_run_id": uuid.uuid4(),
+              "the_worker": worker, "now": _now()}
+    return _moved(uow, uow.conn.execute(_CLAIM, params).mappings().first())
+
+
+def complete(
+    uow: UnitOfWork, job_id, run_id: uuid.UUID, result, result_url,
+    before: Callable[[JobRow], None] | None = None,
+) -> JobRow | None:
+    """Move a job `processing` under `run_id` to `completed`, or None if it is not that
+    run's any more; `before(job)` records what must come before `completed` (the run's
+    last progress)."""
+    params = {"job_id": _as_uuid(job_id), "the_run_id": run_id, "the_result": result,
+              "the_result_url": result_url, "now": _now()}
+    return _moved(uow, uow.conn.execute(_COMPLETE, params).mappings().first(), before)
+
+
+def _moved(uow: UnitOfWork, row, before=None) -> JobRow | None:
+    """Record the move a `_moving` statement made (None if it matched nothing)."""
+    if row is None:
+        return None
+    values = dict(row)
+    previous = JobStatus(values.pop("previous_status"))
+    new = JobRow.of(values)
+    if before is not None:
+        before(new)
+    _record_move(uow, previous, new)
+    return new
 
 
 def _due(now: datetime, settled: datetime, limit: int):
@@ -173,10 +258,17 @@ def transition(uow: UnitOfWork, job: JobRow, status: JobStatus, **values) -> Job
         values.setdefault("finished_at", now)
     row = uow.conn.execute(_UPDATE, {"job_id": job.id, **values}).mappings().one()
     new = JobRow.of(row, tenant=job.tenant)
+    _record_move(uow, job.status, new)
+    return new
+
+
+def _record_move(uow: UnitOfWork, previous: JobStatus, new: JobRow) -> None:
+    """The event of a move from `previous` to `new.status`, and the terminal hooks."""
+    status = new.status
     payload = {
-        "job_id": str(job.id),
+        "job_id": str(new.id),
         "status": status.value,
-        "previous_status": job.status.value,
+        "previous_status": previous.value,
         "attempt": new.attempts,
     }
     if status == JobStatus.COMPLETED:
@@ -188,7 +280,6 @@ def transition(uow: UnitOfWork, job: JobRow, status: JobStatus, **values) -> Job
     if status in TERMINAL:
         for hook in _ON_TERMINAL:
             hook(uow, new)
-    return new
 
 
 def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:
