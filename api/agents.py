@@ -34,6 +34,8 @@ from api.schemas import (
 )
 from app import audit
 from app.agents import commands, definitions, queries
+from app.agents.core import public
+from app.events import plain
 from app.models import CommandName
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ def create(body: dict):
     checked against the type's schema; names are unique per tenant (409).
     """
     agent = definitions.create(current_tenant(), body)
-    return agent, 201, {"Location": url_for("agents.get_agent", agent_id=agent["id"])}
+    location = url_for("agents.get_agent", agent_id=str(agent.id))
+    return public(agent), 201, {"Location": location}
 
 
 @bp.get("/agents")
@@ -76,7 +79,7 @@ def list_agents(q: dict):
     pagination as jobs (`cursor` from `next_cursor`).
     """
     items, next_cursor = definitions.list_agents(current_tenant(), q, q["limit"], q.get("cursor"))
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": [public(agent) for agent in items], "next_cursor": next_cursor}
 
 
 @bp.get("/agents/<agent_id>")
@@ -87,7 +90,7 @@ def get_agent(agent_id: str):
 
     One agent: its current version, status, last heartbeat and capabilities.
     """
-    return definitions.get(current_tenant(), agent_id)
+    return public(definitions.get(current_tenant(), agent_id))
 
 
 @bp.patch("/agents/<agent_id>")
@@ -100,7 +103,7 @@ def patch(changes: dict, agent_id: str):
     Changes `name`, `description` or `config` (at least one): the agent gets a new `version`,
     and the old one is kept (see `/versions`).
     """
-    return definitions.patch(current_tenant(), agent_id, changes)
+    return public(definitions.patch(current_tenant(), agent_id, changes))
 
 
 @bp.delete("/agents/<agent_id>")
@@ -138,16 +141,16 @@ def revert(body: dict, agent_id: str):
     Makes a new version whose name, description and config equal those of `version`; history
     is never rewritten.
     """
-    return definitions.revert(current_tenant(), agent_id, body["version"])
+    return public(definitions.revert(current_tenant(), agent_id, body["version"]))
 
 
 def _accept(agent_id: str, command: str, params: dict):
     corr = correlation.for_new_rows()
     cmd = commands.accept(current_tenant(), agent_id, command, params, correlation_id=corr)
-    correlation.bind(command_id=cmd["id"])
+    correlation.bind(command_id=str(cmd.id))
     log.info("agent command %s accepted", command)
-    location = url_for("agents.get_command", agent_id=agent_id, command_id=cmd["id"])
-    return cmd, 202, {"Location": location}
+    location = url_for("agents.get_command", agent_id=agent_id, command_id=str(cmd.id))
+    return plain(cmd), 202, {"Location": location}
 
 
 @bp.post("/agents/<agent_id>/commands")
@@ -192,7 +195,8 @@ def list_commands(q: dict, agent_id: str):
 
     The agent's last `limit` commands with their status, result or error.
     """
-    return {"items": commands.list_commands(current_tenant(), agent_id, q["limit"])}
+    found = commands.list_commands(current_tenant(), agent_id, q["limit"])
+    return {"items": [plain(cmd) for cmd in found]}
 
 
 @bp.get("/agents/<agent_id>/commands/<command_id>")
@@ -204,7 +208,7 @@ def get_command(agent_id: str, command_id: str):
     A command's status (`queued`, `processing`, `completed`, `failed`) and its result or
     error; poll it, or follow the agent's events.
     """
-    return commands.get(current_tenant(), agent_id, command_id)
+    return plain(commands.get(current_tenant(), agent_id, command_id))
 
 
 @bp.get("/agents/<agent_id>/status")

@@ -22,6 +22,7 @@ from api.schemas import (
     SinceQuerySchema,
 )
 from app import events, jobs
+from app.events import plain
 from app.generators import all_generators
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,12 @@ def submit(req: dict):
         idempotency_key=header("Idempotency-Key"),
         correlation_id=correlation.for_new_rows(),
     )
-    correlation.bind(job_id=job["id"])
-    log.info("job %s %s", "submitted" if created else "found by idempotency key", job["kind"])
-    headers = {"Location": url_for("jobs.get_job", job_id=job["id"])}
+    correlation.bind(job_id=str(job.id))
+    log.info("job %s %s", "submitted" if created else "found by idempotency key", job.kind)
+    headers = {"Location": url_for("jobs.get_job", job_id=str(job.id))}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return job, 202 if created else 200, headers
+    return plain(job), 202 if created else 200, headers
 
 
 @bp.get("/jobs/<job_id>")
@@ -70,7 +71,7 @@ def get_job(job_id: str):
     One job with its status, progress, attempts and result or error. Another tenant's job
     answers 404.
     """
-    return jobs.get(current_tenant(), job_id)
+    return plain(jobs.get(current_tenant(), job_id))
 
 
 @bp.get("/jobs")
@@ -84,7 +85,7 @@ def list_jobs(q: dict):
     last page.
     """
     items, next_cursor = jobs.list_jobs(current_tenant(), q, q["limit"], q.get("cursor"))
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": [plain(job) for job in items], "next_cursor": next_cursor}
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -97,7 +98,7 @@ def cancel(_: dict, job_id: str):
     A queued job never runs; a processing one stops at its next check and ends `cancelled`
     (`cancel_requested` shows it is on its way). 409 if the job already ended.
     """
-    return jobs.cancel(current_tenant(), job_id)
+    return plain(jobs.cancel(current_tenant(), job_id))
 
 
 @bp.post("/jobs/<job_id>/retry")
@@ -110,7 +111,7 @@ def retry(_: dict, job_id: str):
     Puts a failed or cancelled job back in `queued`; `attempts` keeps counting. 409 for any
     other status.
     """
-    return jobs.retry(current_tenant(), job_id)
+    return plain(jobs.retry(current_tenant(), job_id))
 
 
 @bp.get("/jobs/<job_id>/events")

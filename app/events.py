@@ -3,6 +3,9 @@ commit by the outbox (`app/outbox/publish.py`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,16 +182,29 @@ def iso(ts: datetime | None) -> str | None:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+@functools.cache
+def _field_names(row_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(row_type))
+
+
 def plain(row) -> dict:
-    """A row in JSON's terms: ids as strings, times as `iso`. Which of its fields a client
-    sees is the API's business: each route dumps its answer through the schema its document
-    shows (api/schemas.py), so no list of public fields is kept here as a second copy."""
+    """A row (a dataclass of `app/rows.py`) in JSON's terms: ids as strings, times as `iso`,
+    enums as their values. Which of its fields a client sees is the API's business: each
+    route dumps its answer through the schema its document shows (api/schemas.py), so no list
+    of public fields is kept here as a second copy.
+
+    Field by field, not `dataclasses.asdict`, which deep-copies every value (params, results):
+    the API's answers go through here. The names are read once per row type.
+    """
     out = {}
-    for name, value in dict(row).items():
+    for name in _field_names(type(row)):
+        value = getattr(row, name)
         if isinstance(value, datetime):
             value = iso(value)
         elif isinstance(value, uuid.UUID):
             value = str(value)
+        elif isinstance(value, enum.Enum):
+            value = value.value
         out[name] = value
     return out
 

@@ -6,15 +6,16 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, outbox, pages
 from app.errors import InvalidTransition, NotFound, ValidationFailed
-from app.events import Subject, plain
+from app.events import Subject
 from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB
+from app.rows import JobRow
 from app.tenants import TenantRef
 
 DEFAULT_PRIORITY = 5  # of 0-9, 9 the most urgent
@@ -39,11 +40,9 @@ def can_transition(current: str, new: str) -> bool:
     return JobStatus(new) in TRANSITIONS[JobStatus(current)]
 
 
-def subject(job) -> Subject:
-    """The event subject of a job row (which carries its tenant's name as `tenant`)."""
-    return Subject(
-        "job", job["id"], job["tenant_id"], job["tenant"], job["correlation_id"], job["card_id"]
-    )
+def subject(job: JobRow) -> Subject:
+    """The event subject of a job row."""
+    return Subject("job", job.id, job.tenant_id, job.tenant, job.correlation_id, job.card_id)
 
 
 def _now() -> datetime:
@@ -91,11 +90,96 @@ _INSERT = (
 WAITING = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)
 
 
+def _moving(conditions: list, **sets):
+    """`UPDATE jobs SET sets WHERE id = :job_id AND conditions RETURNING *, tenant, previous
+    status`: lock, check and move a job in one round trip (the lock taken by the CTE's
+    `FOR UPDATE` reads the row as committed, so `previous_status` is what it moved from)."""
+    old = (
+        select(_JOB.c.id, _JOB.c.status.label("previous_status"))
+        .where(_BY_ID, *conditions)
+        .with_for_update()
+        .cte("old")
+    )
+    return (
+        update(_JOB)
+        .where(_JOB.c.id == old.c.id, Tenant.id == _JOB.c.tenant_id)
+        .values(**sets)
+        .returning(_JOB, Tenant.name.label("tenant"), old.c.previous_status)
+    )
+
+
+_NOW = bindparam("now", type_=_JOB.c.updated_at.type)
+_RUN_ID = bindparam("the_run_id", type_=_JOB.c.run_id.type)
+# A worker's claim: this message's token is the job's current one and the job waits.
+_CLAIM = _moving(
+    [Job.dispatch_token == bindparam("token", type_=_JOB.c.dispatch_token.type),
+     Job.status.in_(WAITING)],
+    status=JobStatus.PROCESSING.value,
+    attempts=Job.attempts + 1,
+    run_id=_RUN_ID,
+    worker=bindparam("the_worker", type_=_JOB.c.worker.type),
+    heartbeat_at=_NOW,
+    attempt_started_at=_NOW,
+    started_at=func.coalesce(Job.started_at, _NOW),
+    dispatched_at=func.coalesce(Job.dispatched_at, _NOW),
+    progress=0.0,
+    error=None,
+    updated_at=_NOW,
+)
+# A run's success: the job is still this run's and `processing`.
+_COMPLETE = _moving(
+    [Job.run_id == _RUN_ID, Job.status == JobStatus.PROCESSING.value],
+    status=JobStatus.COMPLETED.value,
+    result=bindparam("the_result", type_=_JOB.c.result.type),
+    result_url=bindparam("the_result_url", type_=_JOB.c.result_url.type),
+    progress=1.0,
+    finished_at=_NOW,
+    updated_at=_NOW,
+)
+
+
+def claim(uow: UnitOfWork, job_id, token: str, worker: str) -> JobRow | None:
+    """Move a waiting job to `processing` for the run of the message carrying `token`, or
+    None if it is not that message's to run (stale, duplicate, unknown job)."""
+    try:
+        token_id = uuid.UUID(str(token))
+    except ValueError:
+        return None
+    params = {"job_id": _as_uuid(job_id), "token": token_id, "the_run_id": uuid.uuid4(),
+              "the_worker": worker, "now": _now()}
+    return _moved(uow, uow.conn.execute(_CLAIM, params).mappings().first())
+
+
+def complete(
+    uow: UnitOfWork, job_id, run_id: uuid.UUID, result, result_url,
+    before: Callable[[JobRow], None] | None = None,
+) -> JobRow | None:
+    """Move a job `processing` under `run_id` to `completed`, or None if it is not that
+    run's any more; `before(job)` records what must come before `completed` (the run's
+    last progress)."""
+    params = {"job_id": _as_uuid(job_id), "the_run_id": run_id, "the_result": result,
+              "the_result_url": result_url, "now": _now()}
+    return _moved(uow, uow.conn.execute(_COMPLETE, params).mappings().first(), before)
+
+
+def _moved(uow: UnitOfWork, row, before=None) -> JobRow | None:
+    """Record the move a `_moving` statement made (None if it matched nothing)."""
+    if row is None:
+        return None
+    values = dict(row)
+    previous = JobStatus(values.pop("previous_status"))
+    new = JobRow.of(values)
+    if before is not None:
+        before(new)
+    _record_move(uow, previous, new)
+    return new
+
+
 def _due(now: datetime, settled: datetime, limit: int):
     """The waiting jobs that are due and not on the broker, oldest due first (SKIP LOCKED:
-    two sweeps never send the same batch)."""
+    two sweeps never send the same batch): whole rows, as `JobRow.of` takes them."""
     return (
-        select(Job.id, Job.dispatch_token, Job.priority, Job.timeout_s, Job.correlation_id)
+        _select_job()
         .where(
             Job.dispatched_at.is_(None),
             Job.status.in_(WAITING),
@@ -105,15 +189,15 @@ def _due(now: datetime, settled: datetime, limit: int):
         )
         .order_by(Job.run_after)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=_JOB)
     )
 
 
-def _run_options(job: dict) -> dict:
-    timeout = float(job["timeout_s"])
+def _run_options(job: JobRow) -> dict:
+    timeout = float(job.timeout_s)
     return {
         # Redis sorts lower numbers first; our contract says 9 is most urgent.
-        "priority": 9 - int(job["priority"]),
+        "priority": 9 - int(job.priority),
         "soft_time_limit": timeout,
         "time_limit": timeout + HARD_LIMIT_GRACE_S,
     }
@@ -129,13 +213,14 @@ JOB_RUN = outbox.register(
         id_kwarg="job_id",
         waiting=Job.status.in_(WAITING),
         due=_due,
+        row=JobRow.of,
         options=_run_options,
     )
 )
 
 # `hook(uow, job)` for every job that reaches a terminal status, in that transaction. What
 # builds on jobs (an agent's execution) registers here, so this module imports nothing above it.
-TerminalHook = Callable[[UnitOfWork, dict], None]
+TerminalHook = Callable[[UnitOfWork, JobRow], None]
 _ON_TERMINAL: list[TerminalHook] = []
 
 
@@ -151,44 +236,50 @@ def terminal_hooks() -> tuple[TerminalHook, ...]:
     return tuple(_ON_TERMINAL)
 
 
-def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> dict:
-    """One job row (with `tenant`), optionally locked; `NotFound` if absent or not the tenant's."""
+def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> JobRow:
+    """One job, optionally locked; `NotFound` if absent or not the tenant's."""
     params = {"job_id": _as_uuid(job_id), "tenant_id": tenant_id}
     row = conn.execute(_LOAD[tenant_id is not None, bool(lock)], params).mappings().first()
     if row is None:
         raise NotFound("no such job")
-    return dict(row)
+    return JobRow.of(row)
 
 
-def transition(uow: UnitOfWork, job: dict, status: JobStatus, **values) -> dict:
+def transition(uow: UnitOfWork, job: JobRow, status: JobStatus, **values) -> JobRow:
     """Move a locked job to `status`, write `values`, record `job.status.updated`."""
-    if not can_transition(job["status"], status):
+    if status not in TRANSITIONS[job.status]:
         raise InvalidTransition(
-            f"a {job['status']} job cannot become {status.value}",
-            {"status": [f"is {job['status']}"]},
+            f"a {job.status} job cannot become {status.value}",
+            {"status": [f"is {job.status}"]},
         )
     now = _now()
     values.update(status=status.value, updated_at=now)
     if status in TERMINAL:
         values.setdefault("finished_at", now)
-    row = uow.conn.execute(_UPDATE, {"job_id": job["id"], **values}).mappings().one()
-    new = {**dict(row), "tenant": job["tenant"]}
+    row = uow.conn.execute(_UPDATE, {"job_id": job.id, **values}).mappings().one()
+    new = JobRow.of(row, tenant=job.tenant)
+    _record_move(uow, job.status, new)
+    return new
+
+
+def _record_move(uow: UnitOfWork, previous: JobStatus, new: JobRow) -> None:
+    """The event of a move from `previous` to `new.status`, and the terminal hooks."""
+    status = new.status
     payload = {
-        "job_id": str(job["id"]),
+        "job_id": str(new.id),
         "status": status.value,
-        "previous_status": job["status"],
-        "attempt": new["attempts"],
+        "previous_status": previous.value,
+        "attempt": new.attempts,
     }
     if status == JobStatus.COMPLETED:
-        payload.update(result=new["result"], result_url=new["result_url"])
+        payload.update(result=new.result, result_url=new.result_url)
     ended_badly = (JobStatus.FAILED, JobStatus.RETRYING, JobStatus.CANCELLED)
-    if new["error"] is not None and status in ended_badly:
-        payload["error"] = new["error"]
+    if new.error is not None and status in ended_badly:
+        payload["error"] = new.error
     uow.record(subject(new), events.JOB_STATUS_UPDATED, payload)
     if status in TERMINAL:
         for hook in _ON_TERMINAL:
             hook(uow, new)
-    return new
 
 
 def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:
@@ -220,11 +311,10 @@ def _checked(req: dict, settings: config.Settings) -> float:
 
 def submit(
     tenant: TenantRef, req: dict, idempotency_key: str | None = None, correlation_id=None
-) -> tuple[dict, bool]:
+) -> tuple[JobRow, bool]:
     """Create a queued job (or find the one this idempotency key made); `(job, created)`."""
     with unit_of_work("api") as uow:
-        job, created = create(uow, tenant, req, idempotency_key, correlation_id)
-    return plain(job), created
+        return create(uow, tenant, req, idempotency_key, correlation_id)
 
 
 def create(
@@ -234,7 +324,7 @@ def create(
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
     agent_command_id: uuid.UUID | None = None,
-) -> tuple[dict, bool]:
+) -> tuple[JobRow, bool]:
     """Insert a queued job in the caller's transaction; `(job row, created)`."""
     settings = config.current()
     timeout_s = _checked(req, settings)
@@ -269,12 +359,12 @@ def create(
             .mappings()
             .one()
         )
-        return dict(existing), False
-    job = {**dict(row), "tenant": tenant.name}
+        return JobRow.of(existing), False
+    job = JobRow.of(row, tenant=tenant.name)
     uow.record(
         subject(job),
         events.JOB_STATUS_UPDATED,
-        {"job_id": str(job["id"]), "status": JobStatus.QUEUED, "previous_status": None,
+        {"job_id": str(job.id), "status": JobStatus.QUEUED, "previous_status": None,
          "attempt": 0},
     )
     if countdown <= 0:
@@ -282,43 +372,44 @@ def create(
     return job, True
 
 
-def get(tenant: TenantRef, job_id) -> dict:
+def get(tenant: TenantRef, job_id) -> JobRow:
     """One of the tenant's jobs."""
     with db.transaction() as conn:
-        return plain(load(conn, job_id, tenant.id))
+        return load(conn, job_id, tenant.id)
 
 
-def list_jobs(tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None):
+def list_jobs(
+    tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None
+) -> tuple[list[JobRow], str | None]:
     """The tenant's jobs, newest first, keyset-paginated: `(items, next_cursor)`."""
     q = _select_job().where(Job.tenant_id == tenant.id)
     for name in ("status", "kind", "card_id"):
         if filters.get(name) is not None:
             q = q.where(getattr(Job, name) == filters[name])
     rows, next_cursor = pages.newest_first(q, _JOB, limit, cursor)
-    return [plain(r) for r in rows], next_cursor
+    return [JobRow.of(r) for r in rows], next_cursor
 
 
-def cancel(tenant: TenantRef, job_id) -> dict:
+def cancel(tenant: TenantRef, job_id) -> JobRow:
     """Cancel a job: at once if it waits, at the worker's next checkpoint if it runs."""
     with unit_of_work("api") as uow:
         job = load(uow.conn, job_id, tenant.id, lock=True)
-        if job["status"] == JobStatus.PROCESSING:
+        if job.status == JobStatus.PROCESSING:
             row = (
                 uow.conn.execute(
                     update(_JOB)
-                    .where(Job.id == job["id"])
+                    .where(Job.id == job.id)
                     .values(cancel_requested=True, updated_at=_now())
                     .returning(_JOB)
                 )
                 .mappings()
                 .one()
             )
-            return plain({**dict(row), "tenant": job["tenant"]})
-        job = transition(uow, job, JobStatus.CANCELLED, cancel_requested=True)
-    return plain(job)
+            return JobRow.of(row, tenant=job.tenant)
+        return transition(uow, job, JobStatus.CANCELLED, cancel_requested=True)
 
 
-def retry(tenant: TenantRef, job_id) -> dict:
+def retry(tenant: TenantRef, job_id) -> JobRow:
     """Put a failed or cancelled job back in the queue; `attempts` keeps counting."""
     with unit_of_work("api") as uow:
         job = load(uow.conn, job_id, tenant.id, lock=True)
@@ -326,7 +417,7 @@ def retry(tenant: TenantRef, job_id) -> dict:
             uow,
             job,
             JobStatus.QUEUED,
-            retry_base=job["attempts"],
+            retry_base=job.attempts,
             error=None,
             result=None,
             result_url=None,
@@ -339,7 +430,7 @@ def retry(tenant: TenantRef, job_id) -> dict:
             run_id=None,
         )
         uow.send_after_commit(JOB_RUN, job)
-    return plain(job)
+    return job
 
 
 def job_events(tenant: TenantRef, job_id, since: int = 0, limit: int = 100) -> dict:
@@ -347,14 +438,14 @@ def job_events(tenant: TenantRef, job_id, since: int = 0, limit: int = 100) -> d
     has_more}` (one more is read to know whether more follow)."""
     with db.transaction() as conn:
         job = load(conn, job_id, tenant.id)
-        found = events.for_subject(conn, "job", job["id"], since, limit=limit + 1)
+        found = events.for_subject(conn, "job", job.id, since, limit=limit + 1)
     return events.page(found, since, limit)
 
 
 def artifact(tenant: TenantRef, job_id) -> tuple[str, bytes]:
     """The artifact the job's generator wrote: `(content_type, body)`."""
     with db.transaction() as conn:
-        found = artifacts.find(conn, load(conn, job_id, tenant.id)["id"])
+        found = artifacts.find(conn, load(conn, job_id, tenant.id).id)
     if found is None:
         raise NotFound("this job has no result artifact")
     return artifacts.read(found)  # a file is read outside the transaction

@@ -20,12 +20,13 @@ from sqlalchemy import update
 from sqlalchemy.exc import StatementError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import artifacts, config, db, events, generators, storable, telemetry
+from app import artifacts, config, db, events, generators, jobs, storable, telemetry
 from app.errors import NotFound, Unavailable, ValidationFailed
 from app.generators import Cancelled, Output, PermanentError, TransientError
-from app.jobs import WAITING, load, subject, transition
+from app.jobs import load, subject, transition
 from app.models import Job, JobStatus
 from app.outbox import unit_of_work
+from app.rows import JobRow
 from app.storable import NotStorable
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,9 @@ class Run:
     written_at: float = field(default=-math.inf, repr=False)
     checked_at: float = field(default=-math.inf, repr=False)
 
-    def _owned(self, conn, lock: bool) -> dict:
+    def _owned(self, conn, lock: bool) -> JobRow:
         job = load(conn, self.job_id, lock=lock)
-        if job["run_id"] != self.run_id or job["status"] != JobStatus.PROCESSING:
+        if job.run_id != self.run_id or job.status != JobStatus.PROCESSING:
             raise Superseded(self.job_id)
         return job
 
@@ -102,7 +103,7 @@ class Run:
     @_persist
     def _read_cancel_flag(self) -> None:
         with db.transaction() as conn:
-            if self._owned(conn, lock=False)["cancel_requested"]:
+            if self._owned(conn, lock=False).cancel_requested:
                 raise Cancelled(self.job_id)
         self.checked_at = time.monotonic()
 
@@ -121,23 +122,29 @@ class Run:
     def _write_progress(self) -> None:
         with unit_of_work("worker") as uow:
             job = self._owned(uow.conn, lock=True)
-            if job["cancel_requested"]:
+            if job.cancel_requested:
                 raise Cancelled(self.job_id)
             self.record_pending(uow, job)
         self.pending = None
         self.written_at = self.checked_at = time.monotonic()
 
-    def record_pending(self, uow, job: dict) -> None:
+    def record_pending(self, uow, job: JobRow) -> None:
         """Write the pending progress and its event in the caller's transaction (the caller
         clears `pending` once it committed)."""
         if self.pending is None:
             return
-        fraction, message = self.pending
         uow.conn.execute(
             update(Job)
-            .where(Job.id == job["id"])
-            .values(progress=fraction, heartbeat_at=_now(), updated_at=_now())
+            .where(Job.id == job.id)
+            .values(progress=self.pending[0], heartbeat_at=_now(), updated_at=_now())
         )
+        self.progress_event(uow, job)
+
+    def progress_event(self, uow, job: JobRow) -> None:
+        """The event of the pending progress, if any (its row written by the caller)."""
+        if self.pending is None:
+            return
+        fraction, message = self.pending
         payload = {"job_id": self.job_id, "progress": fraction}
         if message:
             payload["message"] = message
@@ -172,33 +179,16 @@ def claim(job_id: str, token: str, worker: str) -> Run | None:
     """Take the job for one attempt, if this message is its current dispatch and it waits."""
     with unit_of_work("worker") as uow:
         try:
-            job = load(uow.conn, job_id, lock=True)
+            job = jobs.claim(uow, job_id, token, worker)  # lock, check and move: one statement
         except NotFound:
-            log.warning("job %s: no such job, message dropped", job_id)
+            job = None
+        if job is None:
+            log.info("job %s: stale or duplicate message (or no such job) dropped", job_id)
             return None
-        if str(job["dispatch_token"]) != token or job["status"] not in WAITING:
-            log.info(
-                "job %s: stale or duplicate message (status %s) dropped", job_id, job["status"]
-            )
-            return None
-        now = _now()
-        job = transition(
-            uow,
-            job,
-            JobStatus.PROCESSING,
-            attempts=job["attempts"] + 1,
-            run_id=uuid.uuid4(),
-            worker=worker,
-            heartbeat_at=now,
-            attempt_started_at=now,
-            started_at=job["started_at"] or now,
-            dispatched_at=job["dispatched_at"] or now,
-            progress=0.0,
-            error=None,
-        )
-    due_at = max(t for t in (job["created_at"], job["run_after"]) if t is not None)
+    due_at = max(t for t in (job.created_at, job.run_after) if t is not None)
     return Run(
-        str(job["id"]), job["run_id"], job["attempts"], job["kind"], job["params"], due_at, now
+        str(job.id), job.run_id, job.attempts, job.kind, job.params, due_at,
+        job.attempt_started_at,
     )
 
 
@@ -210,13 +200,15 @@ def complete(run: Run, out: Output, staged: artifacts.Staged | None) -> None:
     retry writes no second file.
     """
     with unit_of_work("worker") as uow:
-        job = run._owned(uow.conn, lock=True)
-        run.record_pending(uow, job)  # the last progress the generator reported
-        artifacts.attach(uow.conn, job["id"], staged)
-        transition(
-            uow, job, JobStatus.COMPLETED,
-            result=out.result, result_url=out.result_url, progress=1.0,
+        # The move checks the run still owns the job; the last progress the generator
+        # reported is an event before `completed` (the row's progress becomes 1.0).
+        job = jobs.complete(
+            uow, run.job_id, run.run_id, out.result, out.result_url,
+            before=lambda job: run.progress_event(uow, job),
         )
+        if job is None:
+            raise Superseded(run.job_id)
+        artifacts.attach(uow.conn, job.id, staged)
     run.pending = None
 
 
@@ -226,19 +218,19 @@ def fail(run: Run, code: str, message: str, transient: bool) -> str:
     with unit_of_work("worker") as uow:
         job = run._owned(uow.conn, lock=True)
         run.record_pending(uow, job)  # how far it got
-        status = end_attempt(uow, job, code, message, transient)["status"]
+        status = end_attempt(uow, job, code, message, transient).status
     run.pending = None
     return status
 
 
-def end_attempt(uow, job: dict, code: str, message: str, transient: bool) -> dict:
+def end_attempt(uow, job: JobRow, code: str, message: str, transient: bool) -> JobRow:
     """Decide what follows a failed attempt of a locked job (also used by the orphan sweep)."""
     # Often an exception's text (a generator's, a service's answer): mended, so it commits.
     error = {"code": code, "message": storable.printable(message)}
-    if job["cancel_requested"]:
+    if job.cancel_requested:
         return transition(uow, job, JobStatus.CANCELLED, error=error, run_id=None)
-    retries_used = job["attempts"] - job["retry_base"] - 1
-    if not transient or retries_used >= job["max_retries"]:
+    retries_used = job.attempts - job.retry_base - 1
+    if not transient or retries_used >= job.max_retries:
         return transition(uow, job, JobStatus.FAILED, error=error, run_id=None)
     settings = config.current()
     delay = backoff_s(retries_used + 1, settings.retry_backoff_base_s, settings.retry_backoff_max_s)

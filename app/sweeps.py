@@ -39,12 +39,10 @@ def reap_orphans(limit: int = 100) -> int:
     for job_id in ids:
         with unit_of_work("beat") as uow:
             job = load(uow.conn, job_id, lock=True)
-            if job["status"] != JobStatus.PROCESSING or job["heartbeat_at"] >= stale:
+            if job.status != JobStatus.PROCESSING or job.heartbeat_at >= stale:
                 continue
-            log.warning(
-                "job %s: worker %s lost, attempt %d", job_id, job["worker"], job["attempts"]
-            )
-            end_attempt(uow, job, "WORKER_LOST", f"worker {job['worker']} stopped", True)
+            log.warning("job %s: worker %s lost, attempt %d", job_id, job.worker, job.attempts)
+            end_attempt(uow, job, "WORKER_LOST", f"worker {job.worker} stopped", True)
     return len(ids)
 
 
@@ -58,7 +56,7 @@ def reap_timeouts(limit: int = 100) -> int:
     for job_id in ids:
         with unit_of_work("beat") as uow:
             job = load(uow.conn, job_id, lock=True)
-            if job["status"] == JobStatus.PROCESSING:
+            if job.status == JobStatus.PROCESSING:
                 transition(
                     uow,
                     job,

@@ -13,6 +13,7 @@ from app.errors import NotFound
 from app.events import Subject, plain
 from app.models import Agent, AgentLog, AgentStatus, Tenant
 from app.outbox import UnitOfWork
+from app.rows import AgentRow
 
 _AGENT = Agent.__table__
 
@@ -29,8 +30,10 @@ def as_uuid(value, what: str = "agent") -> uuid.UUID:
         raise NotFound(f"no such {what}") from None
 
 
-def load(conn: Connection, agent_id, tenant_id=None, lock: bool = False, deleted=False) -> dict:
-    """One agent row (with `tenant`); `NotFound` if absent, deleted or not the tenant's."""
+def load(
+    conn: Connection, agent_id, tenant_id=None, lock: bool = False, deleted=False
+) -> AgentRow:
+    """One agent; `NotFound` if absent, deleted or not the tenant's."""
     q = (
         select(_AGENT, Tenant.name.label("tenant"))
         .join(Tenant, Tenant.id == Agent.tenant_id)
@@ -45,48 +48,48 @@ def load(conn: Connection, agent_id, tenant_id=None, lock: bool = False, deleted
     row = conn.execute(q).mappings().first()
     if row is None:
         raise NotFound("no such agent")
-    return dict(row)
+    return AgentRow.of(row)
 
 
-def public(agent: dict) -> dict:
-    """An agent row in JSON's terms, with its type's capabilities (the API's schema picks the
-    fields a client sees)."""
+def public(agent: AgentRow) -> dict:
+    """An agent in JSON's terms, with its type's capabilities: what the API dumps through its
+    schema (which picks the fields a client sees)."""
     try:
-        caps = [capability_view(c) for c in types.get(agent["type"]).capabilities.values()]
+        caps = [capability_view(c) for c in types.get(agent.type).capabilities.values()]
     except Exception:  # noqa: BLE001 - a type whose plugin is gone still shows its agents
         caps = []
     return {**plain(agent), "capabilities": caps}
 
 
-def subject(agent: dict) -> Subject:
-    """The event subject of an agent row (which carries its tenant's name as `tenant`)."""
-    return Subject("agent", agent["id"], agent["tenant_id"], agent["tenant"])
+def subject(agent: AgentRow) -> Subject:
+    """The event subject of an agent."""
+    return Subject("agent", agent.id, agent.tenant_id, agent.tenant)
 
 
-def update_agent(uow: UnitOfWork, agent: dict, **values) -> dict:
-    """Write `values` to a locked agent row; return the new row (with `tenant`)."""
+def update_agent(uow: UnitOfWork, agent: AgentRow, **values) -> AgentRow:
+    """Write `values` to a locked agent row; return the new row."""
     values.setdefault("updated_at", now())
     row = (
         uow.conn.execute(
-            update(_AGENT).where(Agent.id == agent["id"]).values(**values).returning(_AGENT)
+            update(_AGENT).where(Agent.id == agent.id).values(**values).returning(_AGENT)
         )
         .mappings()
         .one()
     )
-    return {**dict(row), "tenant": agent["tenant"]}
+    return AgentRow.of(row, tenant=agent.tenant)
 
 
 def set_status(
-    uow: UnitOfWork, agent: dict, status: AgentStatus, reason: str, error=None, **values
-) -> dict:
+    uow: UnitOfWork, agent: AgentRow, status: AgentStatus, reason: str, error=None, **values
+) -> AgentRow:
     """Move a locked agent to `status` and record `agent.status.changed` (if it changed)."""
-    if agent["status"] == status and error is None:
+    if agent.status == status and error is None:
         return update_agent(uow, agent, **values) if values else agent
     new = update_agent(uow, agent, status=status.value, error=error, **values)
     payload = {
-        "agent_id": str(agent["id"]),
+        "agent_id": str(agent.id),
         "status": status.value,
-        "previous_status": agent["status"],
+        "previous_status": agent.status.value,
         "reason": reason,
     }
     if error is not None:

@@ -13,6 +13,7 @@ from app.errors import Conflict, ValidationFailed
 from app.events import iso
 from app.models import Agent, AgentStatus, AgentVersion, CommandName, Tenant
 from app.outbox import UnitOfWork, unit_of_work
+from app.rows import AgentRow
 from app.tenants import TenantRef
 
 _AGENT = Agent.__table__
@@ -25,21 +26,21 @@ def _name_taken(exc: IntegrityError) -> Exception:
     return exc
 
 
-def _add_version(uow: UnitOfWork, who: TenantRef, agent: dict, reason: str) -> None:
+def _add_version(uow: UnitOfWork, who: TenantRef, agent: AgentRow, reason: str) -> None:
     uow.conn.execute(
         insert(AgentVersion).values(
-            agent_id=agent["id"],
-            version=agent["version"],
-            name=agent["name"],
-            description=agent["description"],
-            config=agent["config"],
+            agent_id=agent.id,
+            version=agent.version,
+            name=agent.name,
+            description=agent.description,
+            config=agent.config,
             reason=reason,
             created_by=who.key_prefix,
         )
     )
 
 
-def create(who: TenantRef, req: dict) -> dict:
+def create(who: TenantRef, req: dict) -> AgentRow:
     """Register an agent (version 1, `stopped`); its type and config are checked first."""
     types.validate_config(req["type"], req.get("config", {}))
     now = core.now()
@@ -65,40 +66,37 @@ def create(who: TenantRef, req: dict) -> dict:
                 .mappings()
                 .one()
             )
-            agent = {**dict(row), "tenant": who.name}
+            agent = AgentRow.of(row, tenant=who.name)
             _add_version(uow, who, agent, "create")
             uow.record(
                 core.subject(agent),
                 events.AGENT_CREATE_COMPLETED,
-                {
-                    "agent_id": str(agent["id"]),
-                    "name": agent["name"],
-                    "type": agent["type"],
-                    "version": 1,
-                },
+                {"agent_id": str(agent.id), "name": agent.name, "type": agent.type, "version": 1},
             )
-            audit.record(uow.conn, who, "agent.create", ("agent", agent["id"]), _snapshot(agent))
+            audit.record(uow.conn, who, "agent.create", ("agent", agent.id), _snapshot(agent))
     except IntegrityError as exc:
         raise _name_taken(exc) from None
-    return core.public(agent)
+    return agent
 
 
-def _snapshot(agent: dict) -> dict:
+def _snapshot(agent: AgentRow) -> dict:
     return {
-        "name": agent["name"],
-        "type": agent["type"],
-        "description": agent["description"],
-        "config": agent["config"],
-        "version": agent["version"],
+        "name": agent.name,
+        "type": agent.type,
+        "description": agent.description,
+        "config": agent.config,
+        "version": agent.version,
     }
 
 
-def get(who: TenantRef, agent_id) -> dict:
+def get(who: TenantRef, agent_id) -> AgentRow:
     with db.transaction() as conn:
-        return core.public(core.load(conn, agent_id, who.id))
+        return core.load(conn, agent_id, who.id)
 
 
-def list_agents(who: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None):
+def list_agents(
+    who: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None
+) -> tuple[list[AgentRow], str | None]:
     """The tenant's agents, newest first, keyset-paginated: `(items, next_cursor)`."""
     q = (
         select(_AGENT, Tenant.name.label("tenant"))
@@ -109,38 +107,40 @@ def list_agents(who: TenantRef, filters: dict, limit: int = 50, cursor: str | No
         if filters.get(name) is not None:
             q = q.where(getattr(Agent, name) == filters[name])
     rows, next_cursor = pages.newest_first(q, _AGENT, limit, cursor)
-    return [core.public(r) for r in rows], next_cursor
+    return [AgentRow.of(r) for r in rows], next_cursor
 
 
-def _new_version(uow: UnitOfWork, who, agent: dict, changes: dict, reason: str, **extra) -> dict:
-    agent = core.update_agent(uow, agent, version=agent["version"] + 1, **changes)
+def _new_version(
+    uow: UnitOfWork, who, agent: AgentRow, changes: dict, reason: str, **extra
+) -> AgentRow:
+    agent = core.update_agent(uow, agent, version=agent.version + 1, **changes)
     _add_version(uow, who, agent, reason)
     uow.record(
         core.subject(agent),
         events.AGENT_UPDATE_COMPLETED,
-        {"agent_id": str(agent["id"]), "version": agent["version"], "reason": reason, **extra},
+        {"agent_id": str(agent.id), "version": agent.version, "reason": reason, **extra},
     )
     return agent
 
 
-def patch(who: TenantRef, agent_id, changes: dict) -> dict:
+def patch(who: TenantRef, agent_id, changes: dict) -> AgentRow:
     """Change name, description or config: a new version; the old one is kept."""
     try:
         with unit_of_work("api") as uow:
             agent = core.load(uow.conn, agent_id, who.id, lock=True)
             if "config" in changes:
-                types.validate_config(agent["type"], changes["config"])
+                types.validate_config(agent.type, changes["config"])
             agent = _new_version(uow, who, agent, changes, "patch")
             audit.record(
                 uow.conn,
                 who,
                 "agent.update",
-                ("agent", agent["id"]),
-                {"version": agent["version"], "changes": changes},
+                ("agent", agent.id),
+                {"version": agent.version, "changes": changes},
             )
     except IntegrityError as exc:
         raise _name_taken(exc) from None
-    return core.public(agent)
+    return agent
 
 
 def _version_view(row) -> dict:
@@ -161,35 +161,35 @@ def versions(who: TenantRef, agent_id) -> list[dict]:
         agent = core.load(conn, agent_id, who.id)
         rows = conn.execute(
             select(AgentVersion)
-            .where(AgentVersion.agent_id == agent["id"])
+            .where(AgentVersion.agent_id == agent.id)
             .order_by(AgentVersion.version)
         ).all()
         return [_version_view(r) for r in rows]
 
 
-def revert(who: TenantRef, agent_id, version: int) -> dict:
+def revert(who: TenantRef, agent_id, version: int) -> AgentRow:
     """A new version whose config (and description) equal those of `version`."""
     with unit_of_work("api") as uow:
         agent = core.load(uow.conn, agent_id, who.id, lock=True)
         old = uow.conn.execute(
             select(AgentVersion).where(
-                AgentVersion.agent_id == agent["id"], AgentVersion.version == version
+                AgentVersion.agent_id == agent.id, AgentVersion.version == version
             )
         ).one_or_none()
         if old is None:
-            raise ValidationFailed("no such version", {"version": [f"1..{agent['version']}"]})
+            raise ValidationFailed("no such version", {"version": [f"1..{agent.version}"]})
         # The type's schema may have changed since: the old config must still pass.
-        types.validate_config(agent["type"], old.config)
+        types.validate_config(agent.type, old.config)
         changes = {"config": old.config, "description": old.description}
         agent = _new_version(uow, who, agent, changes, "revert", reverted_to=version)
         audit.record(
             uow.conn,
             who,
             "agent.revert",
-            ("agent", agent["id"]),
-            {"version": agent["version"], "reverted_to": version},
+            ("agent", agent.id),
+            {"version": agent.version, "reverted_to": version},
         )
-    return core.public(agent)
+    return agent
 
 
 def delete(who: TenantRef, agent_id) -> None:
@@ -197,17 +197,17 @@ def delete(who: TenantRef, agent_id) -> None:
     with unit_of_work("api") as uow:
         agent = core.load(uow.conn, agent_id, who.id, lock=True)
         failed = commands.drop_queued(uow, agent, "AGENT_DELETED", "the agent was deleted")
-        if agent["status"] != AgentStatus.STOPPED:
+        if agent.status != AgentStatus.STOPPED:
             commands.enqueue(uow, agent, CommandName.STOP, {"reason": "delete"}, who)
         agent = core.update_agent(uow, agent, deleted_at=core.now())
-        payload = {"agent_id": str(agent["id"])}
+        payload = {"agent_id": str(agent.id)}
         uow.record(core.subject(agent), events.AGENT_DELETE_COMPLETED, payload)
         audit.record(
             uow.conn,
             who,
             "agent.delete",
-            ("agent", agent["id"]),
-            {"status": agent["status"], "dropped_commands": failed},
+            ("agent", agent.id),
+            {"status": agent.status.value, "dropped_commands": failed},
         )
 
 

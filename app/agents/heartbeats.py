@@ -10,26 +10,27 @@ from app.agents import core, types
 from app.agents.types import AgentContext
 from app.models import Agent, AgentStatus
 from app.outbox import UnitOfWork, unit_of_work
+from app.rows import AgentRow
 
 log = logging.getLogger(__name__)
 _LIVE = (AgentStatus.RUNNING.value, AgentStatus.INACTIVE.value)
 
 
-def beat(uow: UnitOfWork, agent: dict) -> dict:
+def beat(uow: UnitOfWork, agent: AgentRow) -> AgentRow:
     """Record a healthy heartbeat of a locked live agent; an `inactive` one runs again."""
-    if agent["status"] not in _LIVE or agent["deleted_at"] is not None:
+    if agent.status not in _LIVE or agent.deleted_at is not None:
         return agent  # a stopped (or stopping-by-delete) agent has no heartbeat to keep
-    if agent["status"] == AgentStatus.INACTIVE:
+    if agent.status == AgentStatus.INACTIVE:
         return core.set_status(
             uow, agent, AgentStatus.RUNNING, "heartbeat", last_heartbeat=core.now()
         )
     return core.update_agent(uow, agent, last_heartbeat=core.now())
 
 
-def _health(agent: dict) -> tuple[bool, list[tuple[str, str]]]:
-    ctx = AgentContext(agent["id"], agent["name"], agent["type"], agent["config"], agent["tenant"])
+def _health(agent: AgentRow) -> tuple[bool, list[tuple[str, str]]]:
+    ctx = AgentContext(agent.id, agent.name, agent.type, agent.config, agent.tenant)
     try:
-        report = types.get(agent["type"]).health(ctx)
+        report = types.get(agent.type).health(ctx)
         healthy = bool(isinstance(report, dict) and report.get("healthy"))
         if not healthy:
             ctx.log(f"health check reported unhealthy: {report!r}"[:500], "warning")
@@ -74,7 +75,7 @@ def mark_inactive(limit: int = 500) -> int:
     for agent_id in ids:
         with unit_of_work("beat") as uow:
             agent = core.load(uow.conn, agent_id, lock=True)
-            if agent["status"] == AgentStatus.RUNNING and agent["last_heartbeat"] < stale:
+            if agent.status == AgentStatus.RUNNING and agent.last_heartbeat < stale:
                 log.warning("agent %s: no heartbeat for %.0fs, inactive", agent_id, timeout)
                 core.set_status(uow, agent, AgentStatus.INACTIVE, f"no heartbeat for {timeout:g}s")
     return len(ids)

@@ -21,16 +21,16 @@ def status(who: TenantRef, agent_id) -> dict:
             select(func.count())
             .select_from(AgentCommand)
             .where(
-                AgentCommand.agent_id == agent["id"],
+                AgentCommand.agent_id == agent.id,
                 AgentCommand.status == CommandStatus.QUEUED,
             )
         ).scalar_one()
     return {
-        "agent_id": str(agent["id"]),
-        "status": agent["status"],
-        "last_heartbeat": iso(agent["last_heartbeat"]),
-        "error": agent["error"],
-        "version": agent["version"],
+        "agent_id": str(agent.id),
+        "status": agent.status.value,
+        "last_heartbeat": iso(agent.last_heartbeat),
+        "error": agent.error,
+        "version": agent.version,
         "queued_commands": queued,
     }
 
@@ -40,7 +40,7 @@ def agent_events(who: TenantRef, agent_id, since: int = 0, limit: int = 100) -> 
     has_more}`."""
     with db.transaction() as conn:
         agent = core.load(conn, agent_id, who.id)
-        found = events.for_subject(conn, "agent", agent["id"], since, limit=limit + 1)
+        found = events.for_subject(conn, "agent", agent.id, since, limit=limit + 1)
     # A job's result in an execution's events is the job's: only for `jobs:read`.
     return events.page([scopes.envelope_for(who, e) for e in found], since, limit)
 
@@ -51,7 +51,7 @@ def logs(who: TenantRef, agent_id, limit: int = 100) -> list[dict]:
         agent = core.load(conn, agent_id, who.id)
         rows = conn.execute(
             select(AgentLog)
-            .where(AgentLog.agent_id == agent["id"])
+            .where(AgentLog.agent_id == agent.id)
             .order_by(AgentLog.id.desc())
             .limit(limit)
         ).all()
@@ -110,10 +110,10 @@ def metrics(who: TenantRef, agent_id) -> dict:
     with db.transaction() as conn:
         agent = core.load(conn, agent_id, who.id)
         return {
-            "agent_id": str(agent["id"]),
-            "commands": _durations(conn, agent["id"], AgentCommand.command),
-            "executions": _durations(conn, agent["id"], capability),
-            "last_heartbeat": iso(agent["last_heartbeat"]),
+            "agent_id": str(agent.id),
+            "commands": _durations(conn, agent.id, AgentCommand.command),
+            "executions": _durations(conn, agent.id, capability),
+            "last_heartbeat": iso(agent.last_heartbeat),
         }
 
 

@@ -12,8 +12,11 @@ result and error are job data: what an execution or a command carries of them (i
 
 from __future__ import annotations
 
+import dataclasses
+
 from app.agents.types import Capability
 from app.errors import Forbidden
+from app.rows import CommandRow
 from app.tenants import TenantRef
 
 JOB_READ, JOB_WRITE = "jobs:read", "jobs:write"
@@ -45,12 +48,12 @@ def _withhold(job_id, result, error) -> tuple:
     return result, error
 
 
-def command_view(who: TenantRef, view: dict) -> dict:
-    """A command (`events.plain` of its row) as the API answers it to `who`."""
-    if view.get("job_id") is None or who.allows(JOB_READ):
-        return view
-    result, error = _withhold(view["job_id"], view.get("result"), view.get("error"))
-    return {**view, "result": result, "error": error}
+def command_view(who: TenantRef, command: CommandRow) -> CommandRow:
+    """A command as the API answers it to `who` (a copy without the job's data, if need be)."""
+    if command.job_id is None or who.allows(JOB_READ):
+        return command
+    result, error = _withhold(str(command.job_id), command.result, command.error)
+    return dataclasses.replace(command, result=result, error=error)
 
 
 def can_read_jobs(who: TenantRef | None) -> bool:

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 from app import db
 from app.outbox.publish import mark_published
@@ -29,11 +30,11 @@ class _Marks:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._events: list[str] = []
-        self._sent: list[tuple[Sendable, dict]] = []
+        self._sent: list[tuple[Sendable, Any]] = []
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def add(self, event_ids: list[str], sent: list[tuple[Sendable, dict]]) -> None:
+    def add(self, event_ids: list[str], sent: list[tuple[Sendable, Any]]) -> None:
         """Queue marks; a flusher thread of this process writes them shortly."""
         with self._lock:
             self._events.extend(event_ids)
@@ -62,7 +63,7 @@ class _Marks:
             event_ids, sent, self._events, self._sent = self._events, self._sent, [], []
         if not event_ids and not sent:
             return
-        by_kind: dict[Sendable, list[dict]] = {}
+        by_kind: dict[Sendable, list] = {}
         for sendable, row in sent:
             by_kind.setdefault(sendable, []).append(row)
         try:

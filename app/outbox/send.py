@@ -13,7 +13,7 @@ The broker is reached through one seam, `configure(sender)` with the shape of
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,11 +37,13 @@ class Sendable:
     id_kwarg: str  # the task's keyword for the row's id
     # The rows that wait for a worker: a message of theirs the broker lost is sent again.
     waiting: ColumnElement[bool]
-    # `due(now, settled, limit)`: the rows the sweep sends (id, dispatch_token, what
-    # `options` and the log headers read); `settled` spares rows their maker is still sending.
+    # `due(now, settled, limit)`: the rows the sweep sends, whole (as `row` takes them);
+    # `settled` spares rows their maker is still sending.
     due: Callable[[datetime, datetime, int], Select]
-    # Per-message options beyond the task's (time limits, priority), from the row.
-    options: Callable[[dict], dict]
+    # The kind's typed row (`app/rows.py`) from a row mapping `due` selected.
+    row: Callable[[Mapping], Any]
+    # Per-message options beyond the task's (time limits, priority), from the typed row.
+    options: Callable[[Any], dict]
 
 
 _REGISTERED: list[Sendable] = []
@@ -65,22 +67,24 @@ def configure(sender: Sender) -> None:
     _sender = sender
 
 
-def log_headers(row: dict) -> dict:
+def log_headers(row) -> dict:
     """What the worker's logs say of a task besides its id: the row's correlation id (and
-    agent), carried as message headers so the worker needs no query to log them."""
-    headers = {"orchestra_correlation_id": row.get("correlation_id")}
-    if row.get("agent_id") is not None:
-        headers["orchestra_agent_id"] = str(row["agent_id"])
+    agent, for a row that has one), carried as message headers so the worker needs no query
+    to log them."""
+    headers = {"orchestra_correlation_id": row.correlation_id}
+    agent_id = getattr(row, "agent_id", None)
+    if agent_id is not None:
+        headers["orchestra_agent_id"] = str(agent_id)
     return headers
 
 
-def _send(sendable: Sendable, row: dict) -> None:
+def _send(sendable: Sendable, row) -> None:
     if _sender is None:
         raise RuntimeError("app.outbox.send.configure() was not called in this process")
-    task_id = str(row["id"])
+    task_id = str(row.id)
     _sender(
         sendable.task,
-        kwargs={sendable.id_kwarg: task_id, "token": str(row["dispatch_token"])},
+        kwargs={sendable.id_kwarg: task_id, "token": str(row.dispatch_token)},
         task_id=task_id,  # the row's id: Flower, logs and rows line up
         queue=sendable.queue,
         headers=log_headers(row),
@@ -88,19 +92,19 @@ def _send(sendable: Sendable, row: dict) -> None:
     )
 
 
-def try_send(sendable: Sendable, row: dict) -> bool:
+def try_send(sendable: Sendable, row) -> bool:
     """Put one row's message on the broker; False (logged) if the broker would not take it."""
     try:
         _send(sendable, row)
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
         log.warning(
-            "dispatch of %s %s failed, left to the sweep: %s", sendable.name, row["id"], exc
+            "dispatch of %s %s failed, left to the sweep: %s", sendable.name, row.id, exc
         )
         return False
     return True
 
 
-def send_and_mark(conn: Connection, sendable: Sendable, rows: list[dict]) -> int:
+def send_and_mark(conn: Connection, sendable: Sendable, rows: list) -> int:
     """Send rows the sweep found (stopping at the first the broker refuses); mark those sent."""
     sent = []
     for row in rows:
@@ -111,7 +115,7 @@ def send_and_mark(conn: Connection, sendable: Sendable, rows: list[dict]) -> int
     return len(sent)
 
 
-def mark_dispatched(conn: Connection, sendable: Sendable, rows: list[dict]) -> None:
+def mark_dispatched(conn: Connection, sendable: Sendable, rows: list) -> None:
     """Record that these dispatches (id + token) reached the broker."""
     if not rows:
         return
@@ -120,7 +124,7 @@ def mark_dispatched(conn: Connection, sendable: Sendable, rows: list[dict]) -> N
         update(table)
         .where(
             tuple_(table.c.id, table.c.dispatch_token).in_(
-                [(row["id"], row["dispatch_token"]) for row in rows]
+                [(row.id, row.dispatch_token) for row in rows]
             ),
             table.c.dispatched_at.is_(None),
         )

@@ -33,7 +33,7 @@ def dispatch_due(sendable: Sendable, limit: int = 500) -> int:
     settled = now - timedelta(seconds=config.current().outbox_grace_s)
     with db.transaction() as conn:
         rows = conn.execute(sendable.due(now, settled, limit)).mappings().all()
-        sent = send_and_mark(conn, sendable, [dict(r) for r in rows])
+        sent = send_and_mark(conn, sendable, [sendable.row(r) for r in rows])
     if sent:
         log.info("dispatch sweep sent %d %ss", sent, sendable.name)
     return sent

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -26,7 +27,7 @@ class UnitOfWork:
     conn: Connection | None = None
     source: str = "api"
     events: list[dict] = field(default_factory=list)
-    to_send: list[tuple[Sendable, dict]] = field(default_factory=list)
+    to_send: list[tuple[Sendable, Any]] = field(default_factory=list)
 
     def record(self, subject: events.Subject, event_type: str, payload: dict) -> dict:
         """Record an event in this transaction; it is published after commit."""
@@ -34,8 +35,8 @@ class UnitOfWork:
         self.events.append(env)
         return env
 
-    def send_after_commit(self, sendable: Sendable, row: dict) -> None:
-        """Send this row (a job run, an agent command) once the transaction has committed."""
+    def send_after_commit(self, sendable: Sendable, row) -> None:
+        """Send this row (a `JobRow`, a `CommandRow`) once the transaction has committed."""
         self.to_send.append((sendable, row))
 
 

@@ -62,7 +62,7 @@ def resolve_room(tenant: tenants.TenantRef, room) -> tuple[str, tuple[str, str] 
                 found = loader(conn, ident, tenant.id)
         except NotFound:
             raise RoomRefused("NOT_FOUND", f"no such {room_type}") from None
-        return f"{room_type}:{found['id']}", (room_type, str(found["id"]))
+        return f"{room_type}:{found.id}", (room_type, str(found.id))
     raise RoomRefused(
         "VALIDATION_ERROR", "room must be job:<id>, agent:<id>, card:<id> or tenant"
     )

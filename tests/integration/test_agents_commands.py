@@ -248,10 +248,10 @@ def test_deleting_a_running_agent_stops_it_first(agents):
     wait_until(stopped, 20, 0.05, "the stop hook of the deleted agent")
     with db.transaction() as conn:
         row = core.load(conn, aid, deleted=True)
-        assert row["status"] == "stopped" and row["deleted_at"] is not None
+        assert row.status == "stopped" and row.deleted_at is not None
         trail = [
             (e["event_type"], e["payload"].get("status"))
-            for e in events.for_subject(conn, "agent", row["id"])
+            for e in events.for_subject(conn, "agent", row.id)
         ]
     deleted = trail.index(("agent.delete.completed", None))
     assert ("agent.status.changed", "stopped") in trail[deleted:]

@@ -19,9 +19,9 @@ def _running_agent(tenant) -> str:
         conn.execute(
             text("UPDATE agents SET status = 'running', last_heartbeat = now() - "
                  "interval '1 hour' WHERE id = :id"),
-            {"id": agent["id"]},
+            {"id": agent.id},
         )
-    return agent["id"]
+    return str(agent.id)
 
 
 def _last_heartbeat(agent_id: str):

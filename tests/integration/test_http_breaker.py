@@ -49,7 +49,7 @@ def submit(tenant, service, max_retries=10, **payload) -> str:
               "payload": payload}
     job, _ = jobs.submit(tenant[1], {"kind": "http", "params": params,
                                      "max_retries": max_retries})
-    return job["id"]
+    return str(job.id)
 
 
 def attempt(tenant, job_id: str, honour_backoff: bool = True) -> dict:
@@ -84,10 +84,10 @@ def breaker_state(service) -> str:
 def test_completes_after_polling(tenant, service):
     service.control(polls=2)
     job = attempt(tenant, submit(tenant, service, prompt="a cat"))
-    assert job["status"] == "completed" and job["attempts"] == 1
-    assert job["result_url"].endswith(".png") and job["result"]["payload"] == {"prompt": "a cat"}
+    assert job.status == "completed" and job.attempts == 1
+    assert job.result_url.endswith(".png") and job.result["payload"] == {"prompt": "a cat"}
     assert service.calls() == {"generate": 1, "status": 3}
-    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job["id"])["items"]]
+    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job.id)["items"]]
     assert kinds.count("job.progress.updated") == 2
 
 
@@ -95,10 +95,10 @@ def test_slow_service_times_out_and_the_retry_completes(tenant, service):
     service.control(slow_next=1, slow_s=3)
     job_id = submit(tenant, service)
     job = attempt(tenant, job_id)
-    assert job["status"] == "retrying" and job["error"]["code"] == "TRANSIENT_ERROR"
-    assert "Timeout" in job["error"]["message"]
+    assert job.status == "retrying" and job.error["code"] == "TRANSIENT_ERROR"
+    assert "Timeout" in job.error["message"]
     job = attempt(tenant, job_id)
-    assert job["status"] == "completed" and job["attempts"] == 2
+    assert job.status == "completed" and job.attempts == 2
     # The first attempt's generation may exist (its answer was lost): the retry says it is
     # the same job, so the service can answer it instead of billing a second one.
     assert service.idempotency_keys() == [job_id, job_id]
@@ -108,9 +108,9 @@ def test_flaky_service_is_retried_until_it_completes(tenant, service):
     service.control(fail_next=FAIL_MAX - 1, fail_status=503)
     job_id = submit(tenant, service)
     for _ in range(FAIL_MAX - 1):
-        assert attempt(tenant, job_id)["status"] == "retrying"
+        assert attempt(tenant, job_id).status == "retrying"
     job = attempt(tenant, job_id)
-    assert job["status"] == "completed" and job["attempts"] == FAIL_MAX
+    assert job.status == "completed" and job.attempts == FAIL_MAX
     assert breaker_changes(job_id) == [] and breaker_state(service) == "closed"
     assert service.idempotency_keys() == [job_id] * FAIL_MAX
 
@@ -118,10 +118,10 @@ def test_flaky_service_is_retried_until_it_completes(tenant, service):
 def test_retries_stop_at_max_retries(tenant, service):
     service.control(fail_next=2, fail_status=500)
     job_id = submit(tenant, service, max_retries=1)
-    assert attempt(tenant, job_id)["status"] == "retrying"
+    assert attempt(tenant, job_id).status == "retrying"
     job = attempt(tenant, job_id)
-    assert job["status"] == "failed" and job["error"]["code"] == "TRANSIENT_ERROR"
-    assert "HTTP 500" in job["error"]["message"]
+    assert job.status == "failed" and job.error["code"] == "TRANSIENT_ERROR"
+    assert "HTTP 500" in job.error["message"]
 
 
 def test_down_service_opens_the_breaker_then_half_open_then_closed(tenant, service, http):
@@ -129,26 +129,26 @@ def test_down_service_opens_the_breaker_then_half_open_then_closed(tenant, servi
     job_id = submit(tenant, service, max_retries=20)
     for _ in range(FAIL_MAX):
         job = attempt(tenant, job_id)
-        assert job["status"] == "retrying" and job["error"]["code"] == "TRANSIENT_ERROR"
+        assert job.status == "retrying" and job.error["code"] == "TRANSIENT_ERROR"
     assert breaker_changes(job_id) == [("closed", "open")]
     assert breaker_state(service) == "open"
 
     # Open: attempts fail fast, without calling the service (back up, but not asked).
     service.start()
     job = attempt(tenant, job_id, honour_backoff=False)
-    assert "circuit open" in job["error"]["message"]
+    assert "circuit open" in job.error["message"]
     assert service.calls()["generate"] == 0
 
     # After reset_timeout one trial call; the service is down again, so it opens again.
     service.stop()
     time.sleep(RESET_S + 0.2)
-    assert attempt(tenant, job_id)["status"] == "retrying"
+    assert attempt(tenant, job_id).status == "retrying"
     assert breaker_changes(job_id)[1:] == [("open", "half_open"), ("half_open", "open")]
 
     # Back, and after reset_timeout the trial call succeeds: closed, the job completes.
     service.start()
     time.sleep(RESET_S + 0.2)
-    assert attempt(tenant, job_id)["status"] == "completed"
+    assert attempt(tenant, job_id).status == "completed"
     assert breaker_changes(job_id)[3:] == [("open", "half_open"), ("half_open", "closed")]
     assert breaker_state(service) == "closed"
 
@@ -173,19 +173,19 @@ def test_another_worker_shares_the_open_breaker_and_does_not_report_it_again(ten
     http_gen._breakers.clear()  # a fresh breaker object, as in another worker process
     service.start()
     other = attempt(tenant, submit(tenant, service))
-    assert "circuit open" in other["error"]["message"]
+    assert "circuit open" in other.error["message"]
     assert service.calls()["generate"] == 0
-    assert breaker_changes(other["id"]) == [] and breaker_changes(tripper) == [("closed", "open")]
+    assert breaker_changes(other.id) == [] and breaker_changes(tripper) == [("closed", "open")]
 
 
 def test_4xx_is_permanent_and_leaves_the_breaker_closed(tenant, service):
     for _ in range(FAIL_MAX + 1):
         job = attempt(tenant, submit(tenant, service, reject=True))
-        assert job["status"] == "failed" and job["attempts"] == 1
-        assert job["error"]["code"] == "GENERATOR_ERROR" and "HTTP 422" in job["error"]["message"]
-        assert breaker_changes(job["id"]) == []
+        assert job.status == "failed" and job.attempts == 1
+        assert job.error["code"] == "GENERATOR_ERROR" and "HTTP 422" in job.error["message"]
+        assert breaker_changes(job.id) == []
     assert breaker_state(service) == "closed"
-    assert attempt(tenant, submit(tenant, service))["status"] == "completed"
+    assert attempt(tenant, submit(tenant, service)).status == "completed"
 
 
 def test_the_same_move_made_by_two_workers_is_reported_once(settings, service):

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app import config, db, jobs, netguard, runs
+from app.events import plain
 from app.generators import http as http_gen
 from app.models import Job
 
@@ -132,9 +133,9 @@ def run_job(tenant, params, max_retries: int = 0) -> dict:
     job, _ = jobs.submit(tenant[1], {"kind": "http", "params": params,
                                      "max_retries": max_retries})
     with db.transaction() as conn:
-        token = conn.execute(select(Job.dispatch_token).where(Job.id == job["id"])).scalar_one()
-    runs.execute(job["id"], str(token), "test-worker")
-    return jobs.get(tenant[1], job["id"])
+        token = conn.execute(select(Job.dispatch_token).where(Job.id == job.id)).scalar_one()
+    runs.execute(job.id, str(token), "test-worker")
+    return jobs.get(tenant[1], job.id)
 
 
 def test_submits_polls_and_keeps_the_result_url(service, tenant):
@@ -146,11 +147,11 @@ def test_submits_polls_and_keeps_the_result_url(service, tenant):
     }
     job = run_job(tenant, {"url": f"{service}/generate", "payload": {"prompt": "a cat"},
                            "poll_url": f"{service}/status/{{id}}"})
-    assert job["status"] == "completed"
-    assert job["result_url"] == "https://cdn/x.png" and job["result"] == {"w": 512}
+    assert job.status == "completed"
+    assert job.result_url == "https://cdn/x.png" and job.result == {"w": 512}
     assert FakeService.calls[0] == ("POST", "/generate", {"prompt": "a cat"})
     assert [c[1] for c in FakeService.calls[1:]] == ["/status/g1", "/status/g1"]
-    progress = [e["payload"]["progress"] for e in jobs.job_events(tenant[1], job["id"])["items"]
+    progress = [e["payload"]["progress"] for e in jobs.job_events(tenant[1], job.id)["items"]
                 if e["event_type"] == "job.progress.updated"]
     assert progress == [0.5]
 
@@ -166,30 +167,30 @@ def test_submits_polls_and_keeps_the_result_url(service, tenant):
 def test_failures_are_transient_or_permanent(service, tenant, post, status, code):
     FakeService.script = {"post": post, "polls": [(200, {"status": "completed"})]}
     job = run_job(tenant, {"url": f"{service}/generate"})
-    assert job["status"] == status and job["error"]["code"] == code
+    assert job.status == status and job.error["code"] == code
 
 
 def test_circuit_opens_after_repeated_failures(service, tenant):
     FakeService.script = {"post": (500, {}), "polls": [(200, {})]}
     for _ in range(5):
-        assert run_job(tenant, {"url": f"{service}/generate"})["error"]["code"] == "TRANSIENT_ERROR"
+        assert run_job(tenant, {"url": f"{service}/generate"}).error["code"] == "TRANSIENT_ERROR"
     calls = len(FakeService.calls)
     job = run_job(tenant, {"url": f"{service}/generate"})
-    assert "circuit open" in job["error"]["message"]
+    assert "circuit open" in job.error["message"]
     assert len(FakeService.calls) == calls  # the open circuit did not call the service
 
 
 def test_unreachable_service_is_transient(tenant, gen_service_port):
     # The allowed private port, with nothing listening on it.
     job = run_job(tenant, {"url": f"http://127.0.0.1:{gen_service_port}/generate"})
-    assert job["error"]["code"] == "TRANSIENT_ERROR"
+    assert job.error["code"] == "TRANSIENT_ERROR"
 
 
 def test_hosts_outside_the_allow_list_are_refused(settings, service, tenant):
     settings(http_allowed_hosts="example.com")
     job = run_job(tenant, {"url": f"{service}/generate"})
-    assert job["error"]["code"] == "GENERATOR_ERROR"
-    assert "HTTP_ALLOWED_HOSTS" in job["error"]["message"]
+    assert job.error["code"] == "GENERATOR_ERROR"
+    assert "HTTP_ALLOWED_HOSTS" in job.error["message"]
     assert FakeService.calls == []
 
 
@@ -198,30 +199,30 @@ def status_events(tenant, job_id: str) -> list[dict]:
             if e["event_type"] == "job.status.updated"]
 
 
-def assert_refused_at_once(tenant, job: dict) -> None:
+def assert_refused_at_once(tenant, job) -> None:
     """Failed on its first attempt (retries left), ADDRESS_NOT_ALLOWED, on the job and its event."""
-    assert job["status"] == "failed" and job["attempts"] == 1, job["error"]
-    assert job["error"]["code"] == "ADDRESS_NOT_ALLOWED", job["error"]
-    assert status_events(tenant, job["id"])[-1]["error"]["code"] == "ADDRESS_NOT_ALLOWED"
-    assert INTERNAL not in json.dumps(job)
+    assert job.status == "failed" and job.attempts == 1, job.error
+    assert job.error["code"] == "ADDRESS_NOT_ALLOWED", job.error
+    assert status_events(tenant, job.id)[-1]["error"]["code"] == "ADDRESS_NOT_ALLOWED"
+    assert INTERNAL not in json.dumps(plain(job))
     assert InternalService.calls == []
 
 
 def test_loopback_outside_the_private_hosts_is_refused_at_once(tenant, internal):
     job = run_job(tenant, {"url": f"{internal}/health/readiness"}, max_retries=3)
     assert_refused_at_once(tenant, job)
-    assert "HTTP_PRIVATE_HOSTS" in job["error"]["message"]
+    assert "HTTP_PRIVATE_HOSTS" in job.error["message"]
 
 
 def test_a_listed_host_is_allowed_on_its_own_port_only(service, tenant, gen_service_port):
     """`127.0.0.1:<port>` is listed; the same address by another name or port is not."""
     FakeService.script = {"post": (200, {"status": "completed", "result": {"ok": 1}})}
-    assert run_job(tenant, {"url": f"{service}/generate"})["status"] == "completed"
+    assert run_job(tenant, {"url": f"{service}/generate"}).status == "completed"
     for url in (f"http://localhost:{gen_service_port}/generate",
                 f"http://2130706433:{gen_service_port}/generate",
                 f"http://127.1:{gen_service_port}/generate"):
         job = run_job(tenant, {"url": url})
-        assert job["error"]["code"] == "ADDRESS_NOT_ALLOWED", (url, job["error"])
+        assert job.error["code"] == "ADDRESS_NOT_ALLOWED", (url, job.error)
     assert len(FakeService.calls) == 1
 
 
@@ -248,14 +249,14 @@ def test_redirects_to_allowed_targets_are_followed_and_bounded(service, tenant):
                           "post": (200, {}),
                           "polls": [(200, {"status": "completed", "result": {"n": 1}})]}
     job = run_job(tenant, {"url": f"{service}/generate", "payload": {"p": 1}})
-    assert job["status"] == "completed" and job["result"] == {"n": 1}
+    assert job.status == "completed" and job.result == {"n": 1}
     assert FakeService.calls == [("POST", "/generate", {"p": 1}),
                                  ("POST", "/v2/generate", {"p": 1}), ("GET", "/v2/done", None)]
-    assert FakeService.keys == [job["id"], job["id"]]
+    assert FakeService.keys == [str(job.id)] * 2
 
     FakeService.calls, FakeService.script = [], {"redirect": {"/loop": (302, "/loop")}}
     job = run_job(tenant, {"url": f"{service}/loop"}, max_retries=3)
-    assert job["status"] == "failed" and job["error"]["code"] == "TOO_MANY_REDIRECTS"
+    assert job.status == "failed" and job.error["code"] == "TOO_MANY_REDIRECTS"
     assert len(FakeService.calls) == http_gen.MAX_REDIRECTS + 1
 
 
@@ -276,9 +277,9 @@ def test_an_answer_past_the_limit_is_refused(service, tenant, settings):
     settings(http_max_response_bytes=1024)
     FakeService.script = {"post": (200, {"status": "completed", "result": "x" * 2000})}
     job = run_job(tenant, {"url": f"{service}/generate"}, max_retries=3)
-    assert job["status"] == "failed" and job["attempts"] == 1
-    assert job["error"]["code"] == "RESPONSE_TOO_LARGE"
-    assert "xxxx" not in json.dumps(job)
+    assert job.status == "failed" and job.attempts == 1
+    assert job.error["code"] == "RESPONSE_TOO_LARGE"
+    assert "xxxx" not in json.dumps(plain(job))
 
 
 def endless_body(status: int, headers: dict, total: int = 256 * 1024 * 1024):
@@ -309,7 +310,7 @@ def test_an_endless_answer_is_read_no_further_than_the_limit(service, tenant, se
     write, sent, done = endless_body(200, {})
     FakeService.script = {"post": (200, write)}
     job = run_job(tenant, {"url": f"{service}/generate"})
-    assert job["error"]["code"] == "RESPONSE_TOO_LARGE"
+    assert job.error["code"] == "RESPONSE_TOO_LARGE"
     assert done.wait(30), "the service is still writing"
     assert sent[0] < 256 * 1024 * 1024
 
@@ -320,7 +321,7 @@ def test_a_redirect_is_followed_without_reading_its_body(service, tenant, settin
     FakeService.script = {"post": (302, write),
                           "polls": [(200, {"status": "completed", "result": {"n": 2}})]}
     job = run_job(tenant, {"url": f"{service}/generate"})
-    assert job["status"] == "completed" and job["result"] == {"n": 2}, job["error"]
+    assert job.status == "completed" and job.result == {"n": 2}, job.error
     assert done.wait(30), "the service is still writing"
     assert sent[0] < 256 * 1024 * 1024
 
@@ -328,14 +329,14 @@ def test_a_redirect_is_followed_without_reading_its_body(service, tenant, settin
 def test_remote_text_in_errors_is_a_short_printable_excerpt(service, tenant):
     body = ("<html>\x1b[31mdenied\x00\u202e" + "A" * 5000).encode()
     FakeService.script = {"post": (400, body)}
-    error = run_job(tenant, {"url": f"{service}/generate"})["error"]
+    error = run_job(tenant, {"url": f"{service}/generate"}).error
     assert error["code"] == "GENERATOR_ERROR" and "HTTP 400" in error["message"]
     tail = error["message"].split("HTTP 400: ", 1)[1]
     assert tail.startswith("<html> [31mdenied") and len(tail) <= http_gen.EXCERPT_CHARS
     assert all(c.isprintable() for c in error["message"]) and "A" * 300 not in error["message"]
 
     FakeService.script = {"post": (200, {"status": "failed", "error": "x\n\ty " * 1000})}
-    message = run_job(tenant, {"url": f"{service}/generate"})["error"]["message"]
+    message = run_job(tenant, {"url": f"{service}/generate"}).error["message"]
     assert message.startswith("the service failed the job: x y x y")
     assert len(message) <= len("the service failed the job: ") + http_gen.EXCERPT_CHARS
 
@@ -347,12 +348,12 @@ def test_credentials_in_the_url_appear_in_no_name_event_or_log(service, tenant, 
     host = service.removeprefix("http://")
     url = f"http://alice:s3cret@{host}/generate"
     first, second = run_job(tenant, {"url": url}), run_job(tenant, {"url": url})
-    assert first["error"]["message"] == f"POST http://{host}/generate: HTTP 503"
-    assert "circuit open" in second["error"]["message"]
-    events = jobs.job_events(tenant[1], second["id"])["items"]
+    assert first.error["message"] == f"POST http://{host}/generate: HTTP 503"
+    assert "circuit open" in second.error["message"]
+    events = jobs.job_events(tenant[1], second.id)["items"]
     changes = [e["payload"] for e in events if e["event_type"] == "circuit_breaker.state.changed"]
     assert [c["service_name"] for c in changes] == [host]
-    assert "s3cret" not in json.dumps([first["error"], second["error"], events])
+    assert "s3cret" not in json.dumps([first.error, second.error, events])
     assert "circuit" in caplog.text and "s3cret" not in caplog.text
 
 
@@ -371,4 +372,4 @@ def test_odd_urls_from_the_service_fail_the_job_not_the_worker(service, tenant):
         FakeService.script = {"post": (202, {"id": "g1", "status": "queued",
                                              "poll_url": poll_url})}
         job = run_job(tenant, {"url": f"{service}/generate"})
-        assert job["status"] == "failed" and job["error"]["code"] == "GENERATOR_ERROR", job["error"]
+        assert job.status == "failed" and job.error["code"] == "GENERATOR_ERROR", job.error

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from app import db, jobs, outbox, pubsub, runs, sweeps
 from app.events import Subject
 from app.generators import Output
-from app.models import Event, Job
+from app.models import Event, Job, JobStatus
 from app.outbox import names, publish, sweep, unit_of_work
 
 ECHO = {"kind": "echo", "params": {"hello": "world"}}
@@ -32,18 +32,18 @@ def event_rows(job_id) -> list[dict]:
 
 def test_submit_records_its_event_and_publishes_it_after_commit(tenant, listener):
     job, created = jobs.submit(tenant[1], ECHO)
-    assert created and job["status"] == "queued"
+    assert created and job.status is JobStatus.QUEUED
     outbox.flush_marks()
-    rows = event_rows(job["id"])
+    rows = event_rows(job.id)
     assert [(r["seq"], r["payload"]["status"]) for r in rows] == [(1, "queued")]
     assert rows[0]["published_at"] is not None
-    published = [e for e in listener.drain() if e["subject"]["id"] == job["id"]]
+    published = [e for e in listener.drain() if e["subject"]["id"] == str(job.id)]
     assert len(published) == 1
     env = published[0]
     assert env["event_type"] == "job.status.updated" and env["seq"] == 1
     assert env["metadata"]["tenant"] == tenant[1].name
     assert env["timestamp"].endswith("Z")
-    assert job_row(job["id"])["dispatched_at"] is not None
+    assert job_row(job.id)["dispatched_at"] is not None
 
 
 def test_idempotency_key_returns_the_original_job_even_under_concurrency(tenant):
@@ -58,18 +58,18 @@ def test_idempotency_key_returns_the_original_job_even_under_concurrency(tenant)
         t.start()
     for t in threads:
         t.join()
-    assert len({job["id"] for job, _ in results}) == 1
+    assert len({job.id for job, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    assert len(event_rows(results[0][0]["id"])) == 1
+    assert len(event_rows(results[0][0].id)) == 1
 
 
 def test_keyset_pagination_is_stable_newest_first(tenant):
-    made = [jobs.submit(tenant[1], {"kind": "echo", "params": {"i": i}})[0]["id"] for i in range(7)]
+    made = [jobs.submit(tenant[1], {"kind": "echo", "params": {"i": i}})[0].id for i in range(7)]
     jobs.submit(tenant[1], {"kind": "sleep", "params": {"seconds": 0}})
     seen, cursor = [], None
     while True:
         items, cursor = jobs.list_jobs(tenant[1], {"kind": "echo"}, limit=3, cursor=cursor)
-        seen += [j["id"] for j in items]
+        seen += [j.id for j in items]
         if cursor is None:
             break
     assert seen == list(reversed(made))
@@ -77,19 +77,19 @@ def test_keyset_pagination_is_stable_newest_first(tenant):
 
 def test_seq_is_gapless_under_concurrent_writers(tenant):
     job, _ = jobs.submit(tenant[1], ECHO)
-    subject = Subject("job", uuid.UUID(job["id"]), tenant[1].id, tenant[1].name)
+    subject = Subject("job", job.id, tenant[1].id, tenant[1].name)
 
     def write(n):
         for _ in range(n):
             with unit_of_work("test") as uow:
-                uow.record(subject, "job.progress.updated", {"job_id": job["id"], "progress": 0})
+                uow.record(subject, "job.progress.updated", {"job_id": str(job.id), "progress": 0})
 
     threads = [threading.Thread(target=write, args=(10,)) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert [r["seq"] for r in event_rows(job["id"])] == list(range(1, 82))
+    assert [r["seq"] for r in event_rows(job.id)] == list(range(1, 82))
 
 
 def test_events_left_unpublished_when_redis_is_down_are_published_by_the_sweep(
@@ -101,11 +101,11 @@ def test_events_left_unpublished_when_redis_is_down_are_published_by_the_sweep(
         assert created
     finally:
         pubsub.init(domain.redis_url, domain.channel_prefix, domain.dependency_timeout_s)
-    assert event_rows(job["id"])[0]["published_at"] is None
+    assert event_rows(job.id)[0]["published_at"] is None
     time.sleep(domain.outbox_grace_s + 0.1)
     assert publish.publish_pending(domain.outbox_grace_s) >= 1
-    assert event_rows(job["id"])[0]["published_at"] is not None
-    assert [e["seq"] for e in listener.drain() if e["subject"]["id"] == job["id"]] == [1]
+    assert event_rows(job.id)[0]["published_at"] is not None
+    assert [e["seq"] for e in listener.drain() if e["subject"]["id"] == str(job.id)] == [1]
 
 
 def test_jobs_the_broker_refused_are_dispatched_by_the_sweep(domain, tenant):
@@ -117,10 +117,10 @@ def test_jobs_the_broker_refused_are_dispatched_by_the_sweep(domain, tenant):
         job, _ = jobs.submit(tenant[1], ECHO)
     finally:
         outbox.configure(make_celery(domain).send_task)
-    assert job_row(job["id"])["dispatched_at"] is None
+    assert job_row(job.id)["dispatched_at"] is None
     time.sleep(domain.outbox_grace_s + 0.1)
     assert sweep.dispatch_due(jobs.JOB_RUN) >= 1
-    assert job_row(job["id"])["dispatched_at"] is not None
+    assert job_row(job.id)["dispatched_at"] is not None
 
 
 def run_now(job_id) -> str | None:
@@ -130,50 +130,50 @@ def run_now(job_id) -> str | None:
 
 def test_a_duplicate_message_never_moves_a_terminal_job(tenant):
     job, _ = jobs.submit(tenant[1], ECHO)
-    token = str(job_row(job["id"])["dispatch_token"])
-    assert runs.execute(job["id"], token, "w1") == "completed"
+    token = str(job_row(job.id)["dispatch_token"])
+    assert runs.execute(job.id, token, "w1") == "completed"
     outbox.flush_marks()  # the outbox marks are written in batches: settle them first
-    before, before_events = job_row(job["id"]), event_rows(job["id"])
-    assert runs.execute(job["id"], token, "w2") is None
+    before, before_events = job_row(job.id), event_rows(job.id)
+    assert runs.execute(job.id, token, "w2") is None
     outbox.flush_marks()
-    assert job_row(job["id"]) == before and event_rows(job["id"]) == before_events
+    assert job_row(job.id) == before and event_rows(job.id) == before_events
 
 
 def test_a_stale_token_cannot_claim_a_retrying_job(tenant):
     job, _ = jobs.submit(tenant[1], {"kind": "fail", "params": {"message": "m", "transient": True}})
-    old_token = str(job_row(job["id"])["dispatch_token"])
-    assert runs.execute(job["id"], old_token, "w1") == "retrying"
-    row = job_row(job["id"])
+    old_token = str(job_row(job.id)["dispatch_token"])
+    assert runs.execute(job.id, old_token, "w1") == "retrying"
+    row = job_row(job.id)
     assert row["status"] == "retrying" and str(row["dispatch_token"]) != old_token
     assert row["run_after"] > datetime.now(UTC) - timedelta(seconds=1)
-    assert runs.execute(job["id"], old_token, "w1") is None
-    assert job_row(job["id"])["attempts"] == 1
+    assert runs.execute(job.id, old_token, "w1") is None
+    assert job_row(job.id)["attempts"] == 1
 
 
 def test_orphan_sweep_gives_the_job_away_and_the_old_run_cannot_finish_it(domain, tenant):
     job, _ = jobs.submit(tenant[1], ECHO)
-    run = runs.claim(job["id"], str(job_row(job["id"])["dispatch_token"]), "doomed")
+    run = runs.claim(job.id, str(job_row(job.id)["dispatch_token"]), "doomed")
     stale = datetime.now(UTC) - timedelta(seconds=domain.worker_lost_redelivery_s)
     with db.transaction() as conn:
-        conn.execute(update(Job).where(Job.id == job["id"]).values(heartbeat_at=stale))
+        conn.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=stale))
     assert sweeps.reap_orphans() == 1
-    row = job_row(job["id"])
+    row = job_row(job.id)
     assert row["status"] == "retrying" and row["error"]["code"] == "WORKER_LOST"
     with pytest.raises(runs.Superseded):
         runs.complete(run, Output(result={"late": True}), None)
-    assert job_row(job["id"])["status"] == "retrying"
-    assert run_now(job["id"]) == "completed"
-    assert job_row(job["id"])["attempts"] == 2
+    assert job_row(job.id)["status"] == "retrying"
+    assert run_now(job.id) == "completed"
+    assert job_row(job.id)["attempts"] == 2
 
 
 def test_timeout_sweep_fails_a_run_past_its_timeout(tenant):
     job, _ = jobs.submit(tenant[1], {**ECHO, "timeout_s": 1})
-    runs.claim(job["id"], str(job_row(job["id"])["dispatch_token"]), "stuck")
+    runs.claim(job.id, str(job_row(job.id)["dispatch_token"]), "stuck")
     long_ago = datetime.now(UTC) - timedelta(seconds=60)
     with db.transaction() as conn:
-        conn.execute(update(Job).where(Job.id == job["id"]).values(attempt_started_at=long_ago))
+        conn.execute(update(Job).where(Job.id == job.id).values(attempt_started_at=long_ago))
     assert sweeps.reap_timeouts() >= 1
-    row = job_row(job["id"])
+    row = job_row(job.id)
     assert row["status"] == "failed" and row["error"]["code"] == "TIMEOUT"
 
 
@@ -184,26 +184,26 @@ def test_lost_broker_data_marks_waiting_jobs_for_redispatch(domain, tenant):
     sweep.redispatch_if_broker_lost(broker)  # sets the marker
     job, _ = jobs.submit(tenant[1], {**ECHO, "countdown_s": 0})
     outbox.flush_marks()
-    assert job_row(job["id"])["dispatched_at"] is not None
+    assert job_row(job.id)["dispatched_at"] is not None
     assert sweep.redispatch_if_broker_lost(broker) == 0
     broker.delete(f"{domain.channel_prefix}:broker-epoch")  # what a restart without disk does
     assert sweep.redispatch_if_broker_lost(broker) >= 1
-    assert job_row(job["id"])["dispatched_at"] is None
+    assert job_row(job.id)["dispatched_at"] is None
 
 
 def test_cancel_and_retry_follow_the_state_machine(tenant):
     from app.errors import InvalidTransition
 
     job, _ = jobs.submit(tenant[1], {**ECHO, "countdown_s": 60})
-    assert jobs.cancel(tenant[1], job["id"])["status"] == "cancelled"
+    assert jobs.cancel(tenant[1], job.id).status == "cancelled"
     with pytest.raises(InvalidTransition):
-        jobs.cancel(tenant[1], job["id"])
-    again = jobs.retry(tenant[1], job["id"])
-    assert again["status"] == "queued" and again["finished_at"] is None
-    assert [r["payload"]["status"] for r in event_rows(job["id"])] == [
+        jobs.cancel(tenant[1], job.id)
+    again = jobs.retry(tenant[1], job.id)
+    assert again.status == "queued" and again.finished_at is None
+    assert [r["payload"]["status"] for r in event_rows(job.id)] == [
         "queued", "cancelled", "queued",
     ]
-    later = jobs.job_events(tenant[1], job["id"], since=2)["items"]
+    later = jobs.job_events(tenant[1], job.id, since=2)["items"]
     assert later[0]["payload"]["status"] == "queued"
 
 
@@ -244,13 +244,13 @@ def test_a_message_the_broker_lost_is_sent_again_one_it_holds_is_not(domain, ten
     with db.transaction() as conn:  # both were sent long ago
         conn.execute(
             update(Job)
-            .where(Job.id.in_([uuid.UUID(held["id"]), uuid.UUID(lost["id"])]))
+            .where(Job.id.in_([held.id, lost.id]))
             .values(dispatched_at=datetime.now(UTC) - timedelta(hours=1))
         )
-    before = {j["id"]: job_row(j["id"])["dispatch_token"] for j in (held, lost)}
+    before = {j.id: job_row(j.id)["dispatch_token"] for j in (held, lost)}
     broker.delete(f"{domain.channel_prefix}:lost-check")
     assert sweep.redispatch_lost_messages(broker) >= 1
-    assert job_row(lost["id"])["dispatched_at"] is None
-    assert job_row(lost["id"])["dispatch_token"] != before[lost["id"]]
-    assert job_row(held["id"])["dispatch_token"] == before[held["id"]]  # the broker holds it
+    assert job_row(lost.id)["dispatched_at"] is None
+    assert job_row(lost.id)["dispatch_token"] != before[lost.id]
+    assert job_row(held.id)["dispatch_token"] == before[held.id]  # the broker holds it
     assert sweep.redispatch_lost_messages(broker) == 0  # throttled until the next period

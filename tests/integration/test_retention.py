@@ -37,7 +37,8 @@ def _left(job_id: str) -> tuple[int, int, int]:
 
 def test_old_finished_jobs_go_with_their_events_and_nothing_else(domain, tenant):
     def submit():
-        return jobs.submit(tenant[1], {"kind": "echo", "params": {}, "countdown_s": 3600})[0]["id"]
+        job, _ = jobs.submit(tenant[1], {"kind": "echo", "params": {}, "countdown_s": 3600})
+        return str(job.id)
 
     old_done, old_failed, recent, old_waiting = submit(), submit(), submit(), submit()
     _finish(old_done, "completed", 40)
@@ -59,7 +60,7 @@ def test_old_finished_jobs_go_with_their_events_and_nothing_else(domain, tenant)
 
 
 def test_retention_zero_keeps_everything(domain, tenant):
-    job = jobs.submit(tenant[1], {"kind": "echo", "params": {}, "countdown_s": 3600})[0]["id"]
+    job = str(jobs.submit(tenant[1], {"kind": "echo", "params": {}, "countdown_s": 3600})[0].id)
     _finish(job, "completed", 400)
     config.install(domain.with_(retention_s=0))
     try:
@@ -77,8 +78,8 @@ def _agent_with_commands(tenant) -> tuple[uuid.UUID, list[str]]:
     from app.agents import commands, definitions
 
     agent = definitions.create(tenant[1], {"name": f"r-{uuid.uuid4().hex[:8]}", "type": "echo"})
-    cmds = [commands.accept(tenant[1], agent["id"], "status", {})["id"] for _ in range(4)]
-    return uuid.UUID(agent["id"]), cmds
+    cmds = [str(commands.accept(tenant[1], agent.id, "status", {}).id) for _ in range(4)]
+    return agent.id, cmds
 
 
 def _age(sql: str, **params) -> None:

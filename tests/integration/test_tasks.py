@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -40,23 +39,23 @@ def celery_app_worker(domain):
 def test_run_job_task_runs_a_dispatched_job(celery_app_worker, tenant):
     job, _ = jobs.submit(tenant[1], {"kind": "sleep", "params": {"seconds": 0.2, "steps": 2}})
     done = wait_until(
-        lambda: (j := jobs.get(tenant[1], job["id"]))["status"] == "completed" and j, 20, 0.05,
+        lambda: (j := jobs.get(tenant[1], job.id)).status == "completed" and j, 20, 0.05,
         "the job to complete",
     )
-    assert done["result"] == {"slept": 0.2} and done["attempts"] == 1
-    assert [e["seq"] for e in jobs.job_events(tenant[1], job["id"])["items"]] == [1, 2, 3, 4, 5]
+    assert done.result == {"slept": 0.2} and done.attempts == 1
+    assert [e["seq"] for e in jobs.job_events(tenant[1], job.id)["items"]] == [1, 2, 3, 4, 5]
 
 
 def test_sweep_task_dispatches_a_delayed_job(celery_app_worker, tenant):
     job, _ = jobs.submit(tenant[1], {"kind": "echo", "params": {"late": 1}, "countdown_s": 0.3})
     time.sleep(0.4)
-    assert jobs.get(tenant[1], job["id"])["status"] == "queued"  # nobody sent it yet
+    assert jobs.get(tenant[1], job.id).status == "queued"  # nobody sent it yet
     celery_app_worker.send_task(names.SWEEP, queue=names.SWEEPS_QUEUE)
     done = wait_until(
-        lambda: (j := jobs.get(tenant[1], job["id"]))["status"] == "completed" and j, 20, 0.05,
+        lambda: (j := jobs.get(tenant[1], job.id)).status == "completed" and j, 20, 0.05,
         "the sweep to dispatch the job",
     )
-    assert done["result"] == {"late": 1}
+    assert done.result == {"late": 1}
 
 
 # --- Bad output fails cleanly (a run's output Postgres cannot store) --------------------
@@ -112,7 +111,7 @@ def hostile():
 def wait_ended(tenant, job_id: str, timeout: float = 30) -> dict:
     """The job once it left `queued`/`processing` for good (terminal)."""
     return wait_until(
-        lambda: (j := jobs.get(tenant[1], job_id))["status"] in TERMINAL and j,
+        lambda: (j := jobs.get(tenant[1], job_id)).status in TERMINAL and j,
         timeout, 0.05, f"job {job_id} to end (not stay processing)",
     )
 
@@ -123,13 +122,13 @@ def test_output_postgres_cannot_store_fails_the_attempt_with_a_code(
 ):
     job, _ = jobs.submit(tenant[1], {"kind": "hostile", "params": {"case": case},
                                      "max_retries": 3})
-    done = wait_ended(tenant, job["id"])
-    assert done["status"] == "failed" and done["attempts"] == 1  # permanent: not retried
-    assert done["error"]["code"] == EXPECTED_CODE.get(case, "OUTPUT_NOT_STORABLE"), done
-    message = done["error"]["message"]
+    done = wait_ended(tenant, job.id)
+    assert done.status == "failed" and done.attempts == 1  # permanent: not retried
+    assert done.error["code"] == EXPECTED_CODE.get(case, "OUTPUT_NOT_STORABLE"), done
+    message = done.error["message"]
     assert "\x00" not in message and "a\x00b" not in message and "xxxx" not in message
-    assert done["result"] is None and done["result_url"] is None
-    statuses = [e["payload"].get("status") for e in jobs.job_events(tenant[1], job["id"])["items"]]
+    assert done.result is None and done.result_url is None
+    statuses = [e["payload"].get("status") for e in jobs.job_events(tenant[1], job.id)["items"]]
     assert statuses == ["queued", "processing", "failed"]
 
 
@@ -139,11 +138,11 @@ def test_a_progress_message_postgres_cannot_store_fails_the_attempt(
 ):
     params = {"case": "not JSON", "progress": kind}  # the progress call fails first
     job, _ = jobs.submit(tenant[1], {"kind": "hostile", "params": params})
-    done = wait_ended(tenant, job["id"])
-    assert done["status"] == "failed" and done["error"]["code"] == "OUTPUT_NOT_STORABLE"
-    message = done["error"]["message"]
+    done = wait_ended(tenant, job.id)
+    assert done.status == "failed" and done.error["code"] == "OUTPUT_NOT_STORABLE"
+    message = done.error["message"]
     assert "progress message" in message and "\x00" not in message and "step" not in message
-    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job["id"])["items"]]
+    kinds = [e["event_type"] for e in jobs.job_events(tenant[1], job.id)["items"]]
     assert "job.progress.updated" not in kinds
 
 
@@ -152,12 +151,12 @@ def test_an_echo_result_over_max_result_bytes_fails_too_large(celery_app_worker,
     config.install(domain.with_(max_result_bytes=1000))
     try:
         job, _ = jobs.submit(tenant[1], {"kind": "echo", "params": {"text": "y" * 2000}})
-        done = wait_ended(tenant, job["id"])
+        done = wait_ended(tenant, job.id)
     finally:
         config.install(domain)
-    assert done["status"] == "failed" and done["error"]["code"] == "RESULT_TOO_LARGE"
-    assert "MAX_RESULT_BYTES (1000)" in done["error"]["message"]
-    assert "yyyy" not in done["error"]["message"]
+    assert done.status == "failed" and done.error["code"] == "RESULT_TOO_LARGE"
+    assert "MAX_RESULT_BYTES (1000)" in done.error["message"]
+    assert "yyyy" not in done.error["message"]
 
 
 @pytest.fixture
@@ -191,17 +190,17 @@ def test_a_database_refusal_of_the_outcome_fails_the_attempt_and_removes_its_fil
     config.install(domain.with_(artifact_store=store, artifact_dir=str(tmp_path)))
     try:
         job, _ = jobs.submit(tenant[1], {"kind": "refused", "params": {}})
-        done = wait_ended(tenant, job["id"])
+        done = wait_ended(tenant, job.id)
     finally:
         config.install(domain)
         generator_base._registry.pop("refused", None)
         generator_base._validators.pop("refused", None)
-    assert done["status"] == "failed" and done["error"]["code"] == "OUTPUT_NOT_STORABLE"
-    assert "SQLSTATE 23514" in done["error"]["message"]  # check_violation, named not copied
-    assert "refuse-me" not in done["error"]["message"]
+    assert done.status == "failed" and done.error["code"] == "OUTPUT_NOT_STORABLE"
+    assert "SQLSTATE 23514" in done.error["message"]  # check_violation, named not copied
+    assert "refuse-me" not in done.error["message"]
     with db.transaction() as conn:
         rows = conn.execute(text("SELECT count(*) FROM job_artifacts WHERE job_id = :id"),
-                            {"id": job["id"]}).scalar_one()
+                            {"id": job.id}).scalar_one()
     assert rows == 0
     assert list(tmp_path.iterdir()) == []  # rolled back for sure: the staged file went too
 
@@ -272,17 +271,17 @@ def test_a_services_answer_postgres_cannot_store_fails_the_job(
             RawService.answers = answers
             params = {"url": f"{service}/generate", "poll_url": f"{service}/status/{{id}}"}
             job, _ = jobs.submit(tenant[1], {"kind": "http", "params": params, "max_retries": 0})
-            ended[name] = wait_ended(tenant, job["id"])
+            ended[name] = wait_ended(tenant, job.id)
     # A service's remote text reaches the job only as a printable excerpt (app/netguard), so a
     # hostile status or refusal is mended there; what the generator returns is checked whole.
-    outcomes = {n: (j["status"], (j["error"] or {}).get("code")) for n, j in ended.items()}
+    outcomes = {n: (j.status, (j.error or {}).get("code")) for n, j in ended.items()}
     assert outcomes == {
         "result": ("failed", "OUTPUT_NOT_STORABLE"),
         "progress": ("completed", None),
         "result_url": ("failed", "OUTPUT_NOT_STORABLE"),
         "refusal": ("failed", "GENERATOR_ERROR"),
     }
-    assert ended["refusal"]["error"]["message"].endswith("HTTP 400: no thanks")
+    assert ended["refusal"].error["message"].endswith("HTTP 400: no thanks")
 
 
 # --- Progress is coalesced; cancellation stays timely -----------------------------------
@@ -297,15 +296,14 @@ def test_a_hundred_progress_steps_in_a_second_write_a_few_events(celery_app_work
     """`sleep` with 100 steps (its most) in a second reports progress 100 times; Postgres gets at
     most one event per PROGRESS_MIN_INTERVAL_S of the run, and the last step's."""
     job, _ = jobs.submit(tenant[1], {"kind": "sleep", "params": {"seconds": 1, "steps": 100}})
-    done = wait_ended(tenant, job["id"])
-    assert done["status"] == "completed" and done["progress"] == 1.0
-    ran_s = (datetime.fromisoformat(done["finished_at"])
-             - datetime.fromisoformat(done["started_at"])).total_seconds()
-    written = progress_events(tenant, job["id"])
+    done = wait_ended(tenant, job.id)
+    assert done.status == "completed" and done.progress == 1.0
+    ran_s = (done.finished_at - done.started_at).total_seconds()
+    written = progress_events(tenant, job.id)
     print(f"{len(written)} progress events for 100 steps in {ran_s:.2f}s")
     # The bound follows the run's own measured length, so a slow machine cannot break it.
     assert 2 <= len(written) <= ran_s / domain.progress_min_interval_s + 2, (len(written), ran_s)
-    assert written[-1] == {"job_id": job["id"], "progress": 1.0, "message": "step 100/100"}
+    assert written[-1] == {"job_id": str(job.id), "progress": 1.0, "message": "step 100/100"}
     values = [p["progress"] for p in written]
     assert values == sorted(values)
 
@@ -314,13 +312,13 @@ def test_cancel_is_seen_promptly_between_many_small_steps(celery_app_worker, ten
     """Cancel reads are coalesced too, yet a job cancelled mid-run stops at once."""
     job, _ = jobs.submit(tenant[1], {"kind": "sleep",
                                      "params": {"seconds": 60, "steps": 100}})
-    wait_until(lambda: progress_events(tenant, job["id"]), 20, 0.05, "the first progress")
+    wait_until(lambda: progress_events(tenant, job.id), 20, 0.05, "the first progress")
     asked = time.monotonic()
-    jobs.cancel(tenant[1], job["id"])
-    done = wait_ended(tenant, job["id"])
+    jobs.cancel(tenant[1], job.id)
+    done = wait_ended(tenant, job.id)
     took = time.monotonic() - asked
     print(f"cancelled {took:.2f}s after the request")
-    assert done["status"] == "cancelled"
+    assert done.status == "cancelled"
     # Checked every PROGRESS_MIN_INTERVAL_S (0.25 s); the bound is loose, for a loaded host:
     # what it rules out is a run that only stops at its end (a minute).
     assert took < 10, took
