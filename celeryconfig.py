@@ -13,6 +13,9 @@ from app.config import Settings
 # code, so the heartbeat pass has a queue of its own beside the sweep's.
 from app.outbox.names import HARD_LIMIT_GRACE_S, HEARTBEAT, JOBS_QUEUE, QUEUE_OF, SWEEP
 
+# Kombu's Redis transport with one client per channel (see that module); named, not
+# imported: kombu imports it when it connects.
+TRANSPORT = "workers.transport:Transport"
 # What `ssl_cert_reqs=` in a rediss:// URL may say, as redis-py reads it.
 _CERT_REQS = {
     "none": ssl.CERT_NONE,
@@ -43,6 +46,12 @@ def broker_use_ssl(url: str) -> dict | None:
     return options
 
 
+def broker_transport(url: str) -> str | None:
+    """Our Redis transport (`workers/transport.py`: one client per channel) for a Redis
+    broker; kombu's own choice for anything else."""
+    return TRANSPORT if urlsplit(url).scheme in ("redis", "rediss") else None
+
+
 def heartbeat_limits(s: Settings) -> tuple[float, float]:
     """Soft and hard time limits of one heartbeat pass: a health hook is plugin code, so a
     pass that hangs is ended (the agents it did not reach get theirs on the next pass)."""
@@ -55,6 +64,7 @@ def from_settings(s: Settings) -> dict:
     return {
         "broker_url": s.effective_broker_url,
         "broker_use_ssl": broker_use_ssl(s.effective_broker_url),
+        "broker_transport": broker_transport(s.effective_broker_url),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "broker_transport_options": {

@@ -215,6 +215,14 @@ class Settings(BaseSettings):
         description="Events per page of a replay or gap fill (one short query each; at most "
         "half of `RELAY_SEND_QUEUE_MAX`).",
     )
+    auth_cache_s: float = Field(
+        10.0,
+        ge=0,
+        description="How long an api process may trust a key it verified in Postgres while "
+        "the revocation generation in Redis is unchanged (every revocation through the CLI "
+        "moves it, so those hold at the next request); bounds a revocation written in SQL "
+        "alone. 0: every request reads Postgres.",
+    )
     relay_key_recheck_s: float = Field(
         1.0,
         description="How often each relay rechecks the keys of its connections in Postgres "

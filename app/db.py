@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from app.errors import Unavailable
 
@@ -15,6 +16,8 @@ log = logging.getLogger(__name__)
 
 _engine: Engine | None = None
 _identity: tuple | None = None
+# A pooled connection idle longer than this is tested before use (see `_ping_if_idle`).
+IDLE_PING_S = 1.0
 
 
 def session_options(statement_timeout_s: float, lock_timeout_s: float) -> str:
@@ -45,14 +48,38 @@ def init(
         _engine.dispose()  # the same process re-wired with other timeouts (tests)
     _engine = create_engine(
         database_url,
-        # A restarted Postgres leaves dead connections in the pool: test each on checkout.
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
         connect_args={"connect_timeout": max(1, int(timeout_s)), "options": options},
     )
     _identity = (database_url, options)
+    event.listen(_engine.pool, "checkin", _idle_since)
+    event.listen(_engine.pool, "checkout", _ping_if_idle)
     return _engine
+
+
+def _idle_since(_dbapi_conn, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+    """Test a pooled connection before use only if it sat idle past `IDLE_PING_S`.
+
+    A restarted Postgres leaves dead connections in the pool; `pool_pre_ping` would find
+    them by a round trip on every checkout, which a busy process pays several times per job.
+    A connection back in the pool within the last second was alive then; if Postgres died
+    since, its first statement fails, SQLAlchemy invalidates the whole pool, and the caller
+    sees `Unavailable` (a 503, a task retried) once. This is SQLAlchemy's pessimistic
+    disconnect recipe (a checkout listener raising `DisconnectionError`, which makes the pool
+    connect anew), with the dialect's own ping, kept to connections that were idle.
+    """
+    since = record.info.get("idle_since")
+    if since is None or time.monotonic() - since <= IDLE_PING_S:
+        return
+    try:
+        _engine.dialect.do_ping(dbapi_conn)
+    except _engine.dialect.loaded_dbapi.Error as exc:
+        raise DisconnectionError("a pooled connection did not answer its ping") from exc
 
 
 def engine() -> Engine:

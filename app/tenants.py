@@ -8,14 +8,16 @@ import json
 import logging
 import re
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 
 import redis
+from cachetools import TTLCache
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from app import db, pubsub
+from app import config, db, pubsub
 from app.errors import ValidationFailed
 from app.models import ApiKey, Tenant
 
@@ -91,18 +93,90 @@ _KEYS_BY_PREFIX = (
 def authenticate(secret: str) -> TenantRef | None:
     """The tenant (and scopes) of a valid, unrevoked key, or None.
 
-    The row is found by the key's clear prefix and the hashes compared in constant time,
-    so response timing says nothing about how much of a guessed hash matched.
+    A key verified in Postgres is remembered by this process (`_verified`) with the
+    revocation generation it was verified under; while Redis still holds that generation
+    and `AUTH_CACHE_S` has not passed, it is not looked up again. Otherwise the row is found
+    by the key's clear prefix and the hashes compared in constant time, so response timing
+    says nothing about how much of a guessed hash matched.
     """
     if not secret or len(secret) > 200 or not secret.startswith(SECRET_PREFIX):
         return None
     digest = hash_secret(secret)
+    generation = _verified.generation()
+    found = _verified.get(digest, generation)
+    if found is not None:
+        return found
     with db.transaction() as conn:
         rows = conn.execute(_KEYS_BY_PREFIX, {"prefix": secret[:PREFIX_LEN]}).all()
     for row in rows:
         if hmac.compare_digest(row.key_hash, digest):
-            return TenantRef(row.id, row.name, row.key_id, row.prefix, frozenset(row.scopes))
+            found = TenantRef(row.id, row.name, row.key_id, row.prefix, frozenset(row.scopes))
+            _verified.put(digest, generation, found)
+            return found
     return None
+
+
+class _VerifiedKeys:
+    """Keys this process verified, each with the revocation generation it was verified under.
+
+    Every revocation increments a counter in Redis (`revocation_generation_key()`) before
+    `revoke()` returns, and a remembered key is trusted only while the counter still reads
+    what it read then: one Redis GET per request instead of a Postgres transaction, and a
+    revoked key is refused from the next request on, in every process. Redis unreachable:
+    nothing is trusted (Postgres answers). A revocation written in SQL alone, or one whose
+    announcement failed, moves no counter: it holds after at most `AUTH_CACHE_S`. Only valid
+    keys are kept, so a flood of random tokens cannot fill it; it is bounded besides.
+    """
+
+    MAX_KEYS = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # gunicorn's threads share this process's cache
+        self._cache: TTLCache | None = None
+        self._ttl: float | None = None
+
+    def _entries(self) -> TTLCache | None:
+        ttl = config.current().auth_cache_s
+        if ttl != self._ttl:
+            self._cache = TTLCache(self.MAX_KEYS, ttl) if ttl > 0 else None
+            self._ttl = ttl
+        return self._cache
+
+    @staticmethod
+    def generation() -> bytes | None:
+        """The revocation counter as Redis holds it now (b"" before the first revocation),
+        or None when Redis cannot say."""
+        try:
+            return pubsub.client().get(revocation_generation_key()) or b""
+        except (redis.RedisError, RuntimeError):
+            return None
+
+    def get(self, digest: str, generation: bytes | None) -> TenantRef | None:
+        with self._lock:
+            entries = self._entries()
+            if entries is None or generation is None:
+                return None
+            hit = entries.get(digest)
+        return hit[1] if hit is not None and hit[0] == generation else None
+
+    def put(self, digest: str, generation: bytes | None, tenant: TenantRef) -> None:
+        with self._lock:
+            entries = self._entries()
+            if entries is not None and generation is not None:
+                entries[digest] = (generation, tenant)
+
+    def clear(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.clear()
+
+
+_verified = _VerifiedKeys()
+
+
+def revocation_generation_key() -> str:
+    """The Redis counter every revocation increments (see `_VerifiedKeys`)."""
+    return f"{pubsub.prefix()}:keys:generation"
 
 
 def revocation_channel() -> str:
@@ -111,15 +185,21 @@ def revocation_channel() -> str:
 
 
 def _announce_revoked(key_ids: list[uuid.UUID]) -> None:
-    """Tell every relay to disconnect these keys' sockets now. Best effort: a relay that
-    misses it finds the revocation in Postgres at its next check (`RELAY_KEY_RECHECK_S`)."""
+    """Move the revocation generation (every process's remembered keys are then checked in
+    Postgres again) and tell every relay to disconnect these keys' sockets now, in one round
+    trip. Best effort: with Redis away no process trusts what it remembers, and a relay
+    finds the revocation in Postgres at its next check (`RELAY_KEY_RECHECK_S`)."""
+    _verified.clear()
     if not key_ids:
         return
     notice = json.dumps({"key_ids": [str(k) for k in key_ids]})
     try:
-        pubsub.client().publish(revocation_channel(), notice)
+        pipe = pubsub.client().pipeline(transaction=False)
+        pipe.incr(revocation_generation_key())
+        pipe.publish(revocation_channel(), notice)
+        pipe.execute()
     except (redis.RedisError, RuntimeError) as exc:
-        log.warning("revocation notice not published (relays recheck keys anyway): %s", exc)
+        log.warning("revocation not announced (relays recheck keys anyway): %s", exc)
 
 
 def revoke(key: str) -> int:
