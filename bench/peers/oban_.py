@@ -52,7 +52,12 @@ def setup(ctx) -> None:
 def workers(ctx) -> list[str]:
     from bench.sandbox import ROOT
 
-    command = f"{venv_bin(ROOT)}/oban start --queues default:{QUEUE_LIMIT} --log-level WARNING"
+    # --cron-modules: without it the CLI imports every module under the working directory
+    # looking for cron workers (the whole project, and the venv beside it).
+    command = (
+        f"{venv_bin(ROOT)}/oban start --queues default:{QUEUE_LIMIT} --log-level WARNING"
+        " --cron-modules bench.peers.oban_"
+    )
     return [command, command]  # OBAN_DSN is in the environment
 
 
@@ -71,6 +76,9 @@ def progress(ctx) -> tuple:
 @asynccontextmanager
 async def session():
     from psycopg_pool import AsyncConnectionPool
+
+    # Run as __main__, the class here would be named `__main__.Noop`, which no node finds.
+    from bench.peers.oban_ import Noop
 
     async with AsyncConnectionPool(os.environ["PEER_DSN"], min_size=1, max_size=2) as pool:
         client = oban.Oban(pool=pool)  # no queues: a client, it runs nothing
