@@ -108,6 +108,27 @@ def e2e_rows(base: list[dict], orch: list[dict]) -> list[Row]:
     ]
 
 
+def e2e_cpu_rows(orch: list[dict]) -> list[Row]:
+    """CPU per job of each process over the sustained phase (the stack's processes with their
+    children, the run database's Postgres backends, the Redis server, the bench's clients)."""
+    per = [r["throughput"].get("cpu_ms_per_job") for r in orch]
+    if not all(per):
+        return []
+    return [
+        Row(
+            "end to end",
+            f"CPU per job at saturation: {name}",
+            "ms",
+            [p[name] for p in per if p.get(name) is not None],
+            None,
+            "sustained phase; clients: the HTTP submitters and the Socket.IO listener"
+            if name == "clients"
+            else ("all Redis (shared machine)" if name == "redis" else ""),
+        )
+        for name in per[0]
+    ]
+
+
 def e2e_targets(base: list[dict], orch: list[dict]) -> list[Target]:
     """The issue's end-to-end targets."""
     tp, drain = _col(orch, "throughput", "per_s"), _col(base, "drain", "per_s")
@@ -256,7 +277,7 @@ def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
     """The rows and targets of whatever sections ran."""
     rows, targets = [], []
     if "e2e" in raw:
-        rows += e2e_rows(raw["baseline"], raw["e2e"])
+        rows += e2e_rows(raw["baseline"], raw["e2e"]) + e2e_cpu_rows(raw["e2e"])
         targets += e2e_targets(raw["baseline"], raw["e2e"])
     for name, parts in (
         ("relay", relay_parts),
