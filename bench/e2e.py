@@ -33,7 +33,7 @@ from app.config import Settings
 from app.models import Event
 from bench import clients, orchestra, procs
 from bench.measure import latency_stats
-from bench.peers.method import libpq_url
+from bench.peers.method import delta, libpq_url, per_job_ms, pids_cpu, tree_cpu
 from bench.sandbox import log
 
 SPAWN = mp.get_context("spawn")
@@ -149,8 +149,6 @@ def _gather(workers, out, timeout_s: float, cpu: dict | None = None) -> list[tup
 def cpu_reading(procs_by_name: dict, listener: Listener, pg, redis_url: str) -> dict:
     """CPU seconds so far of each process of the stack (with its children), of the Postgres
     backends of the run's database and of the Redis server, and of the listener."""
-    from bench.peers.method import pids_cpu, tree_cpu
-
     with pg.cursor() as cur:
         cur.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
@@ -166,8 +164,6 @@ def cpu_reading(procs_by_name: dict, listener: Listener, pg, redis_url: str) -> 
 
 def cpu_per_job(before: dict, after: dict, clients_s: float, jobs: int) -> dict:
     """CPU ms per job of each process between two readings (the submitters' own count)."""
-    from bench.peers.method import delta, per_job_ms
-
     out = {}
     for name, value in after.items():
         spent = delta(before[name], value) if isinstance(value, dict) else value - before[name]

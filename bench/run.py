@@ -125,8 +125,8 @@ def run_baseline(settings: Settings, sizes: dict[str, int]) -> dict:
 
 
 def run_peers(settings: Settings, sizes: dict[str, int]) -> dict:
-    """The peers section: every system that runs here, by one method, R times, alternating
-    (each repetition runs them all, so a ratio to raw Celery is taken within it)."""
+    """The peers section: every system that runs here, by one method, R times (each
+    repetition runs them all in turn, so a ratio to raw Celery is taken within it)."""
     from bench.peers import method, systems
 
     peers, missing = systems.available()
@@ -140,8 +140,14 @@ def run_peers(settings: Settings, sizes: dict[str, int]) -> dict:
         )
     labels = {p.key: p.label for p in peers}
     notes = {p.key: p.note for p in peers}
-    return {"reps": reps, "labels": labels, "notes": notes, "missing": missing,
-            "jobs": sizes["peer_jobs"], "trips": sizes["peer_trips"]}
+    return {
+        "reps": reps,
+        "labels": labels,
+        "notes": notes,
+        "missing": missing,
+        "jobs": sizes["peer_jobs"],
+        "trips": sizes["peer_trips"],
+    }
 
 
 def _terminate(signum, _frame) -> None:
