@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install services db console browser compose run test lint docs bench bench-quick soak clean
+.PHONY: install services db console browser compose run test lint docs bench bench-quick bench-peers soak clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -82,15 +82,34 @@ docs: install
 test: install services lint console browser compose
 	$(BIN)/pytest
 
+# The peers section's systems (bench/peers/): Procrastinate and PgQueuer in the project venv
+# (their pins change none of ours); Oban, which needs Python >= 3.12, in a venv of its own.
+# Without a Python 3.12 the section runs without Oban and says so.
+PYTHON312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12))
+BENCH312 := .venv-bench312
+
+$(VENV)/.peers-installed: bench/requirements-peers.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements-peers.txt
+	touch $@
+
+$(BENCH312)/.installed: bench/requirements-peers312.txt
+	@if [ -n "$(PYTHON312)" ]; then \
+		$(PYTHON312) -m venv $(BENCH312) && \
+		$(BENCH312)/bin/pip install --quiet --disable-pip-version-check \
+			-r bench/requirements-peers312.txt && touch $@; \
+	else echo "no Python >= 3.12 (PYTHON312=): the peers section runs without Oban"; fi
+
+bench-peers: $(VENV)/.peers-installed $(BENCH312)/.installed
+
 # bench/RESULTS.md and bench/throughput_latency.png; ARGS=--quick (or make bench-quick) in < 2 min.
-bench: install services
+bench: install services bench-peers
 	$(BIN)/python -m bench.run $(ARGS)
 
-bench-quick: install services
+bench-quick: install services bench-peers
 	$(BIN)/python -m bench.run --quick $(ARGS)
 
 soak: install services
 	$(BIN)/python -m bench.soak
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache console/node_modules $(CONSOLE_OUT) tests/artifacts
+	rm -rf $(VENV) $(BENCH312) .pytest_cache .ruff_cache console/node_modules $(CONSOLE_OUT) tests/artifacts

@@ -24,6 +24,8 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+import psycopg2
+import redis
 from sqlalchemy import select
 
 from app import db, pubsub
@@ -31,6 +33,7 @@ from app.config import Settings
 from app.models import Event
 from bench import clients, orchestra, procs
 from bench.measure import latency_stats
+from bench.peers.method import delta, libpq_url, per_job_ms, pids_cpu, tree_cpu
 from bench.sandbox import log
 
 SPAWN = mp.get_context("spawn")
@@ -129,33 +132,76 @@ def _fire(workers, shot: tuple, duration_s: float) -> float:
     return until.value
 
 
-def _gather(workers, out, timeout_s: float) -> list[tuple]:
-    """The samples of each submitter process, once they all ended."""
+def _gather(workers, out, timeout_s: float, cpu: dict | None = None) -> list[tuple]:
+    """The samples of each submitter process, once they all ended; their CPU seconds are
+    added to `cpu["clients"]` when `cpu` is given."""
     samples = []
     for _ in workers:
-        samples.extend(out.get(timeout=timeout_s))
+        mine, cpu_s = out.get(timeout=timeout_s)
+        samples.extend(mine)
+        if cpu is not None:
+            cpu["clients"] = cpu.get("clients", 0.0) + cpu_s
     for w in workers:
         w.join(10)
     return samples
 
 
-def sustained(target, listener: Listener, duration_s: float) -> tuple[dict, list[tuple]]:
-    """Phase 1: closed-loop submitters for `duration_s`; completions/s over the steady part."""
+def cpu_reading(procs_by_name: dict, listener: Listener, pg, redis_url: str) -> dict:
+    """CPU seconds so far of each process of the stack (with its children), of the Postgres
+    backends of the run's database and of the Redis server, and of the listener."""
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        backends = [r[0] for r in cur.fetchall()]
+    reading = {name: tree_cpu([p.popen.pid]) for name, p in procs_by_name.items()}
+    reading["postgres"] = pids_cpu(backends)
+    reading["redis"] = pids_cpu([int(redis.Redis.from_url(redis_url).info()["process_id"])])
+    reading["listener"] = tree_cpu([listener.proc.pid])
+    return reading
+
+
+def cpu_per_job(before: dict, after: dict, clients_s: float, jobs: int) -> dict:
+    """CPU ms per job of each process between two readings (the submitters' own count)."""
+    out = {}
+    for name, value in after.items():
+        spent = delta(before[name], value) if isinstance(value, dict) else value - before[name]
+        out[name] = per_job_ms(spent, jobs)
+    out["clients"] = per_job_ms(clients_s, jobs) + (out.pop("listener") or 0.0)
+    out["total"] = sum(v for k, v in out.items() if v is not None)
+    return out
+
+
+def sustained(
+    target, listener: Listener, duration_s: float, meter=None
+) -> tuple[dict, list[tuple]]:
+    """Phase 1: closed-loop submitters for `duration_s`; completions/s over the steady part.
+
+    `meter()` reads every process's CPU: read before the shot and once every job submitted
+    is reported finished, the difference per job is in the answer's `cpu_ms_per_job`.
+    """
     out, submitted = SPAWN.Queue(), SPAWN.Value("i", 0)
     with listener.received.get_lock():
         listener.received.value = 0
     shot = _shot()
     args = (target, shot, WINDOW, submitted, listener.received, out)
     workers = [SPAWN.Process(target=clients.submit_closed, args=args) for _ in range(SUBMITTERS)]
+    cpu: dict = {}
+    before = meter() if meter else None
     until = _fire(workers, shot, duration_s)
-    samples = _gather(workers, out, duration_s + 120)
+    samples = _gather(workers, out, duration_s + 120, cpu)
     listener.wait_for([s[0] for s in samples], 120)
+    after = meter() if meter else None
     # The clients boot for a second or so: the steady window starts after they submit.
     first = min(s[1] for s in samples)
     lo, hi = first + SETTLE_S, until
     with listener.lock:
         n = sum(1 for j, _, _ in samples if lo <= listener.seen[j][2] <= hi)
-    return {"per_s": n / (hi - lo), "n": n, "seconds": hi - lo}, samples
+    tp = {"per_s": n / (hi - lo), "n": n, "seconds": hi - lo}
+    if meter:
+        tp["cpu_ms_per_job"] = cpu_per_job(before, after, cpu.get("clients", 0.0), len(samples))
+    return tp, samples
 
 
 def half_rate(target, listener: Listener, rate: float, duration_s: float) -> list[tuple]:
@@ -280,7 +326,11 @@ def run(settings: Settings, durations: dict, idle_n: int) -> dict:
             idle(o, listener, 10)
             t0 = time.time()
             log(f"e2e: sustained, {SUBMITTERS} HTTP clients for {durations['sustained']} s")
-            tp, s1 = sustained(target, listener, durations["sustained"])
+            pg = psycopg2.connect(libpq_url(settings.database_url))
+            pg.autocommit = True
+            stack.callback(pg.close)
+            meter = lambda: cpu_reading(started, listener, pg, settings.redis_url)  # noqa: E731
+            tp, s1 = sustained(target, listener, durations["sustained"], meter)
             t1 = time.time()
             rate = max(1.0, tp["per_s"] / 2)
             log(f"e2e: {tp['per_s']:.0f} jobs/s; half rate {rate:.0f}/s for {durations['half']} s")

@@ -108,6 +108,27 @@ def e2e_rows(base: list[dict], orch: list[dict]) -> list[Row]:
     ]
 
 
+def e2e_cpu_rows(orch: list[dict]) -> list[Row]:
+    """CPU per job of each process over the sustained phase (the stack's processes with their
+    children, the run database's Postgres backends, the Redis server, the bench's clients)."""
+    per = [r["throughput"].get("cpu_ms_per_job") for r in orch]
+    if not all(per):
+        return []
+    return [
+        Row(
+            "end to end",
+            f"CPU per job at saturation: {name}",
+            "ms",
+            [p[name] for p in per if p.get(name) is not None],
+            None,
+            "sustained phase; clients: the HTTP submitters and the Socket.IO listener"
+            if name == "clients"
+            else ("all Redis (shared machine)" if name == "redis" else ""),
+        )
+        for name in per[0]
+    ]
+
+
 def e2e_targets(base: list[dict], orch: list[dict]) -> list[Target]:
     """The issue's end-to-end targets."""
     tp, drain = _col(orch, "throughput", "per_s"), _col(base, "drain", "per_s")
@@ -256,7 +277,7 @@ def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
     """The rows and targets of whatever sections ran."""
     rows, targets = [], []
     if "e2e" in raw:
-        rows += e2e_rows(raw["baseline"], raw["e2e"])
+        rows += e2e_rows(raw["baseline"], raw["e2e"]) + e2e_cpu_rows(raw["e2e"])
         targets += e2e_targets(raw["baseline"], raw["e2e"])
     for name, parts in (
         ("relay", relay_parts),
@@ -267,3 +288,51 @@ def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
             r, t = parts(raw[name])
             rows, targets = rows + r, targets + t
     return rows, targets
+
+
+# The peers table's columns: (heading, path into one repetition's result of a system).
+PEER_COLUMNS = (
+    ("enqueue single /s", ("enqueue_single_per_s",)),
+    ("enqueue bulk /s", ("enqueue_bulk_per_s",)),
+    ("drain jobs/s", ("drain", "per_s")),
+    ("worker CPU ms/job", ("drain", "worker_cpu_ms_per_job")),
+    ("Postgres CPU ms/job", ("drain", "postgres_cpu_ms_per_job")),
+    ("Redis CPU ms/job", ("drain", "redis_cpu_ms_per_job")),
+    ("client CPU ms/job (single)", ("client_cpu_ms_per_job_single",)),
+    ("idle p50 ms", ("round_trip", "p50_ms")),
+    ("idle p99 ms", ("round_trip", "p99_ms")),
+)
+
+
+def peers_table(peers: dict, baseline: str = "celery_raw") -> list[dict]:
+    """One line per system: each column's spread over repetitions, and its drain's ratio to
+    raw Celery's drain of the same repetition."""
+    reps = peers["reps"]
+    lines = []
+    for key, label in peers["labels"].items():
+        mine = [r[key] for r in reps]
+        cells = {}
+        for heading, path in PEER_COLUMNS:
+            cells[heading] = spread([v for v in _col(mine, *path) if v is not None])
+        drains = _col(mine, "drain", "per_s")
+        base = [r[baseline]["drain"]["per_s"] for r in reps] if baseline in reps[0] else []
+        lines.append(
+            {
+                "key": key,
+                "system": label,
+                "cells": cells,
+                "drain_vs_raw": spread(ratios(drains, base)) if base else spread([]),
+                "note": peers["notes"].get(key, ""),
+            }
+        )
+    return lines
+
+
+def peers_section(peers: dict) -> dict:
+    """What the report keeps of the peers section."""
+    return {
+        "jobs": peers["jobs"],
+        "trips": peers["trips"],
+        "missing": peers["missing"],
+        "lines": peers_table(peers),
+    }

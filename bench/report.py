@@ -54,6 +54,25 @@ def figures_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def peers_table(peers: dict) -> str:
+    """The peers section: one line per system, median (min-max) over repetitions."""
+    from bench.figures import PEER_COLUMNS
+
+    headings = [h for h, _ in PEER_COLUMNS]
+    lines = [
+        "| system | " + " | ".join(headings) + " | drain vs raw Celery | note |",
+        "| --- | " + " | ".join("---:" for _ in headings) + " | ---: | --- |",
+    ]
+    for line in peers["lines"]:
+        cells = " | ".join(_cell(line["cells"][h]) for h in headings)
+        lines.append(
+            f"| {line['system']} | {cells} | {_cell(line['drain_vs_raw'], 'x')} | {line['note']} |"
+        )
+    for why in peers["missing"]:
+        lines.append(f"\nNot measured: {why}.")
+    return "\n".join(lines)
+
+
 def _verdict(met: bool | None) -> str:
     return {True: "met", False: "**missed**", None: "not measured"}[met]
 
@@ -99,6 +118,24 @@ def generated_block(doc: dict) -> str:
         "",
         figures_table(doc["rows"]),
         "",
+        *(
+            [
+                "### Peers: one method for every system",
+                "",
+                f"A backlog of {doc['peers']['jobs']:,} no-op jobs (half enqueued one by one, "
+                "half in the library's bulk call, by its client in a process of its own), then "
+                "two worker processes started on it; the drain from the jobs' own timestamps; "
+                "CPU from /proc over the drain (workers and their children, the Postgres "
+                "backends of the system's database, the whole Redis server); "
+                f"{doc['peers']['trips']} idle round trips waited for the library's own way. "
+                "How each system is run: docs/bench.md.",
+                "",
+                peers_table(doc["peers"]),
+                "",
+            ]
+            if doc.get("peers")
+            else []
+        ),
         "![throughput and latency over time](throughput_latency.png)",
         "",
         f"Raw readings, EXPLAIN ANALYZE plans and logs: `bench/results/` ({doc['results']}).",

@@ -45,6 +45,8 @@ SIZES = {
     "small_jobs": 10_000,
     "large_jobs": 1_000_000,
     "calls": 100,
+    "peer_jobs": 2000,
+    "peer_trips": 100,
 }
 QUICK_SIZES = {
     "repeats": 1,
@@ -62,8 +64,10 @@ QUICK_SIZES = {
     "small_jobs": 2_000,
     "large_jobs": 50_000,
     "calls": 30,
+    "peer_jobs": 300,
+    "peer_trips": 20,
 }
-SECTIONS = ("e2e", "relay", "retention", "large")
+SECTIONS = ("e2e", "peers", "relay", "retention", "large")
 WARM = 10
 # High enough that the bench measures the limiter's cost, never its refusals.
 RATE_LIMIT = "100000000/minute"
@@ -120,6 +124,32 @@ def run_baseline(settings: Settings, sizes: dict[str, int]) -> dict:
     }
 
 
+def run_peers(settings: Settings, sizes: dict[str, int]) -> dict:
+    """The peers section: every system that runs here, by one method, R times (each
+    repetition runs them all in turn, so a ratio to raw Celery is taken within it)."""
+    from bench.peers import method, systems
+
+    peers, missing = systems.available()
+    for why in missing:
+        log(f"peers: {why}")
+    reps = []
+    for k in range(sizes["repeats"]):
+        log(f"repetition {k + 1}/{sizes['repeats']}: peers")
+        reps.append(
+            {p.key: method.run(p, settings, sizes["peer_jobs"], sizes["peer_trips"]) for p in peers}
+        )
+    labels = {p.key: p.label for p in peers}
+    notes = {p.key: p.note for p in peers}
+    return {
+        "reps": reps,
+        "labels": labels,
+        "notes": notes,
+        "missing": missing,
+        "jobs": sizes["peer_jobs"],
+        "trips": sizes["peer_trips"],
+    }
+
+
 def _terminate(signum, _frame) -> None:
     """SIGTERM unwinds like Ctrl-C, so processes are stopped and the sandbox removed."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut cleanup short
@@ -137,6 +167,8 @@ def measure(settings: Settings, sizes: dict, sections) -> dict:
             raw["baseline"].append(run_baseline(settings, sizes))
             log(f"repetition {k + 1}/{sizes['repeats']}: Orchestra end to end")
             raw["e2e"].append(e2e.run(settings, durations, sizes["idle_trips"]))
+    if "peers" in sections:
+        raw["peers"] = run_peers(settings, sizes)
     if "relay" in sections:
         log(f"relay: {sizes['relay_clients']} clients")
         raw["relay"] = relay_load.run(
@@ -180,9 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         "results": args.output.name,
         "rows": [r.as_dict() for r in rows],
         "targets": [t.as_dict() for t in targets],
+        "peers": figures.peers_section(raw["peers"]) if "peers" in raw else None,
     }
     write(args, doc, raw)
-    print(report.targets_table(doc["targets"]), "", report.figures_table(doc["rows"]), sep="\n")
+    if doc["rows"]:
+        print(report.targets_table(doc["targets"]), "", report.figures_table(doc["rows"]), sep="\n")
+    if doc["peers"]:
+        print("", report.peers_table(doc["peers"]), sep="\n")
     log(f"{doc['elapsed_s']:.0f} s in all; results in {args.output}")
     return 0
 
