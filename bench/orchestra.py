@@ -46,7 +46,7 @@ def connect(settings: Settings) -> Orchestra:
 def submit_echo(o: Orchestra, batch: str, i: int) -> str:
     """Submit one `echo` job tagged with `batch` (its `card_id`); its id."""
     job, _ = jobs.submit(o.tenant, {"kind": "echo", "params": {"i": i}, "card_id": batch})
-    return job["id"]
+    return str(job.id)
 
 
 def _statuses(batch: str) -> dict[str, int]:

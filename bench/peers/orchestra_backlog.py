@@ -62,9 +62,9 @@ async def session():
 
     async def trip() -> None:
         job, _ = jobs.submit(o.tenant, req())
-        while (status := jobs.get(o.tenant, job["id"])["status"]) != "completed":
+        while (status := jobs.get(o.tenant, job.id).status) != "completed":
             if status in ("failed", "cancelled"):
-                raise RuntimeError(f"job {job['id']} ended {status}")
+                raise RuntimeError(f"job {job.id} ended {status}")
             await asyncio.sleep(driver.POLL_S)
 
     try:
