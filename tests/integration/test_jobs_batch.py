@@ -225,8 +225,8 @@ def test_a_reader_key_may_not_submit_a_batch(http, celery):
 
 
 def test_a_broker_that_refuses_leaves_the_batch_to_the_sweep(http, domain, celery):
-    from app.outbox import sweep
     from app.jobs import JOB_RUN
+    from app.outbox import sweep
     from workers import make_celery
     from workers.transport import batch_sender
 
