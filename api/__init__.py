@@ -24,11 +24,12 @@ from app.config import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for `settings` (default: from the environment)."""
     from workers import make_celery  # the producer side of Celery, for the outbox
+    from workers.transport import batch_sender
 
     settings = settings or Settings.from_env()
     bootstrap.configure_logging(settings)
     celery = make_celery(settings)
-    bootstrap.init(settings, sender=celery.send_task, role="api")
+    bootstrap.init(settings, sender=celery.send_task, role="api", batch=batch_sender(celery))
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)

@@ -14,6 +14,8 @@ from api.schemas import (
     EventListSchema,
     EventTypeListSchema,
     GeneratorListSchema,
+    JobBatchSchema,
+    JobBatchSubmitSchema,
     JobListQuerySchema,
     JobPageSchema,
     JobSchema,
@@ -21,7 +23,7 @@ from api.schemas import (
     NoBodySchema,
     SinceQuerySchema,
 )
-from app import events, jobs
+from app import batches, events, jobs
 from app.events import plain
 from app.generators import all_generators
 
@@ -60,6 +62,29 @@ def submit(req: dict):
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return plain(job), 202 if created else 200, headers
+
+
+@bp.post("/jobs/batch")
+@bp.arguments(JobBatchSubmitSchema)
+@bp.response(202, JobBatchSchema, description="queued, or found by their keys")
+@bp.refuses(409)
+def submit_batch(req: dict):
+    """Submit up to 1,000 jobs at once
+
+    `jobs` holds up to 1,000 bodies of the single submit, each with an optional
+    `idempotency_key` of its own. All or nothing: every item is checked first (its fields,
+    its generator's params, `MAX_TIMEOUT_S`, a key given twice in the batch), and one refused
+    item refuses the batch (422, each fault named `jobs.<index>.<field>`) with nothing made.
+    The jobs are made in one transaction. The answer lists a job for each item in order; an
+    item whose key this tenant used before is that earlier job, and its index is in
+    `replayed`. The body is bounded by `MAX_BODY_BYTES` like every other (256 KiB by
+    default: 1,000 items of up to about 250 bytes each).
+    """
+    items, replayed = batches.submit_batch(
+        current_tenant(), req["jobs"], correlation_id=correlation.for_new_rows()
+    )
+    log.info("batch of %d jobs submitted, %d found by idempotency key", len(items), len(replayed))
+    return {"items": [plain(job) for job in items], "replayed": replayed}
 
 
 @bp.get("/jobs/<job_id>")

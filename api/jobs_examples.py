@@ -85,6 +85,42 @@ JOB_FAILED = {
 }
 JOB_RETRIED = {**JOB_FAILED, "status": "queued", "error": None, "finished_at": None}
 
+# A batch: three jobs, the second with a key this tenant used before (its earlier job).
+BATCH_REQUEST = {
+    "jobs": [
+        {**ECHO_REQUEST, "idempotency_key": "render-4711-a"},
+        {**SLEEP_REQUEST, "idempotency_key": "order-4711"},
+        {"kind": "echo", "params": {"prompt": "the same lighthouse at dawn"}},
+    ]
+}
+_ECHO_QUEUED = {
+    **JOB_QUEUED,
+    "id": "3f1c2b9a-6d7e-4f80-9a1b-2c3d4e5f6a70",
+    "kind": "echo",
+    "params": ECHO_REQUEST["params"],
+    "priority": 7,
+    "card_id": None,
+    "created_at": at("25.410"),
+    "updated_at": at("25.410"),
+}
+BATCH_ANSWER = {
+    "items": [
+        _ECHO_QUEUED,
+        JOB_PROCESSING,
+        {**_ECHO_QUEUED, "id": "3f1c2b9a-6d7e-4f80-9a1b-2c3d4e5f6a71", "priority": 5,
+         "params": {"prompt": "the same lighthouse at dawn"}},
+    ],
+    "replayed": [1],
+}
+_BATCH_REFUSED = error(
+    "VALIDATION_ERROR",
+    "2 of 3 jobs refused; none made",
+    {
+        "jobs.1.params.seconds": ["-1 is less than the minimum of 0"],
+        "jobs.2.idempotency_key": ["used twice in this batch (item 0 has it too)"],
+    },
+)
+
 
 def _job_event(seq: int, event_type: str, source: str, payload: dict, when: str) -> dict:
     return {
@@ -188,6 +224,47 @@ def jobs() -> dict:
                             {"params.seconds": ["-1 is less than the minimum of 0"]},
                         ),
                     ),
+                },
+            },
+        },
+        ("post", "/api/v1/jobs/batch"): {
+            "request": {
+                "three": example(
+                    "Three jobs at once, two with a key of their own (up to 1,000)",
+                    BATCH_REQUEST,
+                ),
+            },
+            "responses": {
+                "202": {
+                    "queued": example(
+                        "A job per item, in order; item 1's key was used before: its job",
+                        BATCH_ANSWER,
+                    )
+                },
+                "422": {
+                    "refused_items": example(
+                        "Items refused, each by its index; nothing was made",
+                        _BATCH_REFUSED,
+                    ),
+                    "too_many": example(
+                        "More than 1,000 jobs",
+                        error(
+                            "VALIDATION_ERROR",
+                            "invalid request",
+                            {"jobs": ["Length must be between 1 and 1000."]},
+                        ),
+                    ),
+                },
+                "409": {
+                    "changed": example(
+                        "A job found by its key was removed meanwhile (retention): send again",
+                        error(
+                            "CONFLICT",
+                            "a job of this batch changed while it was submitted; send the "
+                            "batch again",
+                            {"jobs.1.idempotency_key": ["its job was just removed"]},
+                        ),
+                    )
                 },
             },
         },

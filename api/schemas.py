@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.batches import MAX_ITEMS
 from app.models import AgentStatus, CommandName, JobStatus
 
 _STATUSES = [s.value for s in JobStatus]
@@ -23,6 +24,30 @@ class JobSubmitSchema(Schema):
     # Its maximum is MAX_TIMEOUT_S, a setting: app.jobs checks it, the document shows it.
     timeout_s = fields.Float(allow_nan=False, validate=validate.Range(0, min_inclusive=False))
     countdown_s = fields.Float(allow_nan=False, validate=validate.Range(0, 30 * 86400))
+
+
+class BatchItemSchema(JobSubmitSchema):
+    """One job of a batch: the single submit's body, with its own optional key."""
+
+    # The rule of the Idempotency-Key header (api/body.py's `printable`).
+    idempotency_key = fields.String(
+        validate=validate.Regexp(
+            r"^[\x21-\x7e]{1,255}$", error="1-255 printable ASCII characters, no spaces"
+        ),
+        metadata={"description": "as the Idempotency-Key header of a single submit"},
+    )
+
+
+class JobBatchSubmitSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    jobs = fields.List(
+        fields.Nested(BatchItemSchema),
+        required=True,
+        validate=validate.Length(1, MAX_ITEMS),
+        metadata={"description": f"1 to {MAX_ITEMS:,} jobs, all made or none"},
+    )
 
 
 class ErrorBodySchema(Schema):
@@ -61,6 +86,22 @@ class JobSchema(Schema):
 class JobPageSchema(Schema):
     items = fields.List(fields.Nested(JobSchema), required=True)
     next_cursor = fields.String(required=True, allow_none=True)
+
+
+class JobBatchSchema(Schema):
+    items = fields.List(
+        fields.Nested(JobSchema),
+        required=True,
+        metadata={"description": "a job for each item, in the request's order"},
+    )
+    replayed = fields.List(
+        fields.Integer(),
+        required=True,
+        metadata={
+            "description": "the indexes of the items whose idempotency_key this tenant used "
+            "before: their job is that earlier one, not a new one"
+        },
+    )
 
 
 class JobListQuerySchema(Schema):

@@ -14,10 +14,11 @@ from app.agents import commands  # noqa: F401 - registers the job hook and the c
 from app.config import Settings
 
 
-def init(settings: Settings, sender=None, role: str = "cli") -> Settings:
+def init(settings: Settings, sender=None, role: str = "cli", batch=None) -> Settings:
     """Called once by each entry point (API, relay, worker, CLI), never at import.
 
-    `role` (`api`, `relay`, `worker`, `cli`) picks the Postgres timeouts of the process.
+    `role` (`api`, `relay`, `worker`, `cli`) picks the Postgres timeouts of the process;
+    `sender` and `batch` are the outbox's seam to Celery (`app.outbox.configure`).
     """
     config.install(settings)
     statement_s, lock_s = settings.db_timeouts(role)
@@ -29,7 +30,7 @@ def init(settings: Settings, sender=None, role: str = "cli") -> Settings:
     )
     pubsub.init(settings.redis_url, settings.channel_prefix, settings.dependency_timeout_s)
     if sender is not None:
-        outbox.configure(sender)
+        outbox.configure(sender, batch)
     return settings
 
 

@@ -279,6 +279,53 @@ def record(conn: Connection, subject: Subject, event_type: str, payload: dict, s
     return envelope(row)
 
 
+_FIRST_COUNTERS = insert(EventCounter.__table__)
+_FIRST_EVENTS = insert(Event.__table__)
+
+
+def record_first(
+    conn: Connection, firsts: list[tuple[Subject, dict]], event_type: str, source: str
+) -> list[dict]:
+    """Record the first event (`seq` 1) of each of many new subjects, in two statements
+    (their counters, then their events: each one multi-row INSERT); their envelopes.
+
+    For subjects made in the caller's transaction (a batch of jobs): none has a counter
+    yet, so every `seq` is 1 without `record`'s per-event upsert; a subject that had one
+    breaks the counters' primary key and rolls the transaction back, never a second seq 1.
+    """
+    now = datetime.now(UTC)
+    correlation_id = logs.current("correlation_id")
+    rows = []
+    for subject, payload in firsts:
+        check(event_type, payload)
+        rows.append({
+            "id": uuid.uuid4(),
+            "tenant_id": subject.tenant_id,
+            "subject_type": subject.type,
+            "subject_id": subject.id,
+            "seq": 1,
+            "event_type": event_type,
+            "source_service": source,
+            "payload": payload,
+            "metadata": {
+                "tenant": subject.tenant,
+                "correlation_id": subject.correlation_id or correlation_id,
+                "card_id": subject.card_id,
+                "version": ENVELOPE_VERSION,
+            },
+            "created_at": now,
+        })
+    if not rows:
+        return []
+    counters = [{"subject_type": r["subject_type"], "subject_id": r["subject_id"], "last_seq": 1}
+                for r in rows]
+    # executemany of a plain INSERT: SQLAlchemy's insertmanyvalues sends one multi-row
+    # VALUES per 1,000 rows.
+    conn.execute(_FIRST_COUNTERS, counters)
+    conn.execute(_FIRST_EVENTS, rows)
+    return [envelope(r) for r in rows]
+
+
 def envelope(row) -> dict:
     """The wire form of a stored event (a row or a mapping of the `events` columns)."""
     r = row if isinstance(row, dict) else row._mapping

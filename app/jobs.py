@@ -56,7 +56,8 @@ def _as_uuid(job_id) -> uuid.UUID:
         raise NotFound("no such job") from None
 
 
-def _select_job():
+def select_job():
+    """The job rows with their tenant's name, as `JobRow.of` takes them."""
     return select(_JOB, Tenant.name.label("tenant")).join(Tenant, Tenant.id == Job.tenant_id)
 
 
@@ -67,7 +68,7 @@ _OF_TENANT = Job.tenant_id == bindparam("tenant_id", type_=_JOB.c.tenant_id.type
 
 
 def _load_statement(mine: bool, lock: bool):
-    q = _select_job().where(_BY_ID)
+    q = select_job().where(_BY_ID)
     if mine:
         q = q.where(_OF_TENANT)
     return q.with_for_update(of=_JOB) if lock else q
@@ -76,7 +77,8 @@ def _load_statement(mine: bool, lock: bool):
 _LOAD = {(mine, lock): _load_statement(mine, lock) for mine in (0, 1) for lock in (0, 1)}
 # UPDATE jobs SET <the columns given at execution> WHERE id = :job_id RETURNING *
 _UPDATE = update(_JOB).where(_BY_ID).returning(_JOB)
-_INSERT = (
+# A new job, or nothing if its idempotency key was used (RETURNING the row made).
+INSERT = (
     insert(_JOB)
     .on_conflict_do_nothing(
         index_elements=["tenant_id", "idempotency_key"],
@@ -179,7 +181,7 @@ def _due(now: datetime, settled: datetime, limit: int):
     """The waiting jobs that are due and not on the broker, oldest due first (SKIP LOCKED:
     two sweeps never send the same batch): whole rows, as `JobRow.of` takes them."""
     return (
-        _select_job()
+        select_job()
         .where(
             Job.dispatched_at.is_(None),
             Job.status.in_(WAITING),
@@ -296,7 +298,7 @@ def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:
     return asked, []
 
 
-def _checked(req: dict, settings: config.Settings) -> float:
+def checked(req: dict, settings: config.Settings) -> float:
     """Check a job request field by field (params and limits together); its `timeout_s`."""
     timeout_s, problems = _timeout_s(req, settings)
     details = {"timeout_s": problems} if problems else {}
@@ -327,10 +329,45 @@ def create(
 ) -> tuple[JobRow, bool]:
     """Insert a queued job in the caller's transaction; `(job row, created)`."""
     settings = config.current()
-    timeout_s = _checked(req, settings)
-    now = _now()
-    countdown = float(req.get("countdown_s") or 0)
-    values = {
+    timeout_s = checked(req, settings)
+    values = new_row(tenant, req, timeout_s, idempotency_key, correlation_id, _now(), settings)
+    values["agent_command_id"] = agent_command_id
+    row = uow.conn.execute(INSERT, values).mappings().first()
+    if row is None:
+        existing = (
+            uow.conn.execute(
+                select_job().where(
+                    Job.tenant_id == tenant.id, Job.idempotency_key == idempotency_key
+                )
+            )
+            .mappings()
+            .one()
+        )
+        return JobRow.of(existing), False
+    job = JobRow.of(row, tenant=tenant.name)
+    uow.record(subject(job), events.JOB_STATUS_UPDATED, queued_payload(job))
+    if countdown_s(req) <= 0:
+        uow.send_after_commit(JOB_RUN, job)
+    return job, True
+
+
+def countdown_s(req: dict) -> float:
+    """How long a job request waits in Postgres before it is sent."""
+    return float(req.get("countdown_s") or 0)
+
+
+def queued_payload(job: JobRow) -> dict:
+    """The payload of a new job's first event (`queued`, from nothing)."""
+    return {"job_id": str(job.id), "status": JobStatus.QUEUED, "previous_status": None,
+            "attempt": 0}
+
+
+def new_row(
+    tenant: TenantRef, req: dict, timeout_s: float, idempotency_key: str | None,
+    correlation_id: str | None, now: datetime, settings: config.Settings,
+) -> dict:
+    """The columns of a new queued job for a checked request (`INSERT` takes them)."""
+    return {
         "id": uuid.uuid4(),
         "tenant_id": tenant.id,
         "kind": req["kind"],
@@ -343,33 +380,11 @@ def create(
         "timeout_s": timeout_s,
         "idempotency_key": idempotency_key,
         "dispatch_token": uuid.uuid4(),
-        "agent_command_id": agent_command_id,
-        "run_after": now + timedelta(seconds=countdown),
+        "agent_command_id": None,
+        "run_after": now + timedelta(seconds=countdown_s(req)),
         "created_at": now,
         "updated_at": now,
     }
-    row = uow.conn.execute(_INSERT, values).mappings().first()
-    if row is None:
-        existing = (
-            uow.conn.execute(
-                _select_job().where(
-                    Job.tenant_id == tenant.id, Job.idempotency_key == idempotency_key
-                )
-            )
-            .mappings()
-            .one()
-        )
-        return JobRow.of(existing), False
-    job = JobRow.of(row, tenant=tenant.name)
-    uow.record(
-        subject(job),
-        events.JOB_STATUS_UPDATED,
-        {"job_id": str(job.id), "status": JobStatus.QUEUED, "previous_status": None,
-         "attempt": 0},
-    )
-    if countdown <= 0:
-        uow.send_after_commit(JOB_RUN, job)
-    return job, True
 
 
 def get(tenant: TenantRef, job_id) -> JobRow:
@@ -382,7 +397,7 @@ def list_jobs(
     tenant: TenantRef, filters: dict, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[JobRow], str | None]:
     """The tenant's jobs, newest first, keyset-paginated: `(items, next_cursor)`."""
-    q = _select_job().where(Job.tenant_id == tenant.id)
+    q = select_job().where(Job.tenant_id == tenant.id)
     for name in ("status", "kind", "card_id"):
         if filters.get(name) is not None:
             q = q.where(getattr(Job, name) == filters[name])

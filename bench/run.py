@@ -21,7 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import Settings
-from bench import baseline, e2e, figures, large, noop, procs, relay_load, report, retention_load
+from bench import (
+    baseline,
+    batch,
+    e2e,
+    figures,
+    large,
+    noop,
+    procs,
+    relay_load,
+    report,
+    retention_load,
+)
 from bench.measure import latency_stats
 from bench.sandbox import ROOT, log, sandbox
 
@@ -47,6 +58,7 @@ SIZES = {
     "calls": 100,
     "peer_jobs": 2000,
     "peer_trips": 100,
+    "batch_s": 10,
 }
 QUICK_SIZES = {
     "repeats": 1,
@@ -66,8 +78,9 @@ QUICK_SIZES = {
     "calls": 30,
     "peer_jobs": 300,
     "peer_trips": 20,
+    "batch_s": 5,
 }
-SECTIONS = ("e2e", "peers", "relay", "retention", "large")
+SECTIONS = ("e2e", "batch", "peers", "relay", "retention", "large")
 WARM = 10
 # High enough that the bench measures the limiter's cost, never its refusals.
 RATE_LIMIT = "100000000/minute"
@@ -167,6 +180,8 @@ def measure(settings: Settings, sizes: dict, sections) -> dict:
             raw["baseline"].append(run_baseline(settings, sizes))
             log(f"repetition {k + 1}/{sizes['repeats']}: Orchestra end to end")
             raw["e2e"].append(e2e.run(settings, durations, sizes["idle_trips"]))
+    if "batch" in sections:
+        raw["batch"] = batch.run(settings, sizes["batch_s"])
     if "peers" in sections:
         raw["peers"] = run_peers(settings, sizes)
     if "relay" in sections:
@@ -219,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         print(report.targets_table(doc["targets"]), "", report.figures_table(doc["rows"]), sep="\n")
     if doc["peers"]:
         print("", report.peers_table(doc["peers"]), sep="\n")
+    if "batch" in raw:
+        accepted, drained = raw["batch"]["accept"], raw["batch"]["drain"]
+        print(f"\nbatch route: {accepted['per_s']:.0f} jobs/s accepted from one client "
+              f"({accepted['jobs']} jobs in {accepted['seconds']:.1f} s, "
+              f"{accepted['batch_ms_median']:.0f} ms a batch of {raw['batch']['batch_size']}); "
+              f"backlog drained at {drained['per_s']:.0f} jobs/s by the worker (-c 2)")
     log(f"{doc['elapsed_s']:.0f} s in all; results in {args.output}")
     return 0
 

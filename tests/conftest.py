@@ -56,9 +56,10 @@ def domain(base_settings):
     """The domain wired in this process (database, Redis, a real Celery producer)."""
     from app import bootstrap
     from workers import make_celery
+    from workers.transport import batch_sender
 
     celery = make_celery(base_settings)
-    bootstrap.init(base_settings, sender=celery.send_task)
+    bootstrap.init(base_settings, sender=celery.send_task, batch=batch_sender(celery))
     return base_settings
 
 

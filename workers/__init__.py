@@ -10,6 +10,7 @@ import celeryconfig
 from app import bootstrap, db, logs
 from app.config import Settings
 from app.outbox.names import HEARTBEAT, SWEEP
+from workers.transport import batch_sender
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -24,7 +25,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def _wire(celery: Celery) -> None:
     settings = getattr(celery, "orchestra_settings", None) or Settings.from_env()
-    bootstrap.init(settings, sender=celery.send_task, role="worker")
+    bootstrap.init(settings, sender=celery.send_task, role="worker", batch=batch_sender(celery))
 
 
 class _QuietSweeps(logging.Filter):

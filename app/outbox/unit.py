@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from app import db, events
 from app.outbox import marks
 from app.outbox.publish import try_publish
-from app.outbox.send import Sendable, try_send
+from app.outbox.send import Sendable, try_send_all
 
 
 @dataclass
@@ -34,6 +34,13 @@ class UnitOfWork:
         env = events.record(self.conn, subject, event_type, payload, self.source)
         self.events.append(env)
         return env
+
+    def record_first(self, firsts: list[tuple[events.Subject, dict]], event_type: str) -> list:
+        """Record the first event of each of many subjects made in this transaction, in two
+        statements (`events.record_first`); published after commit."""
+        envelopes = events.record_first(self.conn, firsts, event_type, self.source)
+        self.events.extend(envelopes)
+        return envelopes
 
     def send_after_commit(self, sendable: Sendable, row) -> None:
         """Send this row (a `JobRow`, a `CommandRow`) once the transaction has committed."""
@@ -53,6 +60,6 @@ def unit_of_work(source: str) -> Iterator[UnitOfWork]:
 
 def _after_commit(uow: UnitOfWork) -> None:
     published = try_publish(uow.events) if uow.events else []
-    sent = [(s, row) for s, row in uow.to_send if try_send(s, row)]
+    sent = try_send_all(uow.to_send) if uow.to_send else []
     if published or sent:
         marks.add(published, sent)

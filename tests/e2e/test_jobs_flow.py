@@ -350,3 +350,26 @@ def test_a_long_countdown_outlives_the_visibility_timeout_without_running_early(
     created = datetime.fromisoformat(final["created_at"].replace("Z", "+00:00"))
     started = datetime.fromisoformat(final["started_at"].replace("Z", "+00:00"))
     assert started - created >= timedelta(seconds=delay) and final["attempts"] == 1
+
+
+def test_a_batch_of_a_thousand_runs_to_the_last_job(stack, client):
+    """POST /api/v1/jobs/batch through the real api: every one of 1,000 jobs completes."""
+    import uuid
+
+    from sqlalchemy import func, select
+
+    from app import db
+    from app.models import Job
+
+    card = f"batch-{uuid.uuid4().hex[:8]}"
+    body = {"jobs": [{"kind": "echo", "params": {"i": i}, "card_id": card} for i in range(1000)]}
+    resp = client.http.post(client.base + "/api/v1/jobs/batch", json=body, timeout=60)
+    assert resp.status_code == 202, resp.text
+    assert [j["params"]["i"] for j in resp.json()["items"]] == list(range(1000))
+
+    def completed() -> int:
+        q = select(func.count()).where(Job.card_id == card, Job.status == "completed")
+        with db.transaction() as conn:
+            return conn.execute(q).scalar_one()
+
+    wait_until(lambda: completed() == 1000, 180, 0.5, "1,000 batch jobs to complete")

@@ -192,6 +192,9 @@ def replay_jobs(replay: Replay) -> None:
     assert (
         replay.call("post", "/api/v1/jobs", expect=200, **with_key).json["id"] == first.json["id"]
     )
+    # The batch's second item has that key: its job is the one just made.
+    batch = replay.each("post", "/api/v1/jobs/batch", expect=202)[0].json
+    assert batch["replayed"] == [1] and batch["items"][1]["id"] == first.json["id"]
     ids = {"job_id": first.json["id"]}
     assert len(replay.each("get", "/api/v1/jobs")) >= 3
     replay.each("get", JOB, ids)
@@ -290,8 +293,17 @@ _EXECUTE = {"command": "execute", "params": {"capability": "say", "input": {"tex
 _NO_INPUT = {"command": "execute", "params": {"capability": "say", "input": {}}}
 _BIG = {"data": "x" * 300_000, "content_type": "application/json"}
 
+_BATCH_REFUSED = {"jobs": [
+    {"kind": "echo", "idempotency_key": "a"},
+    {"kind": "sleep", "params": {"seconds": -1}},
+    {"kind": "echo", "idempotency_key": "a"},
+]}
+_BATCH_TOO_MANY = {"jobs": [{"kind": "echo"}] * 1001}
+
 # (method, path, request, status, example name, ids that override the fixture's)
 ERROR_CASES = [
+    ("post", "/api/v1/jobs/batch", {"json": _BATCH_REFUSED}, 422, "refused_items", {}),
+    ("post", "/api/v1/jobs/batch", {"json": _BATCH_TOO_MANY}, 422, "too_many", {}),
     ("post", "/api/v1/jobs", {"json": {"kind": "echo", "priority": 12}}, 422, "bad_field", {}),
     ("post", "/api/v1/jobs", {"json": {"kind": "paint"}}, 422, "unknown_kind", {}),
     (
