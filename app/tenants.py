@@ -90,19 +90,20 @@ _KEYS_BY_PREFIX = (
 )
 
 
-def authenticate(secret: str) -> TenantRef | None:
+def authenticate(secret: str, remembered: bool = True) -> TenantRef | None:
     """The tenant (and scopes) of a valid, unrevoked key, or None.
 
     A key verified in Postgres is remembered by this process (`_verified`) with the
     revocation generation it was verified under; while Redis still holds that generation
-    and `AUTH_CACHE_S` has not passed, it is not looked up again. Otherwise the row is found
-    by the key's clear prefix and the hashes compared in constant time, so response timing
-    says nothing about how much of a guessed hash matched.
+    and `AUTH_CACHE_S` has not passed, it is not looked up again (`remembered=False` always
+    asks Postgres: the relay's connect, rare and the door a revocation in SQL must shut at
+    once). Otherwise the row is found by the key's clear prefix and the hashes compared in
+    constant time, so response timing says nothing about how much of a guessed hash matched.
     """
     if not secret or len(secret) > 200 or not secret.startswith(SECRET_PREFIX):
         return None
     digest = hash_secret(secret)
-    generation = _verified.generation()
+    generation = _verified.generation() if remembered else None
     found = _verified.get(digest, generation)
     if found is not None:
         return found

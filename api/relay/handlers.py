@@ -24,7 +24,9 @@ def _ack_error(code: str, message: str) -> dict:
 def on_connect(auth=None):
     """Refuse a connection without a valid key, or past the key's sockets."""
     token = auth.get("token") if isinstance(auth, dict) else None
-    tenant = tenants.authenticate(token) if isinstance(token, str) else None
+    # Always Postgres: a connect is rare, and a key revoked in SQL alone must not get in.
+    ok = isinstance(token, str)
+    tenant = tenants.authenticate(token, remembered=False) if ok else None
     if tenant is None:
         raise ConnectionRefusedError("unauthorized: a valid auth.token is required")
     if not doors.claim_seat(tenant, request.sid):

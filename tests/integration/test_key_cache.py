@@ -72,3 +72,11 @@ def test_auth_cache_s_zero_reads_postgres_every_time(domain, secret):
         assert len(seen) == 1
     finally:
         config.install(domain)
+
+
+def test_remembered_false_always_asks_postgres(secret):
+    """The relay's connect: a key revoked in SQL alone must not get in on what was cached."""
+    assert tenants.authenticate(secret) is not None  # remembered
+    with statements() as seen:
+        assert tenants.authenticate(secret, remembered=False) is not None
+    assert len(seen) == 1
