@@ -249,7 +249,7 @@ def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> JobRow
 
 def transition(uow: UnitOfWork, job: JobRow, status: JobStatus, **values) -> JobRow:
     """Move a locked job to `status`, write `values`, record `job.status.updated`."""
-    if status not in TRANSITIONS[job.status]:
+    if not can_transition(job.status, status):
         raise InvalidTransition(
             f"a {job.status} job cannot become {status.value}",
             {"status": [f"is {job.status}"]},
