@@ -3,6 +3,12 @@
 Every write re-reads the job under a row lock and checks that this run still owns it
 (`run_id`), so a duplicate or late message, or a run the orphan sweep gave away, never
 moves the job.
+
+An instant generator (`instant = True`: `echo`) runs inside the claim's transaction, and
+its job's `processing` and `completed` commit together and are published together, in
+order: one commit and one publish instead of two of each. A worker that dies mid-way
+commits nothing, so the message's redelivery finds the job still waiting. What it raises
+is judged after the claim commits, as any run's failure.
 """
 
 from __future__ import annotations
@@ -76,6 +82,14 @@ class Run:
     pending: tuple[float, str | None] | None = field(default=None, repr=False)
     written_at: float = field(default=-math.inf, repr=False)
     checked_at: float = field(default=-math.inf, repr=False)
+    # While an instant generator runs in the claim's transaction: progress stays pending
+    # (written with the outcome) and nothing opens a transaction of its own, which would
+    # wait on the job's row lock this run holds.
+    in_claim: bool = field(default=False, repr=False)
+    # How an instant run ended in the claim's transaction (`completed`), or what it raised
+    # there, for `execute` to judge after the claim committed.
+    outcome: JobStatus | None = field(default=None, repr=False)
+    raised: Exception | None = field(default=None, repr=False)
 
     def _owned(self, conn, lock: bool) -> JobRow:
         job = load(conn, self.job_id, lock=lock)
@@ -95,6 +109,8 @@ class Run:
         thousands of small steps would otherwise read it thousands of times a second), and
         writes the pending progress, if any, in the same visit.
         """
+        if self.in_claim:
+            return  # claimed in this very transaction: no cancel can have come in between
         if self.pending is not None and self._due(self.written_at):
             self._write_progress()
         elif self._due(self.checked_at):
@@ -115,7 +131,7 @@ class Run:
         fraction = min(1.0, max(0.0, float(fraction)))
         storable.check_text("a progress message", message, storable.MAX_MESSAGE_CHARS)
         self.pending = (fraction, message)
-        if self._due(self.written_at):
+        if not self.in_claim and self._due(self.written_at):
             self._write_progress()
 
     @_persist
@@ -153,6 +169,8 @@ class Run:
     @_persist
     def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
         """Record that this run's call changed a circuit breaker's state, in the job's timeline."""
+        if self.in_claim:
+            raise RuntimeError("an instant generator makes no calls through a breaker")
         with unit_of_work("worker") as uow:
             job = self._owned(uow.conn, lock=True)
             payload = {
@@ -175,8 +193,12 @@ class Run:
 
 
 @_persist
-def claim(job_id: str, token: str, worker: str) -> Run | None:
-    """Take the job for one attempt, if this message is its current dispatch and it waits."""
+def claim(job_id: str, token: str, worker: str, instant: bool = True) -> Run | None:
+    """Take the job for one attempt, if this message is its current dispatch and it waits.
+
+    An instant generator's job is also run and completed in this transaction (unless
+    `instant` is False): the run comes back with its `outcome` set.
+    """
     with unit_of_work("worker") as uow:
         try:
             job = jobs.claim(uow, job_id, token, worker)  # lock, check and move: one statement
@@ -185,11 +207,48 @@ def claim(job_id: str, token: str, worker: str) -> Run | None:
         if job is None:
             log.info("job %s: stale or duplicate message (or no such job) dropped", job_id)
             return None
-    due_at = max(t for t in (job.created_at, job.run_after) if t is not None)
-    return Run(
-        str(job.id), job.run_id, job.attempts, job.kind, job.params, due_at,
-        job.attempt_started_at,
+        due_at = max(t for t in (job.created_at, job.run_after) if t is not None)
+        run = Run(
+            str(job.id), job.run_id, job.attempts, job.kind, job.params, due_at,
+            job.attempt_started_at,
+        )
+        if instant and _runs_instantly(run.kind):
+            _finish_in_claim(uow, run)
+    return run
+
+
+def _runs_instantly(kind: str) -> bool:
+    """Whether a job of `kind` may run inside its claim's transaction: its generator says it
+    is instant, and its artifact is kept in the row (a file would be I/O under the lock)."""
+    generator = generators.all_generators().get(kind)
+    return bool(getattr(generator, "instant", False)) and (
+        config.current().artifact_store == "postgres"
     )
+
+
+def _finish_in_claim(uow, run: Run) -> None:
+    """Run an instant generator and complete its job in the claim's transaction; what it
+    raises is kept on the run, and the claim commits alone."""
+    started = time.monotonic()
+    run.in_claim = True
+    try:
+        output = generators.get(run.kind).run(run.params, run)
+        storable.check_output(output, config.current().max_result_bytes)
+        staged = artifacts.stage(run.job_id, output.artifact)  # the row's bytes: no I/O
+    except Exception as exc:  # noqa: BLE001 - judged by `execute` once the claim committed
+        run.raised = exc
+        return
+    finally:
+        run.in_claim = False
+    job = jobs.complete(
+        uow, run.job_id, run.run_id, output.result, output.result_url,
+        before=lambda job: run.progress_event(uow, job),
+    )
+    artifacts.attach(uow.conn, job.id, staged)
+    run.pending, run.outcome = None, JobStatus.COMPLETED
+    ran_s = time.monotonic() - started
+    values = telemetry.attempt_values(run.due_at, run.started_at, ran_s)
+    uow.observe_after_commit(run.kind, values)
 
 
 @_persist
@@ -280,9 +339,16 @@ class _Heartbeat:
 
 def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) -> str | None:
     """Run one dispatch of a job end to end; return how it ended (or None if not ours)."""
-    run = claim(job_id, token, worker)
+    try:
+        run = claim(job_id, token, worker)
+    except StatementError:
+        # An instant run's outcome, written in the claim's transaction, was refused: it all
+        # rolled back. Claim alone now, and the outcome's refusal is judged as any run's.
+        run = claim(job_id, token, worker, instant=False)
     if run is None:
         return None
+    if run.outcome is not None:
+        return run.outcome  # counted in the claim's publish
     settings = config.current()
     started, out = time.monotonic(), None
     try:
@@ -293,6 +359,14 @@ def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) ->
     ran_s = None if out is None else time.monotonic() - started
     telemetry.job_attempt(run.kind, run.due_at, run.started_at, ran_s)
     return out
+
+
+def _produce(run: Run) -> Output:
+    """The generator's output, or what it raised in the claim's transaction, raised again."""
+    if run.raised is not None:
+        raised, run.raised = run.raised, None
+        raise raised
+    return generators.get(run.kind).run(run.params, run)
 
 
 def _refused(run: Run, exc: StatementError, what: str) -> str:
@@ -310,8 +384,7 @@ def _refused(run: Run, exc: StatementError, what: str) -> str:
 
 def _run_generator(run: Run, timeout_errors: tuple) -> str:
     try:
-        generator = generators.get(run.kind)
-        output = generator.run(run.params, run)
+        output = _produce(run)
         # Checked before the outcome's transaction: a refused write would roll it back and
         # leave the job `processing` for the orphan sweep, to fail again the same way.
         storable.check_output(output, config.current().max_result_bytes)

@@ -63,13 +63,18 @@ def observe(label: str, **values: float) -> None:
     """
     try:
         pipe = pubsub.client().pipeline(transaction=True)
-        for metric, value in values.items():
-            bound = next(b for b in HISTOGRAMS[metric] if value <= b)
-            pipe.hincrby(key(metric), f"{label}|{_le(bound)}", 1)
-            pipe.hincrbyfloat(key(metric), f"{label}|sum", value)
+        add_observation(pipe, label, values)
         pipe.execute()
     except (redis.RedisError, RuntimeError) as exc:
         log.warning("metrics: %s not counted: %s", ", ".join(values), exc)
+
+
+def add_observation(pipe, label: str, values: dict[str, float]) -> None:
+    """Add `observe`'s commands to a pipeline that is a MULTI (the caller's round trip)."""
+    for metric, value in values.items():
+        bound = next(b for b in HISTOGRAMS[metric] if value <= b)
+        pipe.hincrby(key(metric), f"{label}|{_le(bound)}", 1)
+        pipe.hincrbyfloat(key(metric), f"{label}|sum", value)
 
 
 def count_published(pipe, envelopes: list[dict]) -> None:
@@ -81,13 +86,19 @@ def count_published(pipe, envelopes: list[dict]) -> None:
         pipe.hincrby(key(EVENTS_PUBLISHED), event_type, n)
 
 
-def job_attempt(kind: str, due_at: datetime, started_at: datetime, ran_s: float | None):
-    """A job's attempt waited from `due_at` to `started_at` and ran `ran_s` (generator start
-    to its outcome committed; None for a run that lost the job and recorded nothing)."""
+def attempt_values(due_at: datetime, started_at: datetime, ran_s: float | None) -> dict:
+    """The histograms of an attempt that waited from `due_at` to `started_at` and ran `ran_s`
+    (generator start to its outcome committed; None for a run that lost the job and recorded
+    nothing)."""
     values = {"job_queue_wait_seconds": max(0.0, (started_at - due_at).total_seconds())}
     if ran_s is not None:
         values["job_run_seconds"] = max(0.0, ran_s)
-    observe(kind, **values)
+    return values
+
+
+def job_attempt(kind: str, due_at: datetime, started_at: datetime, ran_s: float | None):
+    """Count an attempt of a job of `kind` (`attempt_values`) in its own round trip."""
+    observe(kind, **attempt_values(due_at, started_at, ran_s))
 
 
 def read_histograms(client: redis.Redis, metric: str) -> dict[str, tuple[list, float]]:

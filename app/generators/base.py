@@ -63,6 +63,11 @@ class Context(Protocol):
 class Generator(Protocol):
     name: str
     params_schema: dict
+    # Optional, False unless set: the generator returns in microseconds, does no I/O and
+    # reports no progress worth seeing live. Its job is then claimed, run and completed in
+    # one transaction, and `processing` and `completed` are published together
+    # (`app/runs.py`); anything it raises is judged as any run's failure.
+    instant: bool
 
     def run(self, params: dict, ctx: Context) -> Output: ...
 

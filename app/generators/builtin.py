@@ -14,6 +14,7 @@ class Echo:
 
     name = "echo"
     params_schema = {"type": "object"}
+    instant = True
 
     def run(self, params: dict, ctx: Context) -> Output:
         body = json.dumps(params).encode()

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app import db, events
+from app import db, events, telemetry
 from app.outbox import marks
 from app.outbox.publish import try_publish
 from app.outbox.send import Sendable, try_send_all
@@ -28,6 +28,9 @@ class UnitOfWork:
     source: str = "api"
     events: list[dict] = field(default_factory=list)
     to_send: list[tuple[Sendable, Any]] = field(default_factory=list)
+    # Histogram observations (`telemetry.attempt_values`) by label, counted in the round trip
+    # that publishes the events.
+    observations: list[tuple[str, dict]] = field(default_factory=list)
 
     def record(self, subject: events.Subject, event_type: str, payload: dict) -> dict:
         """Record an event in this transaction; it is published after commit."""
@@ -41,6 +44,10 @@ class UnitOfWork:
         envelopes = events.record_first(self.conn, firsts, event_type, self.source)
         self.events.extend(envelopes)
         return envelopes
+
+    def observe_after_commit(self, label: str, values: dict[str, float]) -> None:
+        """Count these histogram observations with the publish that follows the commit."""
+        self.observations.append((label, values))
 
     def send_after_commit(self, sendable: Sendable, row) -> None:
         """Send this row (a `JobRow`, a `CommandRow`) once the transaction has committed."""
@@ -59,7 +66,10 @@ def unit_of_work(source: str) -> Iterator[UnitOfWork]:
 
 
 def _after_commit(uow: UnitOfWork) -> None:
-    published = try_publish(uow.events) if uow.events else []
+    published = try_publish(uow.events, uow.observations) if uow.events else []
+    if uow.observations and not uow.events:
+        for label, values in uow.observations:
+            telemetry.observe(label, **values)
     sent = try_send_all(uow.to_send) if uow.to_send else []
     if published or sent:
         marks.add(published, sent)

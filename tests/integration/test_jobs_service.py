@@ -152,7 +152,7 @@ def test_a_stale_token_cannot_claim_a_retrying_job(tenant):
 
 def test_orphan_sweep_gives_the_job_away_and_the_old_run_cannot_finish_it(domain, tenant):
     job, _ = jobs.submit(tenant[1], ECHO)
-    run = runs.claim(job.id, str(job_row(job.id)["dispatch_token"]), "doomed")
+    run = runs.claim(job.id, str(job_row(job.id)["dispatch_token"]), "doomed", instant=False)
     stale = datetime.now(UTC) - timedelta(seconds=domain.worker_lost_redelivery_s)
     with db.transaction() as conn:
         conn.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=stale))
@@ -168,7 +168,7 @@ def test_orphan_sweep_gives_the_job_away_and_the_old_run_cannot_finish_it(domain
 
 def test_timeout_sweep_fails_a_run_past_its_timeout(tenant):
     job, _ = jobs.submit(tenant[1], {**ECHO, "timeout_s": 1})
-    runs.claim(job.id, str(job_row(job.id)["dispatch_token"]), "stuck")
+    runs.claim(job.id, str(job_row(job.id)["dispatch_token"]), "stuck", instant=False)
     long_ago = datetime.now(UTC) - timedelta(seconds=60)
     with db.transaction() as conn:
         conn.execute(update(Job).where(Job.id == job.id).values(attempt_started_at=long_ago))

@@ -38,6 +38,39 @@ def test_an_event_outside_the_catalogue_is_refused(event_type, payload, why):
         events.check(event_type, payload)
 
 
+_STATUS = {"job_id": JOB_ID, "status": "queued", "previous_status": None, "attempt": 0}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload"),
+    [
+        (events.JOB_STATUS_UPDATED, _STATUS),
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "attempt": True}),  # a bool is no integer
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "attempt": 1.0}),
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "attempt": -1}),
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "job_id": JOB_ID.replace("-", "")}),
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "job_id": JOB_ID.upper()}),
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "previous_status": "nope"}),
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "error": {"code": "X"}}),
+        (events.JOB_STATUS_UPDATED, {**_STATUS, "result_url": 3}),
+        (events.JOB_PROGRESS_UPDATED, {"job_id": JOB_ID, "progress": True}),
+        (events.JOB_PROGRESS_UPDATED, {"job_id": JOB_ID, "progress": 1, "message": None}),
+        (events.AGENT_STATUS_CHANGED, {"agent_id": JOB_ID, "status": "idle"}),
+        (events.EXECUTION_STARTED, {"command_id": JOB_ID, "agent_id": JOB_ID,
+                                    "capability": "x", "job_id": None}),
+    ],
+)
+def test_the_compiled_check_and_jsonschema_agree(event_type, payload):
+    """The fast validator decides alone what it accepts: it must accept nothing jsonschema
+    refuses (what it refuses, jsonschema judges again)."""
+    fast_ok = True
+    try:
+        events._FAST[event_type](payload)
+    except events.fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    assert fast_ok == events._VALIDATORS[event_type].is_valid(payload)
+
+
 def test_a_json_line_carries_the_bound_context_and_extras():
     with logs.bound(correlation_id="abc", job_id=JOB_ID, agent_id=None):
         line = logs.Json().format(record(seq=3))
