@@ -105,8 +105,9 @@ def from_settings(s: Settings) -> dict:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        # Task events for Flower.
-        "worker_send_task_events": True,
+        # Task events for Flower, which turns them on while it runs (WORKER_TASK_EVENTS): a
+        # job's events cost the worker's main process about as much as the job's own work.
+        "worker_send_task_events": s.worker_task_events,
         # No task-sent event: it would cost every submit a second Redis publish (measured
         # ~0.5 ms CPU, a fifth of a submit). Flower lists a task from the moment a worker
         # receives it; queued jobs are the API's to show (GET /api/v1/jobs?status=queued).

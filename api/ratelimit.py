@@ -9,11 +9,14 @@ is never slowed down by failures from the address it shares.
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Flask, request
-from flask_limiter import Limiter
+from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.auth import authenticated
+from api.errors import error_response
 from app.config import Settings
 
 # Each bucket is shared by every route of every blueprint (Flask-Limiter's default is a
@@ -57,10 +60,20 @@ def install(app: Flask, settings: Settings, *blueprints: Blueprint) -> Limiter:
         storage_uri=settings.redis_url,
         key_prefix=f"{settings.channel_prefix}:ratelimit",
         strategy="moving-window",
-        headers_enabled=True,  # Retry-After and X-RateLimit-* on every answer
+        # No X-RateLimit-* on every answer: reading the window for them was a second Redis
+        # round trip per request. A refusal says when to come back (`Retry-After`).
+        headers_enabled=False,
         # Redis away: serve rather than refuse (the limit is a guard, not the truth).
         swallow_errors=True,
     )
+
+    @app.errorhandler(RateLimitExceeded)
+    def _limited(exc: RateLimitExceeded):
+        response = error_response(429, "RATE_LIMITED", exc.description or exc.name)
+        breached = limiter.current_limit  # its window read now, for the refusal only
+        retry_after = breached.reset_at - int(time.time()) if breached is not None else 1
+        response.headers["Retry-After"] = str(max(1, retry_after))
+        return response
     for bp in blueprints:
         limiter.shared_limit(
             settings.rate_limit, KEYS_SCOPE, key_func=_key_id, exempt_when=_unverified

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -112,11 +113,9 @@ def _moving(conditions: list, **sets):
 
 _NOW = bindparam("now", type_=_JOB.c.updated_at.type)
 _RUN_ID = bindparam("the_run_id", type_=_JOB.c.run_id.type)
-# A worker's claim: this message's token is the job's current one and the job waits.
-_CLAIM = _moving(
-    [Job.dispatch_token == bindparam("token", type_=_JOB.c.dispatch_token.type),
-     Job.status.in_(WAITING)],
-    status=JobStatus.PROCESSING.value,
+_TOKEN = Job.dispatch_token == bindparam("token", type_=_JOB.c.dispatch_token.type)
+# What a claim writes: the attempt starts now, for this run on this worker.
+_CLAIMED = dict(
     attempts=Job.attempts + 1,
     run_id=_RUN_ID,
     worker=bindparam("the_worker", type_=_JOB.c.worker.type),
@@ -124,32 +123,83 @@ _CLAIM = _moving(
     attempt_started_at=_NOW,
     started_at=func.coalesce(Job.started_at, _NOW),
     dispatched_at=func.coalesce(Job.dispatched_at, _NOW),
-    progress=0.0,
     error=None,
     updated_at=_NOW,
 )
-# A run's success: the job is still this run's and `processing`.
-_COMPLETE = _moving(
-    [Job.run_id == _RUN_ID, Job.status == JobStatus.PROCESSING.value],
-    status=JobStatus.COMPLETED.value,
+_RESULT = dict(
     result=bindparam("the_result", type_=_JOB.c.result.type),
     result_url=bindparam("the_result_url", type_=_JOB.c.result_url.type),
     progress=1.0,
     finished_at=_NOW,
     updated_at=_NOW,
 )
+# A worker's claim: this message's token is the job's current one and the job waits.
+_CLAIM = _moving(
+    [_TOKEN, Job.status.in_(WAITING)], status=JobStatus.PROCESSING.value, progress=0.0, **_CLAIMED
+)
+# A run's success: the job is still this run's and `processing`.
+_COMPLETE = _moving(
+    [Job.run_id == _RUN_ID, Job.status == JobStatus.PROCESSING.value],
+    status=JobStatus.COMPLETED.value,
+    **_RESULT,
+)
+# An instant run's claim and success in one write, of a job its transaction locked waiting
+# (`lock_claimable`): one new row version and one set of index entries instead of two.
+_CLAIM_COMPLETED = (
+    update(_JOB)
+    .where(_BY_ID)
+    .values(status=JobStatus.COMPLETED.value, **{**_CLAIMED, **_RESULT})
+    .returning(_JOB)
+)
+_CLAIMABLE = select_job().where(_BY_ID, _TOKEN, Job.status.in_(WAITING)).with_for_update(of=_JOB)
 
 
-def claim(uow: UnitOfWork, job_id, token: str, worker: str) -> JobRow | None:
-    """Move a waiting job to `processing` for the run of the message carrying `token`, or
-    None if it is not that message's to run (stale, duplicate, unknown job)."""
+def _token(token: str) -> uuid.UUID | None:
     try:
-        token_id = uuid.UUID(str(token))
+        return uuid.UUID(str(token))
     except ValueError:
         return None
-    params = {"job_id": _as_uuid(job_id), "token": token_id, "the_run_id": uuid.uuid4(),
+
+
+def lock_claimable(uow: UnitOfWork, job_id, token: str) -> JobRow | None:
+    """Lock the job if it waits and `token` is its current dispatch, or None (stale,
+    duplicate, unknown job): what an instant run reads before its one write."""
+    token_id = _token(token)
+    if token_id is None:
+        return None
+    params = {"job_id": _as_uuid(job_id), "token": token_id}
+    row = uow.conn.execute(_CLAIMABLE, params).mappings().first()
+    return None if row is None else JobRow.of(row)
+
+
+def claim(
+    uow: UnitOfWork, job_id, token: str, worker: str, run_id: uuid.UUID | None = None
+) -> JobRow | None:
+    """Move a waiting job to `processing` for the run of the message carrying `token`, or
+    None if it is not that message's to run (stale, duplicate, unknown job)."""
+    token_id = _token(token)
+    if token_id is None:
+        return None
+    params = {"job_id": _as_uuid(job_id), "token": token_id, "the_run_id": run_id or uuid.uuid4(),
               "the_worker": worker, "now": _now()}
     return _moved(uow, uow.conn.execute(_CLAIM, params).mappings().first())
+
+
+def claim_completed(
+    uow: UnitOfWork, job: JobRow, run_id: uuid.UUID, worker: str, result, result_url,
+    now: datetime, before: Callable[[JobRow], None] | None = None,
+) -> JobRow:
+    """Move a job locked waiting (`lock_claimable`) to `completed` for one instant run, in
+    one write; its events are those of two moves, `processing` then `completed`, with
+    `before(job)` (the run's progress) between them."""
+    params = {"job_id": job.id, "the_run_id": run_id, "the_worker": worker, "now": now,
+              "the_result": result, "the_result_url": result_url}
+    done = JobRow.of(uow.conn.execute(_CLAIM_COMPLETED, params).mappings().one(), tenant=job.tenant)
+    _record_move(uow, job.status, dataclasses.replace(done, status=JobStatus.PROCESSING))
+    if before is not None:
+        before(done)
+    _record_move(uow, JobStatus.PROCESSING, done)
+    return done
 
 
 def complete(

@@ -200,21 +200,32 @@ def claim(job_id: str, token: str, worker: str, instant: bool = True) -> Run | N
     `instant` is False): the run comes back with its `outcome` set.
     """
     with unit_of_work("worker") as uow:
+        run = None
+        if instant:
+            waiting = jobs.lock_claimable(uow, job_id, token)
+            if waiting is None:
+                return _dropped(job_id)
+            if _runs_instantly(waiting.kind):
+                run = _run_in_claim(uow, waiting, worker)
+                if run.outcome is not None:
+                    return run
         try:
-            job = jobs.claim(uow, job_id, token, worker)  # lock, check and move: one statement
+            job = jobs.claim(uow, job_id, token, worker, run.run_id if run else None)
         except NotFound:
             job = None
         if job is None:
-            log.info("job %s: stale or duplicate message (or no such job) dropped", job_id)
-            return None
-        due_at = max(t for t in (job.created_at, job.run_after) if t is not None)
-        run = Run(
-            str(job.id), job.run_id, job.attempts, job.kind, job.params, due_at,
-            job.attempt_started_at,
-        )
-        if instant and _runs_instantly(run.kind):
-            _finish_in_claim(uow, run)
-    return run
+            return _dropped(job_id)
+    due_at = max(t for t in (job.created_at, job.run_after) if t is not None)
+    claimed = Run(
+        str(job.id), job.run_id, job.attempts, job.kind, job.params, due_at,
+        job.attempt_started_at,
+    )
+    claimed.raised = run.raised if run else None
+    return claimed
+
+
+def _dropped(job_id: str) -> None:
+    log.info("job %s: stale or duplicate message (or no such job) dropped", job_id)
 
 
 def _runs_instantly(kind: str) -> bool:
@@ -226,29 +237,33 @@ def _runs_instantly(kind: str) -> bool:
     )
 
 
-def _finish_in_claim(uow, run: Run) -> None:
-    """Run an instant generator and complete its job in the claim's transaction; what it
-    raises is kept on the run, and the claim commits alone."""
+def _run_in_claim(uow, job: JobRow, worker: str) -> Run:
+    """Run an instant generator on a job locked waiting and complete it, in one write. What
+    it raises is kept on the run (`raised`), and the caller claims the job as usual."""
+    now = _now()
+    run = Run(
+        str(job.id), uuid.uuid4(), job.attempts + 1, job.kind, job.params,
+        max(t for t in (job.created_at, job.run_after) if t is not None), now, in_claim=True,
+    )
     started = time.monotonic()
-    run.in_claim = True
     try:
         output = generators.get(run.kind).run(run.params, run)
         storable.check_output(output, config.current().max_result_bytes)
         staged = artifacts.stage(run.job_id, output.artifact)  # the row's bytes: no I/O
     except Exception as exc:  # noqa: BLE001 - judged by `execute` once the claim committed
         run.raised = exc
-        return
+        return run
     finally:
         run.in_claim = False
-    job = jobs.complete(
-        uow, run.job_id, run.run_id, output.result, output.result_url,
-        before=lambda job: run.progress_event(uow, job),
+    done = jobs.claim_completed(
+        uow, job, run.run_id, worker, output.result, output.result_url, now,
+        before=lambda done: run.progress_event(uow, done),
     )
-    artifacts.attach(uow.conn, job.id, staged)
+    artifacts.attach(uow.conn, done.id, staged)
     run.pending, run.outcome = None, JobStatus.COMPLETED
-    ran_s = time.monotonic() - started
-    values = telemetry.attempt_values(run.due_at, run.started_at, ran_s)
+    values = telemetry.attempt_values(run.due_at, now, time.monotonic() - started)
     uow.observe_after_commit(run.kind, values)
+    return run
 
 
 @_persist
