@@ -8,14 +8,18 @@ ZADD per chunk, and yields between them.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 
-from api.relay import doors
+from api.relay import GC_THRESHOLDS, doors
 from api.relay.connections import connections, socketio
 from app import pubsub, tenants
+from scripts.sandbox import ROOT
+from tests.support.stack import stack_env
 
 
 def _ref(name: str) -> tenants.TenantRef:
@@ -53,3 +57,21 @@ def test_renewal_yields_to_deliveries_between_chunks(held):
     doors._renew_seats()
     # 1,234 members in chunks of 500 are three chunks; the small key is a fourth.
     assert len(held[2]) == 4
+
+
+
+def test_the_relay_lets_short_lived_objects_die_young(domain):
+    """A relay process runs with a young generation of 10,000: at the defaults a full
+    collection (0.4-0.75 s with 5,000 clients, the loop held) came every few seconds.
+    Built in a process of its own: a second relay in this one would share its clients."""
+    script = (
+        "import gc, os, sys; from api.relay import create_relay_app; "
+        "create_relay_app(); print(gc.get_threshold()); sys.stdout.flush(); os._exit(0)"
+    )
+    env = {**stack_env(domain), "RELAY_ASYNC_MODE": "threading"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == str(GC_THRESHOLDS)
+    assert GC_THRESHOLDS[0] >= 10_000
