@@ -143,15 +143,16 @@ _COMPLETE = _moving(
     status=JobStatus.COMPLETED.value,
     **_RESULT,
 )
-# An instant run's claim and success in one write, of a job its transaction locked waiting
-# (`lock_claimable`): one new row version and one set of index entries instead of two.
+# An instant run's claim and success in one write, if the job still waits for this token:
+# one new row version and one set of index entries instead of two. The job was read without
+# a lock (`read_claimable`): a lock is a write too, and this UPDATE rechecks under its own.
 _CLAIM_COMPLETED = (
     update(_JOB)
-    .where(_BY_ID)
+    .where(_BY_ID, _TOKEN, Job.status.in_(WAITING))
     .values(status=JobStatus.COMPLETED.value, **{**_CLAIMED, **_RESULT})
     .returning(_JOB)
 )
-_CLAIMABLE = select_job().where(_BY_ID, _TOKEN, Job.status.in_(WAITING)).with_for_update(of=_JOB)
+_CLAIMABLE = select_job().where(_BY_ID, _TOKEN, Job.status.in_(WAITING))
 
 
 def _token(token: str) -> uuid.UUID | None:
@@ -161,9 +162,9 @@ def _token(token: str) -> uuid.UUID | None:
         return None
 
 
-def lock_claimable(uow: UnitOfWork, job_id, token: str) -> JobRow | None:
-    """Lock the job if it waits and `token` is its current dispatch, or None (stale,
-    duplicate, unknown job): what an instant run reads before its one write."""
+def read_claimable(uow: UnitOfWork, job_id, token: str) -> JobRow | None:
+    """The job if it waits and `token` is its current dispatch, or None (stale, duplicate,
+    unknown job): what an instant run reads, unlocked, before its one write."""
     token_id = _token(token)
     if token_id is None:
         return None
@@ -186,15 +187,21 @@ def claim(
 
 
 def claim_completed(
-    uow: UnitOfWork, job: JobRow, run_id: uuid.UUID, worker: str, result, result_url,
-    now: datetime, before: Callable[[JobRow], None] | None = None,
-) -> JobRow:
-    """Move a job locked waiting (`lock_claimable`) to `completed` for one instant run, in
-    one write; its events are those of two moves, `processing` then `completed`, with
-    `before(job)` (the run's progress) between them."""
-    params = {"job_id": job.id, "the_run_id": run_id, "the_worker": worker, "now": now,
-              "the_result": result, "the_result_url": result_url}
-    done = JobRow.of(uow.conn.execute(_CLAIM_COMPLETED, params).mappings().one(), tenant=job.tenant)
+    uow: UnitOfWork, job: JobRow, token: str, run_id: uuid.UUID, worker: str, result,
+    result_url, now: datetime, before: Callable[[JobRow], None] | None = None,
+) -> JobRow | None:
+    """Move a waiting job read by `read_claimable` to `completed` for one instant run, in
+    one write, or None if it no longer waits for `token` (cancelled, or another copy of the
+    message won). Its events are those of two moves, `processing` then `completed`, with
+    `before(job)` (the run's progress) between them. The status it moved from is the one
+    read: a token is current for one wait only (a retry or a reap gives a new one)."""
+    params = {"job_id": job.id, "token": _token(token), "the_run_id": run_id,
+              "the_worker": worker, "now": now, "the_result": result,
+              "the_result_url": result_url}
+    row = uow.conn.execute(_CLAIM_COMPLETED, params).mappings().first()
+    if row is None:
+        return None
+    done = JobRow.of(row, tenant=job.tenant)
     _record_move(uow, job.status, dataclasses.replace(done, status=JobStatus.PROCESSING))
     if before is not None:
         before(done)

@@ -202,11 +202,11 @@ def claim(job_id: str, token: str, worker: str, instant: bool = True) -> Run | N
     with unit_of_work("worker") as uow:
         run = None
         if instant:
-            waiting = jobs.lock_claimable(uow, job_id, token)
+            waiting = jobs.read_claimable(uow, job_id, token)
             if waiting is None:
                 return _dropped(job_id)
             if _runs_instantly(waiting.kind):
-                run = _run_in_claim(uow, waiting, worker)
+                run = _run_in_claim(uow, waiting, token, worker)
                 if run.outcome is not None:
                     return run
         try:
@@ -237,9 +237,10 @@ def _runs_instantly(kind: str) -> bool:
     )
 
 
-def _run_in_claim(uow, job: JobRow, worker: str) -> Run:
-    """Run an instant generator on a job locked waiting and complete it, in one write. What
-    it raises is kept on the run (`raised`), and the caller claims the job as usual."""
+def _run_in_claim(uow, job: JobRow, token: str, worker: str) -> Run:
+    """Run an instant generator on a waiting job and complete it, in one write. What it
+    raises is kept on the run (`raised`), and the caller claims the job as usual; a job that
+    stopped waiting meanwhile is left alone (the caller's claim finds it so too)."""
     now = _now()
     run = Run(
         str(job.id), uuid.uuid4(), job.attempts + 1, job.kind, job.params,
@@ -256,9 +257,11 @@ def _run_in_claim(uow, job: JobRow, worker: str) -> Run:
     finally:
         run.in_claim = False
     done = jobs.claim_completed(
-        uow, job, run.run_id, worker, output.result, output.result_url, now,
+        uow, job, token, run.run_id, worker, output.result, output.result_url, now,
         before=lambda done: run.progress_event(uow, done),
     )
+    if done is None:
+        return run
     artifacts.attach(uow.conn, done.id, staged)
     run.pending, run.outcome = None, JobStatus.COMPLETED
     values = telemetry.attempt_values(run.due_at, now, time.monotonic() - started)

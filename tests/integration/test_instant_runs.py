@@ -28,6 +28,8 @@ class _Instant:
     instant = True
 
     def run(self, params, ctx):
+        if DURING_RUN:
+            DURING_RUN.pop()()
         if params.get("raise"):
             raise PermanentError("asked to fail", code="ASKED")
         ctx.progress(0.5, "half")
@@ -36,6 +38,7 @@ class _Instant:
 
 
 INSTANT = register(_Instant())
+DURING_RUN: list = []  # what a test does while the instant generator runs
 
 
 @contextmanager
@@ -136,3 +139,11 @@ def test_only_a_store_that_writes_no_file_runs_instantly(domain, store, expected
         assert runs._runs_instantly("sleep") is False
     finally:
         config.install(domain)
+
+
+def test_a_job_cancelled_while_its_instant_run_ran_stays_cancelled(tenant):
+    job_id, token = _submitted(tenant, {"kind": INSTANT.name, "params": {}})
+    DURING_RUN.append(lambda: jobs.cancel(tenant[1], job_id))  # nothing holds the row
+    assert runs.execute(job_id, token, "w@test") is None
+    assert [s for _, _, s in _statuses(job_id)] == ["queued", "cancelled"]
+    assert job_row(job_id)["status"] == "cancelled" and job_row(job_id)["attempts"] == 0
