@@ -6,9 +6,10 @@ moves the job.
 
 An instant generator (`instant = True`: `echo`) runs inside the claim's transaction, and
 its job's `processing` and `completed` commit together and are published together, in
-order: one commit and one publish instead of two of each. A worker that dies mid-way
-commits nothing, so the message's redelivery finds the job still waiting. What it raises
-is judged after the claim commits, as any run's failure.
+order: one commit and one publish instead of two of each. Its one UPDATE holds only if the
+job still waits for the message's token (checked under the lock that UPDATE takes). A worker
+that dies mid-way commits nothing, so the message's redelivery finds the job still waiting.
+What it raises is judged after the claim commits, as any run's failure.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Run:
     checked_at: float = field(default=-math.inf, repr=False)
     # While an instant generator runs in the claim's transaction: progress stays pending
     # (written with the outcome) and nothing opens a transaction of its own, which would
-    # wait on the job's row lock this run holds.
+    # find the job not yet claimed (that write is the outcome's).
     in_claim: bool = field(default=False, repr=False)
     # How an instant run ended in the claim's transaction (`completed`), or what it raised
     # there, for `execute` to judge after the claim committed.
