@@ -206,8 +206,9 @@ def claim(job_id: str, token: str, worker: str, instant: bool = True) -> Run | N
             waiting = jobs.read_claimable(uow, job_id, token)
             if waiting is None:
                 return _dropped(job_id)
-            if _runs_instantly(waiting.kind):
-                run = _run_in_claim(uow, waiting, token, worker)
+            generator = _instant_generator(waiting.kind)
+            if generator is not None:
+                run = _run_in_claim(uow, waiting, generator, token, worker)
                 if run.outcome is not None:
                     return run
         try:
@@ -216,9 +217,8 @@ def claim(job_id: str, token: str, worker: str, instant: bool = True) -> Run | N
             job = None
         if job is None:
             return _dropped(job_id)
-    due_at = max(t for t in (job.created_at, job.run_after) if t is not None)
     claimed = Run(
-        str(job.id), job.run_id, job.attempts, job.kind, job.params, due_at,
+        str(job.id), job.run_id, job.attempts, job.kind, job.params, _due_at(job),
         job.attempt_started_at,
     )
     claimed.raised = run.raised if run else None
@@ -229,27 +229,32 @@ def _dropped(job_id: str) -> None:
     log.info("job %s: stale or duplicate message (or no such job) dropped", job_id)
 
 
-def _runs_instantly(kind: str) -> bool:
-    """Whether a job of `kind` may run inside its claim's transaction: its generator says it
-    is instant, and its artifact is kept in the row (a file would be I/O under the lock)."""
+def _due_at(job: JobRow) -> datetime:
+    """When the job's attempt became due: its creation, or its `run_after` if later."""
+    return max(t for t in (job.created_at, job.run_after) if t is not None)
+
+
+def _instant_generator(kind: str) -> generators.Generator | None:
+    """The generator of `kind` if its job may run inside its claim's transaction: it says it
+    is instant, and its artifact is kept in the row (a file would be I/O in the transaction)."""
     generator = generators.all_generators().get(kind)
-    return bool(getattr(generator, "instant", False)) and (
-        config.current().artifact_store == "postgres"
-    )
+    if getattr(generator, "instant", False) and config.current().artifact_store == "postgres":
+        return generator
+    return None
 
 
-def _run_in_claim(uow, job: JobRow, token: str, worker: str) -> Run:
+def _run_in_claim(uow, job: JobRow, generator, token: str, worker: str) -> Run:
     """Run an instant generator on a waiting job and complete it, in one write. What it
     raises is kept on the run (`raised`), and the caller claims the job as usual; a job that
     stopped waiting meanwhile is left alone (the caller's claim finds it so too)."""
     now = _now()
     run = Run(
-        str(job.id), uuid.uuid4(), job.attempts + 1, job.kind, job.params,
-        max(t for t in (job.created_at, job.run_after) if t is not None), now, in_claim=True,
+        str(job.id), uuid.uuid4(), job.attempts + 1, job.kind, job.params, _due_at(job), now,
+        in_claim=True,
     )
     started = time.monotonic()
     try:
-        output = generators.get(run.kind).run(run.params, run)
+        output = generator.run(run.params, run)
         storable.check_output(output, config.current().max_result_bytes)
         staged = artifacts.stage(run.job_id, output.artifact)  # the row's bytes: no I/O
     except Exception as exc:  # noqa: BLE001 - judged by `execute` once the claim committed

@@ -135,8 +135,8 @@ def test_a_refused_outcome_rolls_the_claim_back_and_goes_the_usual_way(tenant, m
 def test_only_a_store_that_writes_no_file_runs_instantly(domain, store, expected):
     config.install(domain.with_(artifact_store=store))
     try:
-        assert runs._runs_instantly("echo") is expected
-        assert runs._runs_instantly("sleep") is False
+        assert (runs._instant_generator("echo") is not None) is expected
+        assert runs._instant_generator("sleep") is None
     finally:
         config.install(domain)
 
