@@ -119,10 +119,18 @@ _UPSERT = _UPSERT.on_conflict_do_update(
 
 def attach(conn: Connection, job_id, staged: Staged | None) -> None:
     """Point the job at its artifact, in the caller's transaction."""
-    if staged is None:
-        return
-    values = {"content_type": staged.content_type, "body": staged.body, "path": staged.path}
-    conn.execute(_UPSERT, {"job_id": job_id, **values})
+    attach_many(conn, [(job_id, staged)])
+
+
+def attach_many(conn: Connection, staged: list[tuple[object, Staged | None]]) -> None:
+    """Point each job at its artifact, `(job_id, staged)`, in one statement."""
+    rows = [
+        {"job_id": job_id, "content_type": s.content_type, "body": s.body, "path": s.path}
+        for job_id, s in staged
+        if s is not None
+    ]
+    if rows:
+        conn.execute(_UPSERT, rows if len(rows) > 1 else rows[0])
 
 
 def find(conn: Connection, job_id) -> Staged | None:

@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         "larger is a 422.",
     )
     sweep_interval_s: float = Field(1.0, description="The beat sweep's period.")
+    dispatch_group_max: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Jobs of an instant generator (`echo`) sent together (a batch) share "
+        "one Celery message, this many at most, and a worker runs and commits them in one "
+        "transaction; 1 gives every job a message of its own.",
+    )
     outbox_grace_s: float = Field(
         2.0,
         description="An event or dispatch younger than this is left to the process that made "

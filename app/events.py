@@ -268,11 +268,10 @@ def _record_statement():
 _RECORD = _record_statement()
 
 
-def record(conn: Connection, subject: Subject, event_type: str, payload: dict, source: str) -> dict:
-    """Check one event against the catalogue, store it in the caller's transaction and
-    return its envelope."""
-    check(event_type, payload)
-    row = {
+def _row(subject: Subject, event_type: str, payload: dict, source: str, now: datetime,
+         correlation_id: str | None) -> dict:
+    """The `events` row of one checked event (its `seq` set by the caller's statement)."""
+    return {
         "id": uuid.uuid4(),
         "tenant_id": subject.tenant_id,
         "subject_type": subject.type,
@@ -284,18 +283,32 @@ def record(conn: Connection, subject: Subject, event_type: str, payload: dict, s
             "tenant": subject.tenant,
             # An agent has no correlation id of its own: its events carry the one of the
             # request or task that caused them (bound in the log context by the adapter).
-            "correlation_id": subject.correlation_id or logs.current("correlation_id"),
+            "correlation_id": subject.correlation_id or correlation_id,
             "card_id": subject.card_id,
             "version": ENVELOPE_VERSION,
         },
-        "created_at": datetime.now(UTC),
+        "created_at": now,
     }
+
+
+def record(conn: Connection, subject: Subject, event_type: str, payload: dict, source: str) -> dict:
+    """Check one event against the catalogue, store it in the caller's transaction and
+    return its envelope."""
+    check(event_type, payload)
+    row = _row(subject, event_type, payload, source, datetime.now(UTC),
+               logs.current("correlation_id"))
     row["seq"] = conn.execute(_RECORD, row).scalar_one()
     return envelope(row)
 
 
-_FIRST_COUNTERS = insert(EventCounter.__table__)
-_FIRST_EVENTS = insert(Event.__table__)
+_INSERT_COUNTERS = insert(EventCounter.__table__)
+_INSERT_EVENTS = insert(Event.__table__)
+# Move each subject's counter on by its number of new events (`last_seq` given as that
+# number); the counter's new last `seq` comes back.
+_BUMP_COUNTERS = _INSERT_COUNTERS.on_conflict_do_update(
+    index_elements=[EventCounter.subject_type, EventCounter.subject_id],
+    set_={"last_seq": EventCounter.last_seq + _INSERT_COUNTERS.excluded.last_seq},
+).returning(EventCounter.subject_type, EventCounter.subject_id, EventCounter.last_seq)
 
 
 def record_first(
@@ -308,36 +321,52 @@ def record_first(
     yet, so every `seq` is 1 without `record`'s per-event upsert; a subject that had one
     breaks the counters' primary key and rolls the transaction back, never a second seq 1.
     """
-    now = datetime.now(UTC)
-    correlation_id = logs.current("correlation_id")
+    now, correlation_id = datetime.now(UTC), logs.current("correlation_id")
     rows = []
     for subject, payload in firsts:
         check(event_type, payload)
-        rows.append({
-            "id": uuid.uuid4(),
-            "tenant_id": subject.tenant_id,
-            "subject_type": subject.type,
-            "subject_id": subject.id,
-            "seq": 1,
-            "event_type": event_type,
-            "source_service": source,
-            "payload": payload,
-            "metadata": {
-                "tenant": subject.tenant,
-                "correlation_id": subject.correlation_id or correlation_id,
-                "card_id": subject.card_id,
-                "version": ENVELOPE_VERSION,
-            },
-            "created_at": now,
-        })
+        rows.append({**_row(subject, event_type, payload, source, now, correlation_id), "seq": 1})
     if not rows:
         return []
     counters = [{"subject_type": r["subject_type"], "subject_id": r["subject_id"], "last_seq": 1}
                 for r in rows]
     # executemany of a plain INSERT: SQLAlchemy's insertmanyvalues sends one multi-row
     # VALUES per 1,000 rows.
-    conn.execute(_FIRST_COUNTERS, counters)
-    conn.execute(_FIRST_EVENTS, rows)
+    conn.execute(_INSERT_COUNTERS, counters)
+    conn.execute(_INSERT_EVENTS, rows)
+    return [envelope(r) for r in rows]
+
+
+def record_many(
+    conn: Connection, items: list[tuple[Subject, str, dict]], source: str
+) -> list[dict]:
+    """Record many events `(subject, type, payload)`, of any subjects, in two statements;
+    their envelopes, in the order given (each subject's events take its next `seq`s in
+    that order).
+
+    One upsert moves every subject's counter on by its number of events (its row lock
+    serialises writers of one subject, as `record`'s does), then one multi-row INSERT
+    stores the events.
+    """
+    now, correlation_id = datetime.now(UTC), logs.current("correlation_id")
+    rows, counts = [], {}
+    for subject, event_type, payload in items:
+        check(event_type, payload)
+        rows.append(_row(subject, event_type, payload, source, now, correlation_id))
+        key = (subject.type, subject.id)
+        counts[key] = counts.get(key, 0) + 1
+    if not rows:
+        return []
+    # In key order: two writers of the same subjects lock their counters in one order.
+    bumps = [{"subject_type": t, "subject_id": i, "last_seq": k}
+             for (t, i), k in sorted(counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
+    last = {(r.subject_type, r.subject_id): r.last_seq
+            for r in conn.execute(_BUMP_COUNTERS, bumps)}
+    first = {key: last[key] - k + 1 for key, k in counts.items()}
+    for row in rows:
+        key = (row["subject_type"], row["subject_id"])
+        row["seq"], first[key] = first[key], first[key] + 1
+    conn.execute(_INSERT_EVENTS, rows)
     return [envelope(r) for r in rows]
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Text, bindparam, cast, column, func, or_, select, update, values
 from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, outbox, pages
@@ -15,7 +16,7 @@ from app.errors import InvalidTransition, NotFound, ValidationFailed
 from app.events import Subject
 from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
-from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB
+from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB, RUN_JOBS
 from app.rows import JobRow
 from app.tenants import TenantRef
 
@@ -153,6 +154,9 @@ _CLAIM_COMPLETED = (
     .returning(_JOB)
 )
 _CLAIMABLE = select_job().where(_BY_ID, _TOKEN, Job.status.in_(WAITING))
+_WAITING_OF = select_job().where(
+    Job.id.in_(bindparam("job_ids", expanding=True)), Job.status.in_(WAITING)
+)
 
 
 def _token(token: str) -> uuid.UUID | None:
@@ -171,6 +175,23 @@ def read_claimable(uow: UnitOfWork, job_id, token: str) -> JobRow | None:
     params = {"job_id": _as_uuid(job_id), "token": token_id}
     row = uow.conn.execute(_CLAIMABLE, params).mappings().first()
     return None if row is None else JobRow.of(row)
+
+
+def read_claimable_many(uow: UnitOfWork, pairs: list[tuple[str, str]]) -> dict[str, JobRow]:
+    """`read_claimable` for many `(job_id, token)` at once, in one statement: the jobs that
+    wait for their pair's token, by id (a pair that is not well formed matches nothing)."""
+    tokens = {}
+    for job_id, token in pairs:
+        try:
+            tokens[uuid.UUID(str(job_id))] = uuid.UUID(str(token))
+        except ValueError:
+            continue
+    if not tokens:
+        return {}
+    rows = uow.conn.execute(_WAITING_OF, {"job_ids": list(tokens)}).mappings()
+    return {
+        str(row["id"]): JobRow.of(row) for row in rows if row["dispatch_token"] == tokens[row["id"]]
+    }
 
 
 def claim(
@@ -207,6 +228,80 @@ def claim_completed(
         before(done)
     _record_move(uow, JobStatus.PROCESSING, done)
     return done
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstantClaim:
+    """One instant run's claim and outcome for `claim_completed_many`: the job as read
+    waiting, the message's token, the run, its result, and the events that go between its
+    `processing` and `completed` (its progress)."""
+
+    job: JobRow
+    token: uuid.UUID
+    run_id: uuid.UUID
+    result: object
+    result_url: str | None
+    between: Callable[[JobRow], list[tuple[Subject, str, dict]]]
+
+
+def claim_completed_many(
+    uow: UnitOfWork, claims: list[InstantClaim], worker: str, now: datetime
+) -> list[JobRow]:
+    """`claim_completed` for the jobs of one message, in one `UPDATE ... FROM (VALUES ...)`
+    and one `record_many`: the jobs moved, in the order given (a job that no longer waits
+    for its token is left out, as `claim_completed` leaves it)."""
+    if not claims:
+        return []
+    params = {"the_worker": worker, "now": now}
+    rows = uow.conn.execute(_claim_completed_many(claims), params).mappings()
+    done = {row["id"]: row for row in rows}
+    moved, moves = [], []
+    for claim in claims:
+        row = done.pop(claim.job.id, None)
+        if row is None:
+            continue
+        job = JobRow.of(row, tenant=claim.job.tenant)
+        processing = dataclasses.replace(job, status=JobStatus.PROCESSING)
+        moves.append(move_event(claim.job.status, processing))
+        moves.extend(claim.between(job))
+        moves.append(move_event(JobStatus.PROCESSING, job))
+        moved.append(job)
+    uow.record_many(moves)
+    for job in moved:
+        _terminal_hooks(uow, job)
+    return moved
+
+
+def _claim_completed_many(claims: list[InstantClaim]):
+    """`_CLAIM_COMPLETED` for many jobs: each row's token, run and result from a VALUES list
+    (Postgres types its columns as text: each is cast to its column's type)."""
+    c = _JOB.c
+    given = values(
+        column("id", Text), column("token", Text), column("run_id", Text),
+        column("result", Text), column("result_url", Text), name="given",
+    ).data([
+        (str(k.job.id), str(k.token), str(k.run_id), json.dumps(k.result), k.result_url)
+        for k in claims
+    ])
+    return (
+        update(_JOB)
+        .where(
+            c.id == cast(given.c.id, c.id.type),
+            c.dispatch_token == cast(given.c.token, c.dispatch_token.type),
+            Job.status.in_(WAITING),
+        )
+        .values(
+            status=JobStatus.COMPLETED.value,
+            **{
+                **_CLAIMED,
+                **_RESULT,
+                "run_id": cast(given.c.run_id, c.run_id.type),
+                "result": cast(given.c.result, c.result.type),
+                "result_url": given.c.result_url,
+            },
+        )
+        .returning(_JOB)
+    )
 
 
 def complete(
@@ -262,7 +357,14 @@ def _run_options(job: JobRow) -> dict:
     }
 
 
-# A job's run, as the outbox sends it: the job id is the task id.
+def _shares(job: JobRow) -> tuple | None:
+    """Jobs of an instant generator share a message with others of the same options."""
+    if not getattr(generators.find(job.kind), "instant", False):
+        return None
+    return tuple(_run_options(job).values())
+
+
+# A job's run, as the outbox sends it: the job id is the task id (of a message of its own).
 JOB_RUN = outbox.register(
     outbox.Sendable(
         name="job",
@@ -274,6 +376,9 @@ JOB_RUN = outbox.register(
         due=_due,
         row=JobRow.of,
         options=_run_options,
+        shares=_shares,
+        group_task=RUN_JOBS,
+        group_kwarg="jobs",
     )
 )
 
@@ -321,8 +426,8 @@ def transition(uow: UnitOfWork, job: JobRow, status: JobStatus, **values) -> Job
     return new
 
 
-def _record_move(uow: UnitOfWork, previous: JobStatus, new: JobRow) -> None:
-    """The event of a move from `previous` to `new.status`, and the terminal hooks."""
+def move_event(previous: JobStatus, new: JobRow) -> tuple[Subject, str, dict]:
+    """The event of a move from `previous` to `new.status`: `(subject, type, payload)`."""
     status = new.status
     payload = {
         "job_id": str(new.id),
@@ -335,10 +440,19 @@ def _record_move(uow: UnitOfWork, previous: JobStatus, new: JobRow) -> None:
     ended_badly = (JobStatus.FAILED, JobStatus.RETRYING, JobStatus.CANCELLED)
     if new.error is not None and status in ended_badly:
         payload["error"] = new.error
-    uow.record(subject(new), events.JOB_STATUS_UPDATED, payload)
-    if status in TERMINAL:
+    return subject(new), events.JOB_STATUS_UPDATED, payload
+
+
+def _record_move(uow: UnitOfWork, previous: JobStatus, new: JobRow) -> None:
+    """The event of a move from `previous` to `new.status`, and the terminal hooks."""
+    uow.record(*move_event(previous, new))
+    _terminal_hooks(uow, new)
+
+
+def _terminal_hooks(uow: UnitOfWork, job: JobRow) -> None:
+    if job.status in TERMINAL:
         for hook in _ON_TERMINAL:
-            hook(uow, new)
+            hook(uow, job)
 
 
 def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:

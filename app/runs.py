@@ -27,7 +27,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import StatementError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import artifacts, config, db, events, generators, jobs, storable, telemetry
+from app import artifacts, config, db, events, generators, jobs, logs, storable, telemetry
 from app.errors import NotFound, Unavailable, ValidationFailed
 from app.generators import Cancelled, Output, PermanentError, TransientError
 from app.jobs import load, subject, transition
@@ -159,13 +159,18 @@ class Run:
 
     def progress_event(self, uow, job: JobRow) -> None:
         """The event of the pending progress, if any (its row written by the caller)."""
+        for event in self.pending_events(job):
+            uow.record(*event)
+
+    def pending_events(self, job: JobRow) -> list[tuple[events.Subject, str, dict]]:
+        """The event of the pending progress, as `(subject, type, payload)`, if any."""
         if self.pending is None:
-            return
+            return []
         fraction, message = self.pending
         payload = {"job_id": self.job_id, "progress": fraction}
         if message:
             payload["message"] = message
-        uow.record(subject(job), events.JOB_PROGRESS_UPDATED, payload)
+        return [(subject(job), events.JOB_PROGRESS_UPDATED, payload)]
 
     @_persist
     def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
@@ -225,6 +230,49 @@ def claim(job_id: str, token: str, worker: str, instant: bool = True) -> Run | N
     return claimed
 
 
+def execute_group(
+    pairs: list[tuple[str, str]], worker: str, timeout_errors: tuple = ()
+) -> dict[str, str | None]:
+    """Run the jobs of one message (`[job_id, token]` pairs, jobs of an instant generator
+    sent together); how each ended, by id.
+
+    They are claimed, run and completed in one transaction: one commit and one publish for
+    all of them. A job that is not that message's to run is dropped, as `execute` drops it;
+    a job whose generator raised, or that is not of an instant kind on this worker, runs
+    afterwards on its own through `execute` (its generator runs again there: an instant one
+    has no effect but its output). If Postgres refused one outcome, the whole transaction
+    rolled back, and each job goes on its own the same way, where the refusal is judged.
+    """
+    try:
+        ended = _claim_group(pairs, worker)
+    except StatementError:
+        ended = {}
+    for job_id, token in pairs:
+        if job_id not in ended:
+            with logs.bound(job_id=job_id):
+                ended[job_id] = execute(job_id, token, worker, timeout_errors)
+    return ended
+
+
+@_persist
+def _claim_group(pairs: list[tuple[str, str]], worker: str) -> dict[str, JobStatus | None]:
+    """The instant part of `execute_group`: the jobs it completed or dropped, by id."""
+    ended: dict[str, JobStatus | None] = {}
+    with unit_of_work("worker") as uow:
+        waiting = jobs.read_claimable_many(uow, pairs)
+        instant = []
+        for job_id, token in pairs:
+            job = waiting.pop(job_id, None)  # a pair given twice runs once
+            if job is None:
+                ended.setdefault(job_id, _dropped(job_id))
+            elif _instant_generator(job.kind) is not None:
+                instant.append((job, token))
+        for run in _run_many_in_claim(uow, instant, worker):
+            if run.outcome is not None:
+                ended[run.job_id] = run.outcome
+    return ended
+
+
 def _dropped(job_id: str) -> None:
     log.info("job %s: stale or duplicate message (or no such job) dropped", job_id)
 
@@ -237,42 +285,79 @@ def _due_at(job: JobRow) -> datetime:
 def _instant_generator(kind: str) -> generators.Generator | None:
     """The generator of `kind` if its job may run inside its claim's transaction: it says it
     is instant, and its artifact is kept in the row (a file would be I/O in the transaction)."""
-    generator = generators.all_generators().get(kind)
+    generator = generators.find(kind)
     if getattr(generator, "instant", False) and config.current().artifact_store == "postgres":
         return generator
     return None
 
 
-def _run_in_claim(uow, job: JobRow, generator, token: str, worker: str) -> Run:
-    """Run an instant generator on a waiting job and complete it, in one write. What it
-    raises is kept on the run (`raised`), and the caller claims the job as usual; a job that
-    stopped waiting meanwhile is left alone (the caller's claim finds it so too)."""
-    now = _now()
+def _run_instant(job: JobRow, generator) -> tuple[Run, Output | None, artifacts.Staged | None]:
+    """Run an instant generator on a waiting job, writing nothing: the run, its checked
+    output and its staged artifact, or the run with what it raised kept (`raised`)."""
     run = Run(
-        str(job.id), uuid.uuid4(), job.attempts + 1, job.kind, job.params, _due_at(job), now,
+        str(job.id), uuid.uuid4(), job.attempts + 1, job.kind, job.params, _due_at(job), _now(),
         in_claim=True,
     )
-    started = time.monotonic()
     try:
         output = generator.run(run.params, run)
         storable.check_output(output, config.current().max_result_bytes)
         staged = artifacts.stage(run.job_id, output.artifact)  # the row's bytes: no I/O
     except Exception as exc:  # noqa: BLE001 - judged by `execute` once the claim committed
         run.raised = exc
-        return run
+        return run, None, None
     finally:
         run.in_claim = False
+    return run, output, staged
+
+
+def _completed_in_claim(uow, run: Run, started: float) -> None:
+    """An instant run's job was completed in the claim: its histograms go with the publish."""
+    run.pending, run.outcome = None, JobStatus.COMPLETED
+    values = telemetry.attempt_values(run.due_at, run.started_at, time.monotonic() - started)
+    uow.observe_after_commit(run.kind, values)
+
+
+def _run_in_claim(uow, job: JobRow, generator, token: str, worker: str) -> Run:
+    """Run an instant generator on a waiting job and complete it, in one write. What it
+    raises is kept on the run (`raised`), and the caller claims the job as usual; a job that
+    stopped waiting meanwhile is left alone (the caller's claim finds it so too)."""
+    started = time.monotonic()
+    run, output, staged = _run_instant(job, generator)
+    if output is None:
+        return run
     done = jobs.claim_completed(
-        uow, job, token, run.run_id, worker, output.result, output.result_url, now,
-        before=lambda done: run.progress_event(uow, done),
+        uow, job, token, run.run_id, worker, output.result, output.result_url,
+        run.started_at, before=lambda done: run.progress_event(uow, done),
     )
     if done is None:
         return run
     artifacts.attach(uow.conn, done.id, staged)
-    run.pending, run.outcome = None, JobStatus.COMPLETED
-    values = telemetry.attempt_values(run.due_at, now, time.monotonic() - started)
-    uow.observe_after_commit(run.kind, values)
+    _completed_in_claim(uow, run, started)
     return run
+
+
+def _run_many_in_claim(uow, waiting: list[tuple[JobRow, str]], worker: str) -> list[Run]:
+    """`_run_in_claim` for the jobs of one message, writing them together: one UPDATE for
+    every job, one statement for every event, one for every artifact. The runs, each with
+    its `outcome` set if its job was completed."""
+    started, now = time.monotonic(), _now()
+    ran, claims, staged = [], [], {}
+    for job, token in waiting:
+        run, output, artifact = _run_instant(job, _instant_generator(job.kind))
+        ran.append(run)
+        if output is not None:
+            claims.append(jobs.InstantClaim(
+                job, uuid.UUID(token), run.run_id, output.result, output.result_url,
+                run.pending_events,
+            ))
+            staged[job.id] = artifact
+    done = jobs.claim_completed_many(uow, claims, worker, now)
+    artifacts.attach_many(uow.conn, [(job.id, staged[job.id]) for job in done])
+    completed = {str(job.id) for job in done}
+    for run in ran:
+        if run.job_id in completed:
+            _completed_in_claim(uow, run, started)
+    return ran
 
 
 @_persist

@@ -109,13 +109,20 @@ def all_generators() -> dict[str, Generator]:
     return dict(_registry)
 
 
+def find(kind: str) -> Generator | None:
+    """The generator for `kind`, or None: a lookup without `all_generators`' copy (a job's
+    hot path asks once or twice a job)."""
+    _load_entry_points()
+    return _registry.get(kind)
+
+
 def get(kind: str) -> Generator:
     """The generator for `kind`, or `ValidationFailed` naming the known ones."""
-    gens = all_generators()
-    if kind not in gens:
-        known = ", ".join(sorted(gens))
+    generator = find(kind)
+    if generator is None:
+        known = ", ".join(sorted(all_generators()))
         raise ValidationFailed("unknown job kind", {"kind": [f"unknown kind; known: {known}"]})
-    return gens[kind]
+    return generator
 
 
 def validate_params(kind: str, params: Any) -> None:

@@ -14,21 +14,27 @@ import json
 
 import redis
 
+from app.outbox.send import ROWS_HEADER
+
 UNACKED = "unacked"
 
 
-def _task_id(raw: bytes, unacked: bool) -> str | None:
+def _row_ids(raw: bytes, unacked: bool) -> list:
+    """The ids of the rows a message is for: its task id, and those of the rows that share
+    it (`ROWS_HEADER`)."""
     try:
         message = json.loads(raw)
         if unacked:  # [message, exchange, routing key]
             message = message[0]
-        return message["headers"]["id"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
+        headers = message["headers"]
+        return [headers["id"], *headers.get(ROWS_HEADER, ())]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return []
 
 
-def held_task_ids(client: redis.Redis, queues: list[str], sep: str = ":") -> set[str]:
-    """Ids of the tasks in `queues` (every priority list) or unacked, read in that order.
+def held_row_ids(client: redis.Redis, queues: list[str], sep: str = ":") -> set[str]:
+    """Ids of the rows whose messages are in `queues` (every priority list) or unacked,
+    read in that order.
 
     Queues first: a message moves from a queue to `unacked`, so reading in that order it
     is seen in one or the other (short of the gap this module exists for).
@@ -36,7 +42,8 @@ def held_task_ids(client: redis.Redis, queues: list[str], sep: str = ":") -> set
     ids = set()
     for queue in queues:
         for name in [queue, *(f"{queue}{sep}{p}" for p in range(1, 10))]:
-            ids.update(_task_id(raw, False) for raw in client.lrange(name, 0, -1))
-    ids.update(_task_id(raw, True) for raw in client.hvals(UNACKED))
-    ids.discard(None)
+            for raw in client.lrange(name, 0, -1):
+                ids.update(_row_ids(raw, False))
+    for raw in client.hvals(UNACKED):
+        ids.update(_row_ids(raw, True))
     return ids

@@ -8,6 +8,7 @@ behind a tenant's.
 from __future__ import annotations
 
 RUN_JOB = "orchestra.jobs.run"
+RUN_JOBS = "orchestra.jobs.run_group"  # the jobs of an instant kind that share one message
 RUN_COMMAND = "orchestra.agents.run_command"
 SWEEP = "orchestra.sweeps.run"
 HEARTBEAT = "orchestra.agents.heartbeat"
@@ -22,6 +23,7 @@ SYSTEM_QUEUES = (SWEEPS_QUEUE, HEARTBEATS_QUEUE)
 # Which queue carries which task (Celery's `task_routes`).
 QUEUE_OF = {
     RUN_JOB: JOBS_QUEUE,
+    RUN_JOBS: JOBS_QUEUE,
     RUN_COMMAND: AGENTS_QUEUE,
     SWEEP: SWEEPS_QUEUE,
     HEARTBEAT: HEARTBEATS_QUEUE,

@@ -6,6 +6,11 @@ current token), `dispatched_at` null until the broker took it. Jobs and agent co
 register one (`app/jobs.py`, `app/agents/commands.py`); the unit of work sends them after
 commit, the sweeps (`app/outbox/sweep.py`) send what was not sent or was lost.
 
+Rows of a kind whose work is done in microseconds (a job of an instant generator) may share
+one message when they are sent together (a batch): `Sendable.shares` says which may, and
+`DISPATCH_GROUP_MAX` bounds how many. Celery's own cost per message is then paid once for
+the group, and the worker commits the group in one transaction.
+
 The broker is reached through one seam, `configure(sender, batch)`: `sender` with the shape
 of `Celery.send_task`, and optionally `batch()`, a context manager giving a sender whose
 messages leave together when it exits (raising if they may not have), installed by each
@@ -15,13 +20,16 @@ process's entry point: `app/` never imports Celery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Hashable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, tuple_, update
+
+from app import config
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +57,17 @@ class Sendable:
     row: Callable[[Mapping], Any]
     # Per-message options beyond the task's (time limits, priority), from the typed row.
     options: Callable[[Any], dict]
+    # Rows that may share one message: `shares(row)` is the key rows must have in common to
+    # go in one (None: the row goes alone); `group_task` takes them as `group_kwarg`, a list
+    # of `[id, token]`, and the message names them in its `ROWS_HEADER` (the sweep's check
+    # of what the broker holds reads it).
+    shares: Callable[[Any], Hashable | None] | None = None
+    group_task: str | None = None
+    group_kwarg: str | None = None
 
+
+# The header a message shared by several rows names their ids in (`app/outbox/broker.py`).
+ROWS_HEADER = "orchestra_row_ids"
 
 _REGISTERED: list[Sendable] = []
 
@@ -84,34 +102,63 @@ def log_headers(row) -> dict:
     return headers
 
 
-def _send(sendable: Sendable, row, sender: Sender | None = None) -> None:
+def _send(sendable: Sendable, rows: list, sender: Sender | None = None) -> None:
+    """Put one message on the broker: one row's, or the group's of rows that share one."""
     sender = sender or _sender
     if sender is None:
         raise RuntimeError("app.outbox.send.configure() was not called in this process")
-    task_id = str(row.id)
-    kwargs = {sendable.id_kwarg: task_id, "token": str(row.dispatch_token)}
+    if len(rows) == 1:
+        row = rows[0]
+        task, task_id, headers = sendable.task, str(row.id), log_headers(row)
+        kwargs = {sendable.id_kwarg: task_id, "token": str(row.dispatch_token)}
+    else:
+        task, task_id = sendable.group_task, str(uuid.uuid4())
+        kwargs = {sendable.group_kwarg: [[str(r.id), str(r.dispatch_token)] for r in rows]}
+        headers = {ROWS_HEADER: [str(r.id) for r in rows]}
     sender(
-        sendable.task,
+        task,
         kwargs=kwargs,
-        task_id=task_id,  # the row's id: Flower, logs and rows line up
+        task_id=task_id,  # a row's id: Flower, logs and rows line up
         queue=sendable.queue,
-        headers=log_headers(row),
+        headers=headers,
         # What Celery would write with its `saferepr` (a quarter of a send's CPU): the
-        # kwargs are two short strings, so their plain repr is the same text.
+        # kwargs are short strings, so their plain repr is the same text.
         argsrepr="()",
         kwargsrepr=repr(kwargs),
-        **sendable.options(row),
+        **sendable.options(rows[0]),
     )
+
+
+def _messages(pairs: list[tuple[Sendable, Any]]) -> list[tuple[Sendable, list]]:
+    """The messages that carry these rows, in their order: a row alone, or up to
+    DISPATCH_GROUP_MAX rows of one kind with the same `shares` key together."""
+    limit = config.current().dispatch_group_max
+    messages: list[tuple[Sendable, list]] = []
+    open_groups: dict[tuple, list] = {}
+    for sendable, row in pairs:
+        key = sendable.shares(row) if sendable.shares is not None and limit > 1 else None
+        if key is None:
+            messages.append((sendable, [row]))
+            continue
+        group = open_groups.get((sendable.name, key))
+        if group is None or len(group) >= limit:
+            group = open_groups[(sendable.name, key)] = []
+            messages.append((sendable, group))
+        group.append(row)
+    return messages
 
 
 def try_send(sendable: Sendable, row) -> bool:
     """Put one row's message on the broker; False (logged) if the broker would not take it."""
+    return _try_send(sendable, [row])
+
+
+def _try_send(sendable: Sendable, rows: list) -> bool:
     try:
-        _send(sendable, row)
+        _send(sendable, rows)
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
-        log.warning(
-            "dispatch of %s %s failed, left to the sweep: %s", sendable.name, row.id, exc
-        )
+        ids = ", ".join(str(row.id) for row in rows[:3]) + (", ..." if len(rows) > 3 else "")
+        log.warning("dispatch of %s %s failed, left to the sweep: %s", sendable.name, ids, exc)
         return False
     return True
 
@@ -119,17 +166,19 @@ def try_send(sendable: Sendable, row) -> bool:
 def try_send_all(pairs: list[tuple[Sendable, Any]]) -> list[tuple[Sendable, Any]]:
     """Send many rows' messages (of any kinds) together; those the broker took.
 
-    Through `batch()` when configured: one pipelined round trip instead of one per
-    message. Its messages leave together or the batch fails with their delivery uncertain;
-    then none is counted sent (logged), and the sweep sends them again, which is harmless:
-    a duplicate message claims nothing (its token was used).
+    Rows that may share a message do (`_messages`). Through `batch()` when configured: one
+    pipelined round trip instead of one per message. Its messages leave together or the
+    batch fails with their delivery uncertain; then none is counted sent (logged), and the
+    sweep sends them again, which is harmless: a duplicate message claims nothing (its
+    token was used).
     """
-    if len(pairs) <= 1 or _batch is None:
-        return [(s, row) for s, row in pairs if try_send(s, row)]
+    messages = _messages(pairs)
+    if len(messages) == 1 or _batch is None:
+        return [(s, row) for s, rows in messages if _try_send(s, rows) for row in rows]
     try:
         with _batch() as sender:
-            for sendable, row in pairs:
-                _send(sendable, row, sender)
+            for sendable, rows in messages:
+                _send(sendable, rows, sender)
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves them to the sweep
         log.warning("dispatch of %d rows in one batch failed, left to the sweep: %s",
                     len(pairs), exc)

@@ -91,7 +91,7 @@ def redispatch_lost_messages(broker: redis.Redis) -> int:
     if not waiting:
         return 0
     queues = list(dict.fromkeys(s.queue for s in registered()))
-    held = broker_state.held_task_ids(broker, queues)
+    held = broker_state.held_row_ids(broker, queues)
     lost = [waiting[i] for i in waiting.keys() - held]
     with db.transaction() as conn:
         for s in registered():

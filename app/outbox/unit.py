@@ -45,6 +45,13 @@ class UnitOfWork:
         self.events.extend(envelopes)
         return envelopes
 
+    def record_many(self, items: list[tuple[events.Subject, str, dict]]) -> list:
+        """Record many events `(subject, type, payload)` in two statements
+        (`events.record_many`); published after commit, in that order."""
+        envelopes = events.record_many(self.conn, items, self.source)
+        self.events.extend(envelopes)
+        return envelopes
+
     def observe_after_commit(self, label: str, values: dict[str, float]) -> None:
         """Count these histogram observations with the publish that follows the commit."""
         self.observations.append((label, values))

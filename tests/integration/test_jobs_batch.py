@@ -74,7 +74,7 @@ def test_a_thousand_jobs_are_made_in_order_with_their_events_published_and_sent(
     assert sorted(e["subject"]["id"] for e in published) == sorted(ids)
     assert {e["seq"] for e in published} == {1}
     # Every message is on the broker, and only then marked dispatched.
-    held = broker.held_task_ids(redis.Redis.from_url(domain.redis_url), ["jobs"])
+    held = broker.held_row_ids(redis.Redis.from_url(domain.redis_url), ["jobs"])
     assert set(ids) <= held
     outbox.flush_marks()
     assert all(r["dispatched_at"] is not None for r in jobs_of(ids).values())
