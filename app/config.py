@@ -51,6 +51,20 @@ def _check_hosts(value: str) -> str:
     return value
 
 
+# The driver every process uses: psycopg 3 prepares a statement run often on the server (a
+# job's statements are planned once per connection, not at every run) and cooperates with
+# gevent by itself (the relay's greenlets).
+_PSYCOPG = "postgresql+psycopg://"
+
+
+def _with_psycopg(url: str) -> str:
+    """The URL with psycopg 3 as its driver, for the spellings of PostgreSQL's URL."""
+    for scheme in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(scheme):
+            return _PSYCOPG + url[len(scheme):]
+    return url
+
+
 def _db_timeout(what: str, role: str, default: float, why: str):
     return Field(default, description=f"Postgres `{what}_timeout` (seconds) of every connection "
                                       f"of a `{role}` process: {why}.")
@@ -92,8 +106,10 @@ class Settings(BaseSettings):
         "reads those as its own options.)",
     )
     database_url: str = Field(
-        "postgresql+psycopg2://postgres@127.0.0.1:5432/orchestra",
-        description="PostgreSQL, as an SQLAlchemy URL.",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/orchestra",
+        description="PostgreSQL, as an SQLAlchemy URL. The driver is psycopg 3 "
+        "(`postgresql+psycopg://`); a `postgresql://`, `postgres://` or "
+        "`postgresql+psycopg2://` URL is read as that.",
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -339,6 +355,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value):
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg(cls, value: str) -> str:
+        return _with_psycopg(value)
 
     @field_validator("http_private_hosts")
     @classmethod

@@ -101,7 +101,7 @@ def transaction() -> Iterator[Connection]:
 
     A lost or refused connection surfaces as `Unavailable`, so adapters answer 503
     (HTTP) or retry (Celery) instead of treating it as a bug; so does a statement Postgres
-    cancelled at `statement_timeout` or `lock_timeout` (psycopg2 raises both as
+    cancelled at `statement_timeout` or `lock_timeout` (psycopg raises both as
     `OperationalError`: QueryCanceled, LockNotAvailable).
     """
     try:

@@ -483,7 +483,7 @@ def _refused(run: Run, exc: StatementError, what: str) -> str:
     attempt fails for good. The message names the refusal, not the value (it may be hostile,
     and could not be stored anyway)."""
     orig = exc.orig if exc.orig is not None else exc
-    sqlstate = getattr(orig, "pgcode", None)
+    sqlstate = getattr(orig, "sqlstate", None)
     why = type(orig).__name__ + (f", SQLSTATE {sqlstate}" if sqlstate else "")
     log.error("job %s: the database refused %s (%s)", run.job_id, what, why)
     run.pending = None  # it may be what was refused

@@ -24,7 +24,7 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-import psycopg2
+import psycopg
 import redis
 from sqlalchemy import select
 
@@ -326,7 +326,7 @@ def run(settings: Settings, durations: dict, idle_n: int) -> dict:
             idle(o, listener, 10)
             t0 = time.time()
             log(f"e2e: sustained, {SUBMITTERS} HTTP clients for {durations['sustained']} s")
-            pg = psycopg2.connect(libpq_url(settings.database_url))
+            pg = psycopg.connect(libpq_url(settings.database_url))
             pg.autocommit = True
             stack.callback(pg.close)
             meter = lambda: cpu_reading(started, listener, pg, settings.redis_url)  # noqa: E731

@@ -31,7 +31,7 @@ FROM (
     SELECT i, now() - interval '1 hour' - (i + :offset) * interval '500 milliseconds' AS t,
         CASE WHEN i % 100000 = 11 THEN 'queued' WHEN i % 50 = 7 THEN 'failed'
              WHEN i % 100 = 3 THEN 'cancelled' ELSE 'completed' END AS status
-    FROM generate_series(1, :n) AS i
+    FROM generate_series(1, CAST(:n AS integer)) AS i
 ) s
 """
 _EVENTS = """
@@ -48,7 +48,7 @@ SELECT gen_random_uuid(), j.tenant_id, 'job', j.id, k,
         'card_id', j.card_id, 'version', '1.0'),
     j.created_at + k * interval '100 milliseconds',
     j.created_at + k * interval '100 milliseconds'
-FROM jobs j CROSS JOIN generate_series(1, :per_job) AS k
+FROM jobs j CROSS JOIN generate_series(1, CAST(:per_job AS integer)) AS k
 WHERE j.correlation_id LIKE :tag || '%'
 """
 _COUNTERS = """

@@ -6,9 +6,9 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
+import psycopg
 import redis
-from psycopg2 import sql
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +18,7 @@ CLAIM_TTL_S = 3 * 3600
 def admin_connection(database_url: str):
     """An autocommit connection to the server's `postgres` db (CREATE/DROP DATABASE need it)."""
     url = make_url(database_url)
-    conn = psycopg2.connect(
+    conn = psycopg.connect(
         host=url.host,
         port=url.port or 5432,
         user=url.username,

@@ -36,6 +36,20 @@ __all__ = ["create_relay_app", "handlers", "socketio"]
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
+def _cooperative_psycopg() -> None:
+    """Have psycopg wait for Postgres through gevent's loop.
+
+    psycopg chooses its wait function when first imported: after gevent patched `select`
+    (gunicorn's gevent worker patches before it loads the app) the one built on `select`,
+    else its C one, which holds every greenlet while a query runs. A process that imported
+    it earlier gets the `select` one here; gevent patched that module, so it yields.
+    """
+    from psycopg import waiting
+
+    if waiting.wait is getattr(waiting, "wait_c", None):
+        waiting.wait = waiting.wait_select
+
+
 def create_relay_app(settings: Settings | None = None) -> Flask:
     """Build the relay for `settings` and start its Redis listener and its warden."""
     settings = settings or Settings.from_env()
@@ -53,9 +67,7 @@ def create_relay_app(settings: Settings | None = None) -> Flask:
         cors_allowed_origins=doors.origin_policy(settings),
     )
     if settings.relay_async_mode == "gevent":
-        from psycogreen.gevent import patch_psycopg
-
-        patch_psycopg()  # psycopg2 would otherwise block every greenlet while it waits
+        _cooperative_psycopg()
 
     @app.get("/health/liveness")
     def liveness():

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import psycopg2
+import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
@@ -179,7 +179,7 @@ def resources_for(peer: Peer, base: Settings) -> Iterator[Ctx]:
             ctx = Ctx(name, libpq_url(database_url), database_url, redis_url, settings, env)
             if peer.setup:
                 peer.setup(ctx)
-            ctx.pg = psycopg2.connect(ctx.dsn)
+            ctx.pg = psycopg.connect(ctx.dsn)
             ctx.pg.autocommit = True
             ctx.pg_pid = sql_one(ctx, "SELECT pg_backend_pid()")[0]
             ctx.redis = redis.Redis.from_url(redis_url)

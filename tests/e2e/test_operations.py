@@ -42,7 +42,7 @@ def test_readiness_is_healthy_when_everything_answers(lone_api):
 
 
 def test_readiness_names_the_dependency_that_fails(lone_api):
-    base = lone_api(database_url="postgresql+psycopg2://postgres@127.0.0.1:1/none")
+    base = lone_api(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
     assert requests.get(base + "/health/liveness", timeout=5).status_code == 200
     resp = requests.get(base + "/health/readiness", timeout=10)
     assert resp.status_code == 503
@@ -51,7 +51,7 @@ def test_readiness_names_the_dependency_that_fails(lone_api):
 
 
 def test_database_down_answers_503_with_the_envelope(lone_api, tenant):
-    base = lone_api(database_url="postgresql+psycopg2://postgres@127.0.0.1:1/none")
+    base = lone_api(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
     resp = requests.post(base + "/api/v1/jobs", json={"kind": "echo", "params": {}},
                          headers={"Authorization": f"Bearer {tenant[0]}"}, timeout=10)
     assert resp.status_code == 503

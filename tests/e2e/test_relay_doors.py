@@ -10,7 +10,7 @@ import subprocess
 import time
 import uuid
 
-import psycopg2
+import psycopg
 import pytest
 import requests
 import socketio
@@ -204,13 +204,13 @@ class TableLock:
 
     def __init__(self, settings):
         url = make_url(settings.database_url)
-        self.conn = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username,
+        self.conn = psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
                                      dbname=url.database)
         self.conn.cursor().execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
 
     def waiters(self) -> int:
         """Queries of others that wait on this lock now."""
-        with psycopg2.connect(self.conn.dsn) as other, other.cursor() as cur:
+        with psycopg.connect(self.conn.info.dsn) as other, other.cursor() as cur:
             cur.execute("SELECT count(*) FROM pg_locks"
                         " WHERE relation = 'events'::regclass AND NOT granted")
             return cur.fetchone()[0]

@@ -180,14 +180,15 @@ def _store_events(job_id: str, tenant, seqs: range) -> None:
         conn.execute(text(
             "INSERT INTO events (id, tenant_id, subject_type, subject_id, seq, event_type,"
             " source_service, payload, metadata, created_at, published_at)"
-            " SELECT gen_random_uuid(), :tid, 'job', :jid, s, 'job.progress.updated', 'test',"
+            " SELECT gen_random_uuid(), :tid, 'job', CAST(:jid AS uuid), s,"
+            " 'job.progress.updated', 'test',"
             " jsonb_build_object('job_id', CAST(:jid AS text), 'progress', 0.5),"
             " CAST(:meta AS jsonb), clock_timestamp(), now()"
-            " FROM generate_series(:lo, :hi) AS s"
+            " FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) AS s"
         ), {"tid": tenant.id, "jid": job_id, "meta": meta, "lo": seqs.start, "hi": seqs.stop - 1})
         conn.execute(text(
             "UPDATE event_counters SET last_seq = :hi"
-            " WHERE subject_type = 'job' AND subject_id = :jid"
+            " WHERE subject_type = 'job' AND subject_id = CAST(:jid AS uuid)"
         ), {"jid": job_id, "hi": seqs.stop - 1})
 
 

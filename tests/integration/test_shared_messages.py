@@ -17,8 +17,8 @@ from sqlalchemy.exc import StatementError
 from app import artifacts, config, db, events, jobs, runs
 from app.models import JobStatus
 from app.outbox import broker, unit_of_work
-from app.outbox.send import ROWS_HEADER
 from app.outbox.names import RUN_JOB, RUN_JOBS
+from app.outbox.send import ROWS_HEADER
 from tests.integration.test_instant_runs import INSTANT, _statuses, commits
 from tests.integration.test_jobs_service import job_row
 

@@ -8,9 +8,11 @@ durable), closes the client's side instead of passing the answer on; with `lose_
 closes both sides before the server sees the COMMIT (so the transaction is rolled back).
 
 Hand-written: a fault at one protocol message needs a look into the stream, which no
-off-the-shelf proxy (toxiproxy and the like, none installed here) offers. It reads libpq's
-simple-query messages (`Q` + length + text), which psycopg2 uses for every statement and for
-COMMIT; the connection must not use SSL (`sslmode=disable`), or the stream is opaque.
+off-the-shelf proxy (toxiproxy and the like, none installed here) offers. It finds the
+marker statement by its text in what the client sends (psycopg's Parse message carries it
+until the statement is prepared: a connection of the proxy's runs it fewer than five times),
+and COMMIT as the simple-query message psycopg sends it in (`Q` + length + text); the
+connection must not use SSL (`sslmode=disable`), or the stream is opaque.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class PgProxy:
         threading.Thread(target=self._accept, daemon=True, name="pg-proxy").start()
 
     def url(self, database: str) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
 
     def arm(self, mode: str, after: bytes) -> None:
         """Act on the next COMMIT of a connection that sent a statement holding `after`."""

@@ -50,7 +50,7 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
 
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def destroy(self) -> None:
         try:

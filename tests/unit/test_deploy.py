@@ -162,7 +162,7 @@ def test_app_service_reaches_the_compose_databases(name):
     settings = Settings.from_env(
         {k: with_compose_defaults(v) for k, v in environment(name).items()}
     )
-    assert settings.database_url.startswith("postgresql+psycopg2://")
+    assert settings.database_url.startswith("postgresql+psycopg://")
     assert settings.database_url.endswith("@postgres:5432/orchestra")
     assert settings.redis_url == "redis://:redis-secret@redis:6379/0"
     assert settings.bind_host == "0.0.0.0"

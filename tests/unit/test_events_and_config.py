@@ -55,7 +55,7 @@ def test_room_names_are_checked_and_tenant_scoped():
 
 def test_settings_defaults_follow_the_contract():
     s = Settings.from_env({})
-    assert s.database_url == "postgresql+psycopg2://postgres@127.0.0.1:5432/orchestra"
+    assert s.database_url == "postgresql+psycopg://postgres@127.0.0.1:5432/orchestra"
     assert s.redis_url == "redis://127.0.0.1:6379/0" and s.effective_broker_url == s.redis_url
     assert (s.api_port, s.relay_port, s.flower_port, s.bind_host) == (8000, 8001, 5555,
                                                                       "127.0.0.1")
