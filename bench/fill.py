@@ -24,7 +24,7 @@ SELECT gen_random_uuid(), :tenant,
          WHEN i % 10 < 9 THEN 'sleep' ELSE 'http' END,
     jsonb_build_object('i', i),
     status, 1.0, jsonb_build_object('i', i), 1, 3, 5,
-    'card-' || (i % (:n / 100 + 1)), :tag || i, 3600, gen_random_uuid(),
+    'card-' || (i % (:n / 100 + 1)), CAST(:tag AS text) || i, 3600, gen_random_uuid(),
     t, t, t, t, t, CASE WHEN status = 'queued' THEN NULL ELSE t + interval '1 second' END,
     t + interval '1 second'
 FROM (
@@ -44,16 +44,16 @@ SELECT gen_random_uuid(), j.tenant_id, 'job', j.id, k,
          ELSE jsonb_build_object('job_id', j.id, 'attempt', 1,
             'status', (ARRAY['queued', 'processing', '', '', j.status])[k],
             'previous_status', (ARRAY[NULL, 'queued', '', '', 'processing'])[k]) END,
-    jsonb_build_object('tenant', :tenant_name, 'correlation_id', j.correlation_id,
+    jsonb_build_object('tenant', CAST(:tenant_name AS text), 'correlation_id', j.correlation_id,
         'card_id', j.card_id, 'version', '1.0'),
     j.created_at + k * interval '100 milliseconds',
     j.created_at + k * interval '100 milliseconds'
 FROM jobs j CROSS JOIN generate_series(1, CAST(:per_job AS integer)) AS k
-WHERE j.correlation_id LIKE :tag || '%'
+WHERE j.correlation_id LIKE CAST(:tag AS text) || '%'
 """
 _COUNTERS = """
 INSERT INTO event_counters (subject_type, subject_id, last_seq)
-SELECT 'job', id, :per_job FROM jobs WHERE correlation_id LIKE :tag || '%'
+SELECT 'job', id, :per_job FROM jobs WHERE correlation_id LIKE CAST(:tag AS text) || '%'
 """
 
 
