@@ -110,11 +110,15 @@ def discard(job_id, staged: Staged | None) -> None:
 
 # One statement, built once: a run that completes a job again (a duplicate message that
 # won the claim after a reap) replaces the artifact. Job completion is the hot path.
-_UPSERT = insert(JobArtifact.__table__)
-_UPSERT = _UPSERT.on_conflict_do_update(
-    index_elements=[JobArtifact.job_id],
-    set_={c: _UPSERT.excluded[c] for c in ("content_type", "body", "path")},
-)
+def _replacing(given):
+    """The insert `given`, replacing the artifact a job already has."""
+    return given.on_conflict_do_update(
+        index_elements=[JobArtifact.job_id],
+        set_={c: given.excluded[c] for c in ("content_type", "body", "path")},
+    )
+
+
+_UPSERT = _replacing(insert(JobArtifact.__table__))
 
 
 def attach(conn: Connection, job_id, staged: Staged | None) -> None:
@@ -129,8 +133,10 @@ def attach_many(conn: Connection, staged: list[tuple[object, Staged | None]]) ->
         for job_id, s in staged
         if s is not None
     ]
-    if rows:
-        conn.execute(_UPSERT, rows if len(rows) > 1 else rows[0])
+    if len(rows) == 1:
+        conn.execute(_UPSERT, rows[0])
+    elif rows:
+        conn.execute(_replacing(db.insert_rows(JobArtifact.__table__, rows)))
 
 
 def find(conn: Connection, job_id) -> Staged | None:

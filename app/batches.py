@@ -1,9 +1,10 @@
 """A batch of job requests: checked all together, written in one transaction, set-based.
 
 Every item is checked before anything is written (the single submit's checks, and a key
-given twice); then one multi-row INSERT makes the jobs, one SELECT finds the jobs of the
-keys this tenant used before, two statements record the first events, and after commit
-the events leave in one pipelined publish and the messages in one pipelined send.
+given twice); then one INSERT (an array per column, `db.insert_rows`) makes the jobs, one
+SELECT finds the jobs of the keys this tenant used before, two statements record the first
+events, and after commit the events leave in one pipelined publish and the messages (instant
+jobs sharing them) in one pipelined send.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def submit_batch(
                                               r["idempotency_key"] or ""))
         made = {
             row["id"]: JobRow.of(row, tenant=tenant.name)
-            for row in uow.conn.execute(jobs.INSERT, ordered).mappings()
+            for row in uow.conn.execute(jobs.insert_many(ordered)).mappings()
         }
         # A row not made had a key this tenant used before (or a concurrent request just
         # committed): ON CONFLICT DO NOTHING waited for it, and this SELECT sees it.

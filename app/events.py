@@ -16,7 +16,7 @@ from jsonschema.exceptions import best_match
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 
-from app import logs
+from app import db, logs
 from app.models import AgentStatus, CommandName, CommandStatus, Event, EventCounter, JobStatus
 
 ENVELOPE_VERSION = "1.0"
@@ -301,14 +301,14 @@ def record(conn: Connection, subject: Subject, event_type: str, payload: dict, s
     return envelope(row)
 
 
-_INSERT_COUNTERS = insert(EventCounter.__table__)
-_INSERT_EVENTS = insert(Event.__table__)
-# Move each subject's counter on by its number of new events (`last_seq` given as that
-# number); the counter's new last `seq` comes back.
-_BUMP_COUNTERS = _INSERT_COUNTERS.on_conflict_do_update(
-    index_elements=[EventCounter.subject_type, EventCounter.subject_id],
-    set_={"last_seq": EventCounter.last_seq + _INSERT_COUNTERS.excluded.last_seq},
-).returning(EventCounter.subject_type, EventCounter.subject_id, EventCounter.last_seq)
+def _bump_counters(bumps: list[dict]):
+    """Move each subject's counter on by its number of new events (`last_seq` given as that
+    number); the counter's new last `seq` comes back."""
+    given = db.insert_rows(EventCounter.__table__, bumps)
+    return given.on_conflict_do_update(
+        index_elements=[EventCounter.subject_type, EventCounter.subject_id],
+        set_={"last_seq": EventCounter.last_seq + given.excluded.last_seq},
+    ).returning(EventCounter.subject_type, EventCounter.subject_id, EventCounter.last_seq)
 
 
 def record_first(
@@ -330,10 +330,8 @@ def record_first(
         return []
     counters = [{"subject_type": r["subject_type"], "subject_id": r["subject_id"], "last_seq": 1}
                 for r in rows]
-    # executemany of a plain INSERT: SQLAlchemy's insertmanyvalues sends one multi-row
-    # VALUES per 1,000 rows.
-    conn.execute(_INSERT_COUNTERS, counters)
-    conn.execute(_INSERT_EVENTS, rows)
+    conn.execute(db.insert_rows(EventCounter.__table__, counters))
+    conn.execute(db.insert_rows(Event.__table__, rows))
     return [envelope(r) for r in rows]
 
 
@@ -361,12 +359,12 @@ def record_many(
     bumps = [{"subject_type": t, "subject_id": i, "last_seq": k}
              for (t, i), k in sorted(counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
     last = {(r.subject_type, r.subject_id): r.last_seq
-            for r in conn.execute(_BUMP_COUNTERS, bumps)}
+            for r in conn.execute(_bump_counters(bumps))}
     first = {key: last[key] - k + 1 for key, k in counts.items()}
     for row in rows:
         key = (row["subject_type"], row["subject_id"])
         row["seq"], first[key] = first[key], first[key] + 1
-    conn.execute(_INSERT_EVENTS, rows)
+    conn.execute(db.insert_rows(Event.__table__, rows))
     return [envelope(r) for r in rows]
 
 

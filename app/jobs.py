@@ -79,15 +79,22 @@ def _load_statement(mine: bool, lock: bool):
 _LOAD = {(mine, lock): _load_statement(mine, lock) for mine in (0, 1) for lock in (0, 1)}
 # UPDATE jobs SET <the columns given at execution> WHERE id = :job_id RETURNING *
 _UPDATE = update(_JOB).where(_BY_ID).returning(_JOB)
-# A new job, or nothing if its idempotency key was used (RETURNING the row made).
-INSERT = (
-    insert(_JOB)
-    .on_conflict_do_nothing(
+def _unless_key_used(given):
+    """The insert `given` of new jobs, each skipped if its idempotency key was used
+    (RETURNING the rows made)."""
+    return given.on_conflict_do_nothing(
         index_elements=["tenant_id", "idempotency_key"],
         index_where=Job.idempotency_key.isnot(None),
-    )
-    .returning(_JOB)
-)
+    ).returning(_JOB)
+
+
+# A new job, or nothing if its idempotency key was used.
+INSERT = _unless_key_used(insert(_JOB))
+
+
+def insert_many(rows: list[dict]):
+    """`INSERT` for many new jobs (`new_row`s) in one statement, in their order."""
+    return _unless_key_used(db.insert_rows(_JOB, rows))
 
 
 # A job waits for a worker while queued or retrying.
