@@ -7,6 +7,13 @@ some 170 response callbacks each time. Measured here, that was 40% of the CPU of
 `send_task`. A client is only a view of the channel's connection pool and is safe to share,
 so this channel keeps one per pool; everything else is kombu's own.
 
+A channel that closes after its connection went (Redis lost) tries to put its unacked
+messages back through a pool it can no longer build (kombu reads the gone connection's
+host: `AttributeError`, which kills the worker: "Unrecoverable error"). This channel says
+the broker is away instead, an error kombu's close expects and ignores; the messages are
+still in Redis's `unacked` hash, restored from there by kombu when their visibility timeout
+passes, and the sweep sends again what the broker lost.
+
 `batch_sender(celery)` is the outbox's way to send many messages at once (a batch of jobs):
 kombu's own `Producer.batch()`, which this transport supports, buffers the LPUSHes of one
 producer in a Redis pipeline and executes it when the batch ends.
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 
@@ -27,6 +35,8 @@ class Channel(kombu_redis.Channel):
         if client:
             yield client
             return
+        if self._pool is None and self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the broker connection is closed")
         pool = self.pool
         if self._sender is None or self._sender.connection_pool is not pool:
             self._sender = self._create_client()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pytest
 import redis
 from kombu import Connection
 
@@ -62,3 +63,34 @@ def test_kombus_own_transport_makes_one_per_message(domain, monkeypatch):
         queue.clear()
         queue.close()
     assert len(made) >= 5
+
+
+def _closing_after_loss(conn):
+    """A channel holding an unacked message, in the state kombu leaves it when the broker
+    connection was lost and closed before the channel (its transport's client gone, its
+    pools disconnected): the worker's consumer then closes the channel."""
+    queue = conn.SimpleQueue(f"transport-loss-{id(conn)}")
+    queue.put({"n": 1})
+    message = queue.get(timeout=5)  # delivered, not acked: the channel would restore it
+    channel = message.channel
+    conn.transport.client = None  # what `Connection._do_close_transport` does
+    channel._disconnect_pools()
+    return channel
+
+
+def test_a_channel_closing_after_the_broker_went_does_not_kill_the_worker(domain):
+    from workers.transport import Transport
+
+    with Connection(domain.effective_broker_url, transport=Transport) as conn:
+        channel = _closing_after_loss(conn)
+        conn.maybe_close_channel(channel)  # kombu ignores the broker error it raises
+    unacked = redis.Redis.from_url(domain.effective_broker_url).hlen("unacked")
+    assert unacked >= 1  # the message waits in Redis for its restore, not lost
+
+
+def test_kombus_own_channel_closing_after_the_broker_went_raises_what_kills_a_worker(domain):
+    """What the guard is for: kombu's channel raises AttributeError, past its own ignore."""
+    with Connection(domain.effective_broker_url) as conn:
+        channel = _closing_after_loss(conn)
+        with pytest.raises(AttributeError):
+            conn.maybe_close_channel(channel)
