@@ -6,6 +6,7 @@ description; `docs/configuration.md` is generated from these declarations (`make
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -63,6 +64,28 @@ def _with_psycopg(url: str) -> str:
         if url.startswith(scheme):
             return _PSYCOPG + url[len(scheme):]
     return url
+
+
+def _check_rate(value: str) -> str:
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate such as 10/second or 600/minute") from None
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def host_rates(value: str) -> dict[str, str]:
+    """`host=rate,...` (HTTP_HOST_RATES) as a dict, each rate checked."""
+    rates = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        host, sep, rate = item.partition("=")
+        if not sep or not host.strip():
+            raise ValueError(f"{item!r} is not host=rate")
+        rates[host.strip().lower()] = _check_rate(rate.strip())
+    return rates
 
 
 def _db_timeout(what: str, role: str, default: float, why: str):
@@ -301,6 +324,30 @@ class Settings(BaseSettings):
     breaker_reset_timeout_s: float = Field(
         30.0, description="Seconds the circuit breaker stays open before one trial call."
     )
+    http_host_rate: str = Field(
+        "",
+        description="The rate of the `http` generator's calls to one host, shared by every "
+        "worker (`limits` notation: `10/second`, `600/minute`; empty: unlimited). A job that "
+        "finds its host's rate used up waits `queued` until the window has room, its attempt "
+        "not spent.",
+    )
+    http_host_rates: str = Field(
+        "",
+        description="Per-host rates instead of `HTTP_HOST_RATE`: `host[:port]=rate`, comma "
+        "separated (`api.example.com=5/second,127.0.0.1:9000=100/minute`).",
+    )
+    http_max_retry_after_s: float = Field(
+        600.0,
+        gt=0,
+        description="The longest wait a service's `Retry-After` (on 429 or 503) may ask for; a "
+        "longer one is cut to this.",
+    )
+    http_max_hold_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A job held by its host (`Retry-After`, the shared rate) waits without "
+        "spending attempts until it is this old; after that a hold is a transient failure.",
+    )
     artifact_store: Literal[ARTIFACT_STORES] = Field(
         "postgres",
         description="Where generators' artifacts go: `postgres` (a row's bytes) or `filesystem` "
@@ -365,6 +412,21 @@ class Settings(BaseSettings):
     @classmethod
     def _hosts(cls, value: str) -> str:
         return _check_hosts(value)
+
+    @field_validator("http_host_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        return _check_rate(value) if value else value
+
+    @field_validator("http_host_rates")
+    @classmethod
+    def _rates(cls, value: str) -> str:
+        host_rates(value)
+        return value
+
+    def host_rate(self, host: str) -> str:
+        """The shared rate of the `http` generator's calls to `host` ("" for none)."""
+        return host_rates(self.http_host_rates).get(host.lower(), self.http_host_rate)
 
     @classmethod
     def settings_customise_sources(

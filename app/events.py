@@ -67,6 +67,8 @@ EVENT_TYPES: dict[str, dict] = {
             "result": {},
             "result_url": {"type": ["string", "null"]},
             "error": _ERROR,
+            # A run held by its service (back to `queued`): when it is due again.
+            "run_after": {"type": "string", "format": "date-time"},
         },
         "required": ["job_id", "status", "previous_status", "attempt"],
     },

@@ -22,11 +22,13 @@ from app.tenants import TenantRef
 
 DEFAULT_PRIORITY = 5  # of 0-9, 9 the most urgent
 
-# Which status may follow which. Terminal states move only through an explicit retry.
+# Which status may follow which. Terminal states move only through an explicit retry; a run
+# goes back to `queued` when its service asked it to wait (a hold: no attempt spent).
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
     JobStatus.PROCESSING: frozenset(
-        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.RETRYING}
+        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.RETRYING,
+         JobStatus.QUEUED}
     ),
     JobStatus.RETRYING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
     JobStatus.COMPLETED: frozenset(),
@@ -447,6 +449,8 @@ def move_event(previous: JobStatus, new: JobRow) -> tuple[Subject, str, dict]:
     ended_badly = (JobStatus.FAILED, JobStatus.RETRYING, JobStatus.CANCELLED)
     if new.error is not None and status in ended_badly:
         payload["error"] = new.error
+    if status == JobStatus.QUEUED and previous == JobStatus.PROCESSING:  # a hold
+        payload.update(error=new.error, run_after=events.iso(new.run_after))
     return subject(new), events.JOB_STATUS_UPDATED, payload
 
 

@@ -29,7 +29,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from app import artifacts, config, db, events, generators, jobs, logs, storable, telemetry
 from app.errors import NotFound, Unavailable, ValidationFailed
-from app.generators import Cancelled, Output, PermanentError, TransientError
+from app.generators import Cancelled, Held, Output, PermanentError, TransientError
 from app.jobs import load, subject, transition
 from app.models import Job, JobStatus
 from app.outbox import unit_of_work
@@ -414,6 +414,35 @@ def end_attempt(uow, job: JobRow, code: str, message: str, transient: bool) -> J
     )
 
 
+HELD = "PROVIDER_LIMITED"  # the error code of a hold: why the job waits `queued` again
+
+
+@_persist
+def hold(run: Run, held: Held) -> str:
+    """The service asked the job to wait (`Held`): back to `queued`, due again after the
+    wait, its attempt not spent (`retry_base` moves with `attempts`). A job older than
+    HTTP_MAX_HOLD_S has waited enough: the hold is then a transient failure, as any other."""
+    settings = config.current()
+    with unit_of_work("worker") as uow:
+        job = run._owned(uow.conn, lock=True)
+        run.record_pending(uow, job)
+        message = storable.printable(str(held))
+        old = (_now() - job.created_at).total_seconds() > settings.http_max_hold_s
+        if job.cancel_requested or old:
+            return end_attempt(uow, job, HELD, message, transient=True).status
+        return transition(
+            uow,
+            job,
+            JobStatus.QUEUED,
+            error={"code": HELD, "message": message},
+            run_id=None,
+            retry_base=job.retry_base + 1,
+            dispatch_token=uuid.uuid4(),
+            dispatched_at=None,
+            run_after=_now() + timedelta(seconds=held.delay_s),
+        ).status
+
+
 @_persist
 def cancelled(run: Run) -> None:
     """The generator stopped at a checkpoint because the job was cancelled."""
@@ -514,6 +543,8 @@ def _run_generator(run: Run, timeout_errors: tuple) -> str:
         return fail(run, "DEPENDENCY_UNAVAILABLE", exc.message, transient=True)
     except timeout_errors:
         return fail(run, "TIMEOUT", "the job outlived its timeout_s", transient=False)
+    except Held as exc:
+        return hold(run, exc)
     except TransientError as exc:
         return fail(run, "TRANSIENT_ERROR", str(exc) or type(exc).__name__, transient=True)
     except PermanentError as exc:

@@ -15,11 +15,11 @@ import uuid
 from contextlib import ExitStack
 
 import requests
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from app import db
 from app.config import Settings
-from app.models import Event, EventCounter, Job
+from app.models import Job
 from bench import orchestra, procs
 from bench.measure import wait_until
 from bench.sandbox import log
@@ -71,18 +71,6 @@ def drain(card: str, n: int, worker: procs.Proc, timeout_s: float) -> dict:
     return {"jobs": done, "seconds": span, "per_s": done / span if span else None}
 
 
-def _remove(card: str) -> None:
-    """Delete the section's finished jobs with their events and counters: the next sections
-    share the database, and retention's sweep (oldest first) would spend its measured
-    window on this backlog instead of on its own jobs."""
-    ids = select(Job.id).where(Job.card_id == card).scalar_subquery()
-    with db.transaction() as conn:
-        for table in (Event, EventCounter):
-            conn.execute(delete(table).where(table.subject_type == "job",
-                                             table.subject_id.in_(ids)))
-        conn.execute(delete(Job).where(Job.card_id == card))
-
-
 def run(settings: Settings, seconds: float) -> dict:
     """One run of the section, on its own api and worker processes."""
     commands = procs.read_procfile()
@@ -102,7 +90,7 @@ def run(settings: Settings, seconds: float) -> dict:
             stack.callback(procs.stop, worker)
             drained = drain(card, accepted["jobs"], worker, 120 + accepted["jobs"] / 50)
             log(f"batch: drained at {drained['per_s']:.0f} jobs/s")
-        _remove(card)
+        orchestra.remove_jobs(Job.card_id == card)
     finally:
         orchestra.close(o)
     return {"accept": accepted, "drain": drained, "batch_size": BATCH}

@@ -93,6 +93,23 @@ def wait_api_ready(o: Orchestra, api: Proc, timeout_s: float = 60) -> None:
     wait_until(ready, timeout_s, "the API's readiness", check=api.check)
 
 
+def remove_jobs(*where) -> None:
+    """Delete the jobs matching `where` with their events and counters (set-based): sections
+    share the run's database, and retention's sweep (oldest first) would spend its measured
+    window on another section's backlog instead of on its own jobs."""
+    from sqlalchemy import delete, select
+
+    from app import db
+    from app.models import Event, EventCounter, Job
+
+    ids = select(Job.id).where(*where).scalar_subquery()
+    with db.transaction() as conn:
+        for table in (Event, EventCounter):
+            conn.execute(delete(table).where(table.subject_type == "job",
+                                             table.subject_id.in_(ids)))
+        conn.execute(delete(Job).where(*where))
+
+
 def close(o: Orchestra) -> None:
     """Release this process's connections, so the database can be dropped cleanly."""
     o.redis.close()

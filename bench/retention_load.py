@@ -41,6 +41,7 @@ def run(settings: Settings, rate: float, seconds: float) -> dict:
     env = procs.child_env(settings)
     commands = procs.read_procfile()
     o = orchestra.connect(settings)
+    orchestra.remove_jobs(Job.finished_at.isnot(None))  # what earlier sections left finished
     batch = f"retention-{uuid.uuid4().hex[:8]}"
     samples = []
     try:

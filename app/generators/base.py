@@ -23,6 +23,15 @@ class TransientError(Exception):
     """A failure worth retrying (a timeout, a 503 from a service)."""
 
 
+class Held(Exception):
+    """The service asked the job to wait (`Retry-After`), or its host's shared rate is used
+    up: the job goes back to `queued` for `delay_s`, its attempt not spent."""
+
+    def __init__(self, message: str, delay_s: float):
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
 class PermanentError(Exception):
     """A failure no retry will mend (bad input, a refusal); `code` is the job's error code."""
 

@@ -13,10 +13,13 @@ A POST carries the job's id as `Idempotency-Key`. An answer is read up to
 short printable excerpt, and URLs lose their `user:password@` in names, errors and logs.
 
 Connection errors, timeouts, 429 and 5xx answers are transient (the job retries with
-backoff); other 4xx answers are permanent. A circuit breaker per host, its state in Redis
-so every worker shares it, stops hammering a service that keeps failing: while it is open,
-attempts fail fast as transient. Each change of its state is a `circuit_breaker.state.changed`
-event of the job whose call changed it.
+backoff); other 4xx answers are permanent. A 429 or 503 with `Retry-After` is not a failure:
+the host is held (in Redis, for every worker) until then, and its jobs wait `queued` without
+spending an attempt (`Held`), as they do when the host's shared rate (`HTTP_HOST_RATE`,
+`HTTP_HOST_RATES`: the `limits` library's moving window, in Redis) is used up. A circuit
+breaker per host, its state in Redis so every worker shares it, stops hammering a service
+that keeps failing: while it is open, attempts fail fast as transient. Each change of its
+state is a `circuit_breaker.state.changed` event of the job whose call changed it.
 """
 
 from __future__ import annotations
@@ -25,16 +28,22 @@ import json
 import logging
 import re
 import socket
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urljoin, urlsplit
 
+import limits
 import pybreaker
 import redis
 import requests
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 from app import config, netguard, pubsub
-from app.generators.base import Context, Output, PermanentError, TransientError, wait
+from app.generators.base import Context, Held, Output, PermanentError, TransientError, wait
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +142,9 @@ def breaker(host: str) -> _SharedBreaker:
         cb = _breakers[namespace] = _SharedBreaker(
             client,
             namespace,
-            # A refusal (4xx) says nothing bad of the service's health: it answered.
-            exclude=[PermanentError],
+            # A refusal (4xx), or a request to wait, says nothing bad of the service's
+            # health: it answered.
+            exclude=[PermanentError, Held],
             listeners=[_ReportStateChanges()],
             name=host,
         )
@@ -159,6 +169,10 @@ def _call(ctx: Context, method: str, url: str, payload=None) -> dict:
     process take turns; Celery's prefork workers run one job per process anyway.)
     """
     host = netguard.service_name(url)
+    if method == "POST":
+        _room_for_job(host)
+    else:
+        _room_for_poll(ctx, host)
     changes: list = []
     token = _changes.set(changes)
     try:
@@ -169,6 +183,83 @@ def _call(ctx: Context, method: str, url: str, payload=None) -> dict:
         _changes.reset(token)
         for previous, current, failures in changes:
             ctx.circuit_changed(host, previous, current, failures)
+
+
+def _hold_key(host: str) -> str:
+    return f"{config.current().channel_prefix}:http-hold:{host}"
+
+
+def _room(host: str) -> tuple[str, float]:
+    """Take a call of the host's shared rate: `("", 0)`, or why not and for how long (its
+    hold after `Retry-After`, or its rate's window full; then nothing is taken)."""
+    remaining_ms = pubsub.client().pttl(_hold_key(host))
+    if remaining_ms > 0:
+        return f"{host} asked to wait (Retry-After)", remaining_ms / 1000
+    rate = config.current().host_rate(host)
+    if rate and not _limiter().hit(limits.parse(rate), "http-host", host):
+        reset_at = _limiter().get_window_stats(limits.parse(rate), "http-host", host).reset_time
+        return f"{host} is at its rate of {rate}", max(0.05, reset_at - time.time())
+    return "", 0.0
+
+
+def _room_for_job(host: str) -> None:
+    """A job's first call: without room, the job waits in Postgres (`Held`), no slot held."""
+    why, wait_s = _room(host)
+    if why:
+        raise Held(why, wait_s)
+
+
+def _room_for_poll(ctx: Context, host: str) -> None:
+    """A started generation's poll waits for room in the worker instead: holding the job
+    would give up work under way at the service, and jobs that each need a few calls in a
+    row could keep taking each other's room (none finishing). Cancel is still honoured, and
+    the job's timeout bounds the wait."""
+    while True:
+        why, wait_s = _room(host)
+        if not why:
+            return
+        wait(wait_s, ctx)
+
+
+_limiters: dict[str, MovingWindowRateLimiter] = {}
+
+
+def _limiter() -> MovingWindowRateLimiter:
+    """The hosts' shared rate limiter (its windows in Redis, under the channel prefix)."""
+    settings = config.current()
+    key = f"{settings.redis_url} {settings.channel_prefix}"
+    if key not in _limiters:
+        storage = storage_from_string(settings.redis_url,
+                                      key_prefix=f"{settings.channel_prefix}:http-rate")
+        _limiters[key] = MovingWindowRateLimiter(storage)
+    return _limiters[key]
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """The seconds a `Retry-After` header asks for (delta-seconds or an HTTP date), cut to
+    HTTP_MAX_RETRY_AFTER_S; None if absent or not understood."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), config.current().http_max_retry_after_s)
+
+
+def _hold_host(host: str, seconds: float) -> None:
+    """Hold the host for every worker: a longer hold already set stays."""
+    key, ms = _hold_key(host), max(1, int(seconds * 1000))
+    client = pubsub.client()
+    if client.pttl(key) < ms:
+        client.set(key, 1, px=ms)
 
 
 def _request(method: str, url: str, payload, job_id: str) -> dict:
@@ -183,7 +274,8 @@ def _request(method: str, url: str, payload, job_id: str) -> dict:
         with _send(method, url, payload, headers) as resp:
             location = resp.headers.get("Location")
             if resp.status_code not in REDIRECTS or not location:
-                return _answer(f"{method} {netguard.redact(url)}", resp)
+                return _answer(f"{method} {netguard.redact(url)}", resp,
+                               netguard.service_name(url))
         url = urljoin(url, location)
         if resp.status_code not in (307, 308):  # the others become a GET, as in browsers
             method, payload, headers = "GET", None, {}
@@ -208,8 +300,13 @@ def _send(method: str, url: str, payload, headers: dict) -> requests.Response:
         raise TransientError(f"{method} {netguard.redact(url)}: {type(exc).__name__}") from exc
 
 
-def _answer(where: str, resp: requests.Response) -> dict:
-    """The service's JSON object, or the failure its answer means."""
+def _answer(where: str, resp: requests.Response, host: str) -> dict:
+    """The service's JSON object, or the failure (or the wait) its answer means."""
+    if resp.status_code in (429, 503):
+        wait_s = retry_after_s(resp.headers.get("Retry-After"))
+        if wait_s is not None:
+            _hold_host(host, wait_s)
+            raise Held(f"{where}: HTTP {resp.status_code}, Retry-After {wait_s:g} s", wait_s)
     if resp.status_code == 429 or resp.status_code >= 500:
         raise TransientError(f"{where}: HTTP {resp.status_code}")
     body = _read(where, resp)

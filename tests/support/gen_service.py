@@ -7,9 +7,11 @@ with `"reject": true` is refused with 422.
 
 Told what to do over HTTP, the tests make it misbehave on demand:
 `POST /_control {"slow_next": N, "slow_s": S}` answers the next N generation calls after
-S seconds, `{"fail_next": N, "fail_status": 503}` fails them, `{"polls": K}` sets the
-number of pending answers; `GET /_stats` counts the generation calls it received and lists
-the `Idempotency-Key` header of each `POST /generate`, in order. Down is
+S seconds, `{"fail_next": N, "fail_status": 503}` fails them (with `Retry-After` when
+`"retry_after"` is set: seconds or an HTTP date, as the header says it), `{"polls": K}` sets
+the number of pending answers; `GET /_stats` counts the generation calls it received and
+lists the `Idempotency-Key` header and the time (epoch seconds) of each `POST /generate`,
+in order. Down is
 the process stopped (`GenService.stop()`): connections are refused until `start()`.
 
 Hand-written on http.server: a few dozen lines, nothing to install, and a real socket.
@@ -40,9 +42,10 @@ class _State:
     def __init__(self):
         self.lock = threading.Lock()
         self.control = {"slow_next": 0, "slow_s": 0.0, "fail_next": 0, "fail_status": 503,
-                        "polls": 1}
+                        "polls": 1, "retry_after": None}
         self.calls = {"generate": 0, "status": 0}
         self.idempotency_keys: list[str | None] = []
+        self.generate_at: list[float] = []
         self.pending: dict[str, dict] = {}  # id -> {"polls_left", "payload"}
 
     def misbehaviour(self) -> tuple[float, int | None]:
@@ -64,9 +67,11 @@ STATE = _State()
 class Handler(BaseHTTPRequestHandler):
     """The routes: generation (`/generate`, `/status/<id>`) and control (`/_control`, `/_stats`)."""
 
-    def _answer(self, status: int, body) -> None:
+    def _answer(self, status: int, body, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -82,7 +87,9 @@ class Handler(BaseHTTPRequestHandler):
         slow, fail = STATE.misbehaviour()
         time.sleep(slow)
         if fail is not None:
-            self._answer(fail, {"detail": "the service is unwell"})
+            retry_after = STATE.control["retry_after"]
+            headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+            self._answer(fail, {"detail": "the service is unwell"}, headers)
             return True
         return False
 
@@ -96,6 +103,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(404, {"detail": "no such route"})
         with STATE.lock:
             STATE.idempotency_keys.append(self.headers.get("Idempotency-Key"))
+            STATE.generate_at.append(time.time())
         if self._misbehave("generate"):
             return None
         if body.get("reject"):
@@ -109,7 +117,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_stats":
             with STATE.lock:
                 return self._answer(200, {**STATE.calls,
-                                          "idempotency_keys": STATE.idempotency_keys})
+                                          "idempotency_keys": STATE.idempotency_keys,
+                                          "generate_at": STATE.generate_at})
         if not self.path.startswith("/status/"):
             return self._answer(404, {"detail": "no such route"})
         if self._misbehave("status"):

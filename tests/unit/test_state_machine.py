@@ -32,7 +32,7 @@ def test_completed_is_final():
         ("queued", "cancelled", True),
         ("queued", "completed", False),
         ("processing", "retrying", True),
-        ("processing", "queued", False),
+        ("processing", "queued", True),  # a hold: its service asked it to wait
         ("retrying", "processing", True),
         ("retrying", "completed", False),
         ("failed", "queued", True),
