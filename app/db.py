@@ -124,7 +124,6 @@ def ids_where(column, *conditions, limit: int) -> list:
         return list(conn.execute(select(column).where(*conditions).limit(limit)).scalars())
 
 
-
 def insert_rows(table, rows: list[dict]):
     """`INSERT INTO table (c1, c2, ...) SELECT * FROM unnest(:c1, :c2, ...)`: many rows (each
     with the same keys) as one array parameter per column; the caller adds `ON CONFLICT` or

@@ -196,8 +196,11 @@ def _room(host: str) -> tuple[str, float]:
     if remaining_ms > 0:
         return f"{host} asked to wait (Retry-After)", remaining_ms / 1000
     rate = config.current().host_rate(host)
-    if rate and not _limiter().hit(limits.parse(rate), "http-host", host):
-        reset_at = _limiter().get_window_stats(limits.parse(rate), "http-host", host).reset_time
+    if not rate:
+        return "", 0.0
+    limit, limiter = limits.parse(rate), _limiter()
+    if not limiter.hit(limit, "http-host", host):
+        reset_at = limiter.get_window_stats(limit, "http-host", host).reset_time
         return f"{host} is at its rate of {rate}", max(0.05, reset_at - time.time())
     return "", 0.0
 

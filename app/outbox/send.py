@@ -118,7 +118,7 @@ def _send(sendable: Sendable, rows: list, sender: Sender | None = None) -> None:
     sender(
         task,
         kwargs=kwargs,
-        task_id=task_id,  # a row's id: Flower, logs and rows line up
+        task_id=task_id,  # a lone row's id: Flower, logs and rows line up
         queue=sendable.queue,
         headers=headers,
         # What Celery would write with its `saferepr` (a quarter of a send's CPU): the
