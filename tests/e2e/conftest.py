@@ -84,3 +84,24 @@ class Client:
 def client(stack, tenant) -> Client:
     """An HTTP client of the stack's API, for a fresh tenant."""
     return Client(stack.url(stack.procs_named("api")[0]), tenant[0])
+
+
+@pytest.fixture
+def gen_service(gen_service_port):
+    """The external generation service, up on the run's private port, its breaker fresh;
+    stopped (and its breaker forgotten) afterwards."""
+    from app.generators import http as http_gen
+    from tests.support.gen_service import GenService
+
+    svc = GenService(gen_service_port).start()
+    http_gen.reset_breaker(svc.host)
+    yield svc
+    svc.stop()
+    http_gen.reset_breaker(svc.host)
+
+
+def submit_http(client: Client, service, **fields) -> dict:
+    """Submit an `http` job against the generation service (a POST, then polls)."""
+    params = {"url": f"{service.url}/generate", "poll_url": f"{service.url}/status/{{id}}",
+              "payload": {"prompt": "a lighthouse"}}
+    return client.submit("http", params, **fields)

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.generators import http as http_gen
-from tests.e2e.conftest import Client, start_stack
-from tests.support.gen_service import GenService
+from tests.e2e.conftest import Client, start_stack, submit_http
 from tests.support.stack import wait_until
 
 FAIL_MAX, RESET_S = 2, 3.0
@@ -46,19 +44,12 @@ def client(gen_stack, tenant) -> Client:
 
 
 @pytest.fixture
-def service(gen_stack, gen_service_port):
-    """The generation service, up on the run's private port, its breaker fresh; stopped after."""
-    svc = GenService(gen_service_port).start()
-    http_gen.reset_breaker(svc.host)
-    yield svc
-    svc.stop()
-    http_gen.reset_breaker(svc.host)
+def service(gen_stack, gen_service):
+    """The generation service, once this module's stack is up."""
+    return gen_service
 
 
-def submit(client: Client, service: GenService, **fields) -> dict:
-    params = {"url": f"{service.url}/generate", "poll_url": f"{service.url}/status/{{id}}",
-              "payload": {"prompt": "a lighthouse"}}
-    return client.submit("http", params, **fields)
+submit = submit_http
 
 
 def events(client: Client, job_id: str) -> list[dict]:

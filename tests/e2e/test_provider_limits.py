@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 from app import runs
-from tests.e2e.conftest import Client, start_stack
-from tests.support.gen_service import GenService
+from tests.e2e.conftest import Client, start_stack, submit_http
 
 RATE = 3  # calls a second to the service, for every worker together
 
@@ -29,16 +28,13 @@ def client(limited_stack, tenant) -> Client:
 
 
 @pytest.fixture
-def service(limited_stack, gen_service_port):
-    svc = GenService(gen_service_port).start()
-    yield svc
-    svc.stop()
+def service(limited_stack, gen_service):
+    """The generation service, once this module's stack is up."""
+    return gen_service
 
 
-def submit(client: Client, service: GenService) -> dict:
-    params = {"url": f"{service.url}/generate", "poll_url": f"{service.url}/status/{{id}}",
-              "payload": {"prompt": "a lighthouse"}}
-    return client.submit("http", params, max_retries=0)
+def submit(client: Client, service) -> dict:
+    return submit_http(client, service, max_retries=0)
 
 
 def test_two_workers_never_call_a_host_past_its_shared_rate(client, service):
