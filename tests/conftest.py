@@ -79,3 +79,21 @@ def other_tenant(domain):
 
     secret = tenants.create_key(f"o-{uuid.uuid4().hex[:10]}")
     return secret, tenants.authenticate(secret)
+
+
+@pytest.fixture
+def no_host_limits(domain):
+    """No host hold (`Retry-After`) or shared-rate window left by another test, before and
+    after this one: the `http` generator's keys in this run's Redis."""
+    from app import pubsub
+
+    def forget():
+        client = pubsub.client()
+        for pattern in ("http-hold:*", "http-rate*"):
+            keys = list(client.scan_iter(f"{domain.channel_prefix}:{pattern}"))
+            if keys:
+                client.delete(*keys)
+
+    forget()
+    yield
+    forget()

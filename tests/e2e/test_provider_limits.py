@@ -28,8 +28,9 @@ def client(limited_stack, tenant) -> Client:
 
 
 @pytest.fixture
-def service(limited_stack, gen_service):
-    """The generation service, once this module's stack is up."""
+def service(limited_stack, gen_service, no_host_limits):
+    """The generation service, once this module's stack is up, and no hold or rate window
+    left by the test before (the previous test's calls still fill the window)."""
     return gen_service
 
 

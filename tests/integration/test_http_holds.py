@@ -16,7 +16,7 @@ from email.utils import format_datetime
 import pytest
 from pydantic import ValidationError
 
-from app import config, pubsub, runs
+from app import config, runs
 from app.config import Settings
 from app.generators import http as http_gen
 from tests.integration.test_http_breaker import attempt, service, settings, submit  # noqa: F401
@@ -25,18 +25,8 @@ from tests.integration.test_jobs_service import job_row
 
 
 @pytest.fixture(autouse=True)
-def no_holds(settings):  # noqa: F811 - the fixture imported above
-    """No hold or rate window left by another test."""
-    def forget():
-        client = pubsub.client()
-        for pattern in ("http-hold:*", "http-rate*"):
-            keys = list(client.scan_iter(f"{settings.channel_prefix}:{pattern}"))
-            if keys:
-                client.delete(*keys)
-
-    forget()
-    yield
-    forget()
+def _fresh_host_limits(no_host_limits):
+    """Every test starts with no hold or rate window of another's."""
 
 
 def _held_until(job_id: str) -> float:
