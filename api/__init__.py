@@ -16,6 +16,7 @@ from api import (
     metrics,
     openapi,
     ratelimit,
+    scheduling,
 )
 from app import bootstrap
 from app.config import Settings
@@ -37,12 +38,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["celery"] = celery
     app.extensions["orchestra.settings"] = settings
 
-    ratelimit.install(app, settings, jobs.bp, agents.bp)
+    ratelimit.install(app, settings, jobs.bp, agents.bp, scheduling.bp)
     correlation.install(app)
     _allow_origins(app, settings)
     # Each route's input, answer and refusals are declared on it; the document gathers them.
     openapi.install(
-        app, (jobs.bp, "/api/v1"), (agents.bp, "/api/v1"), (health.bp, None), (metrics.bp, None)
+        app, (jobs.bp, "/api/v1"), (scheduling.bp, "/api/v1"), (agents.bp, "/api/v1"),
+        (health.bp, None), (metrics.bp, None),
     )
     app.register_blueprint(cli.bp)
     app.register_blueprint(console.bp)

@@ -56,6 +56,14 @@ def requires(area: str):
     return check
 
 
+def requires_admin() -> None:
+    """Refuse (403) a key without the admin scope: for the routes that change how the
+    tenant's work is scheduled."""
+    if not g.tenant.allows("admin"):
+        raise ApiError(403, "FORBIDDEN", "this key lacks the admin scope",
+                       {"scope": ["requires admin"]})
+
+
 def current_tenant() -> TenantRef:
     """The tenant of this request's key."""
     return g.tenant

@@ -113,7 +113,8 @@ class Blueprint(flask_smorest.Blueprint):
     def _prepare_refusals_doc(self, doc, doc_info, *, method, **kwargs):
         """Add the refusals every route of this blueprint shares, and its security."""
         responses = {str(k): v for k, v in doc.setdefault("responses", {}).items()}
-        shared = [*(_KEYED if self.area else ()), *(_BODY if method in ("post", "patch") else ())]
+        with_body = method in ("post", "put", "patch")
+        shared = [*(_KEYED if self.area else ()), *(_BODY if with_body else ())]
         for status in shared:
             responses.setdefault(str(status), _refusal(status))
         for status, response in responses.items():

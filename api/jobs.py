@@ -16,6 +16,7 @@ from api.schemas import (
     GeneratorListSchema,
     JobBatchSchema,
     JobBatchSubmitSchema,
+    JobDetailSchema,
     JobListQuerySchema,
     JobPageSchema,
     JobSchema,
@@ -26,6 +27,7 @@ from api.schemas import (
 from app import batches, events, jobs
 from app.events import plain
 from app.generators import all_generators
+from app.scheduling import reasons
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, tag="Jobs", area="jobs", examples=jobs_examples.jobs)
@@ -88,15 +90,16 @@ def submit_batch(req: dict):
 
 
 @bp.get("/jobs/<job_id>")
-@bp.response(200, JobSchema, description="the job")
+@bp.response(200, JobDetailSchema, description="the job")
 @bp.refuses(404)
 def get_job(job_id: str):
     """Get a job
 
-    One job with its status, progress, attempts and result or error. Another tenant's job
-    answers 404.
+    One job with its status, progress, attempts and result or error, and for a job that
+    waits its `waiting_reason`. Another tenant's job answers 404.
     """
-    return plain(jobs.get(current_tenant(), job_id))
+    job, reason = reasons.job_and_reason(current_tenant(), job_id)
+    return {**plain(job), "waiting_reason": reason}
 
 
 @bp.get("/jobs")

@@ -49,6 +49,7 @@ JOB_QUEUED = {
     "correlation_id": CORRELATION_ID,
     "timeout_s": 3600.0,
     "cancel_requested": False,
+    "concurrency_key": None,
     "created_at": at("23.123"),
     "started_at": None,
     "finished_at": None,
@@ -314,8 +315,16 @@ def jobs() -> dict:
         ("get", "/api/v1/jobs/{job_id}"): {
             "responses": {
                 "200": {
-                    "completed": example("A completed job with its result", JOB_COMPLETED),
-                    "failed": example("A failed job: the generator's own message", JOB_FAILED),
+                    "completed": example("A completed job with its result",
+                                         {**JOB_COMPLETED, "waiting_reason": None}),
+                    "failed": example("A failed job: the generator's own message",
+                                      {**JOB_FAILED, "waiting_reason": None}),
+                    "waiting": example(
+                        "A queued job held back by its concurrency key",
+                        {**JOB_QUEUED, "concurrency_key": "user-42", "waiting_reason": {
+                            "code": "key_limit", "key": "user-42", "running": 2, "limit": 2,
+                            "message": "key user-42 at 2 of 2"}},
+                    ),
                 },
                 "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
             },

@@ -6,6 +6,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from app.batches import MAX_ITEMS
 from app.models import AgentStatus, CommandName, JobStatus
+from app.scheduling import limits
 
 _STATUSES = [s.value for s in JobStatus]
 _AGENT_STATUSES = [s.value for s in AgentStatus]
@@ -24,6 +25,15 @@ class JobSubmitSchema(Schema):
     # Its maximum is MAX_TIMEOUT_S, a setting: app.jobs checks it, the document shows it.
     timeout_s = fields.Float(allow_nan=False, validate=validate.Range(0, min_inclusive=False))
     countdown_s = fields.Float(allow_nan=False, validate=validate.Range(0, 30 * 86400))
+    concurrency_key = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(
+            "^(?!" + limits.AGENT_KEY_PREFIX + ")" + limits.KEY.pattern[1:],
+            error=limits.KEY_RULE + "; agent: keys are the agents' own",
+        ),
+        metadata={"description": "at most the key's limit of the tenant's jobs with this key "
+                  "hold a slot at once (`PUT /concurrency-keys/{key}`)"},
+    )
 
 
 class BatchItemSchema(JobSubmitSchema):
@@ -61,6 +71,19 @@ class ErrorBodySchema(Schema):
 # says so, and an example that leaves one out fails its test.
 
 
+class WaitingReasonSchema(Schema):
+    code = fields.String(
+        required=True,
+        validate=validate.OneOf(["due_at", "provider_limited", "paused", "tenant_limit",
+                                 "key_limit", "fair_share", "dispatched"]),
+    )
+    message = fields.String(required=True)
+    due_at = fields.String()
+    key = fields.String()
+    running = fields.Integer()
+    limit = fields.Integer()
+
+
 class JobSchema(Schema):
     id = fields.UUID(required=True)
     kind = fields.String(required=True)
@@ -77,10 +100,23 @@ class JobSchema(Schema):
     correlation_id = fields.String(required=True)
     timeout_s = fields.Float(required=True)
     cancel_requested = fields.Boolean(required=True)
+    concurrency_key = fields.String(required=True, allow_none=True)
     created_at = fields.String(required=True)
     started_at = fields.String(required=True, allow_none=True)
     finished_at = fields.String(required=True, allow_none=True)
     updated_at = fields.String(required=True)
+
+
+class JobDetailSchema(JobSchema):
+    """One job as `GET /jobs/{id}` answers it: with why it waits."""
+
+    waiting_reason = fields.Nested(
+        WaitingReasonSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "why a queued or retrying job has not started; null "
+                  "otherwise"},
+    )
 
 
 class JobPageSchema(Schema):
@@ -420,3 +456,83 @@ class ReadinessSchema(Schema):
     failed = fields.List(fields.String())
 
 
+
+
+# --- scheduling -------------------------------------------------------------------------
+
+
+class TenantLimitsSchema(Schema):
+    weight = fields.Float(required=True)
+    max_running = fields.Integer(required=True)
+    max_priority = fields.Integer(required=True)
+    key_limit = fields.Integer(required=True)
+    own = fields.List(
+        fields.String(), required=True,
+        metadata={"description": "the limits set for this tenant; the others are defaults"},
+    )
+
+
+class PauseSchema(Schema):
+    tenant = fields.String(required=True, allow_none=True,
+                           metadata={"description": "null: every tenant"})
+    kind = fields.String(required=True, allow_none=True,
+                         metadata={"description": "null: every kind"})
+    since = fields.String(required=True)
+
+
+class PauseListSchema(Schema):
+    items = fields.List(fields.Nested(PauseSchema), required=True)
+
+
+class SchedulingSchema(Schema):
+    limits = fields.Nested(TenantLimitsSchema, required=True)
+    running = fields.Integer(required=True,
+                             metadata={"description": "jobs holding a slot (sent or running)"})
+    waiting = fields.Integer(required=True,
+                             metadata={"description": "jobs waiting in Postgres for a slot"})
+    pauses = fields.List(fields.Nested(PauseSchema), required=True)
+
+
+class PauseRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    kind = fields.String(allow_none=True, validate=validate.Length(1, 64),
+                         metadata={"description": "one kind; left out: all the tenant's work"})
+
+
+class PauseStateSchema(Schema):
+    tenant = fields.String(required=True)
+    kind = fields.String(required=True, allow_none=True)
+    paused = fields.Boolean(required=True)
+    changed = fields.Boolean(required=True,
+                             metadata={"description": "false: it was so already"})
+
+
+class KeyLimitSchema(Schema):
+    key = fields.String(required=True)
+    max_running = fields.Integer(required=True)
+    own = fields.Boolean(required=True,
+                         metadata={"description": "false: the tenant's default applies"})
+    running = fields.Integer(required=True, metadata={"description": "slots its jobs hold"})
+
+
+class KeyLimitListSchema(Schema):
+    items = fields.List(fields.Nested(KeyLimitSchema), required=True)
+    next_after = fields.String(required=True, allow_none=True)
+
+
+class KeyLimitQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    after = fields.String(validate=validate.Regexp(limits.KEY, error=limits.KEY_RULE))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+
+
+class KeyLimitSetSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    max_running = fields.Integer(required=True, strict=True,
+                                 validate=validate.Range(0, 100000))

@@ -23,12 +23,14 @@ from app.tenants import TenantRef
 MAX_ITEMS = 1000
 
 
-def _problems(items: list[dict], settings: config.Settings) -> tuple[list[float], dict]:
+def _problems(
+    items: list[dict], settings: config.Settings, tenant: TenantRef
+) -> tuple[list[float], dict]:
     """Each item's `timeout_s`, and what is wrong with any of them as `jobs.<i>.<field>`."""
     timeouts, details, first_with = [], {}, {}
     for i, item in enumerate(items):
         try:
-            timeouts.append(jobs.checked(item, settings))
+            timeouts.append(jobs.checked(item, settings, tenant))
         except ValidationFailed as exc:
             timeouts.append(0.0)
             details.update({f"jobs.{i}.{field}": why for field, why in exc.details.items()})
@@ -60,7 +62,7 @@ def submit_batch(
     settings = config.current()
     if len(items) > MAX_ITEMS:
         raise ValidationFailed("batch too large", {"jobs": [f"at most {MAX_ITEMS} items"]})
-    timeouts, details = _problems(items, settings)
+    timeouts, details = _problems(items, settings, tenant)
     if details:
         refused = len({field.split(".")[1] for field in details})
         raise ValidationFailed(f"{refused} of {len(items)} jobs refused; none made", details)
@@ -97,7 +99,7 @@ def submit_batch(
         new = [made[r["id"]] for r in rows if r["id"] in made]
         uow.record_first([(jobs.subject(j), jobs.queued_payload(j)) for j in new],
                          events.JOB_STATUS_UPDATED)
-        for job, item in zip(out, items, strict=True):
-            if job.id in made and jobs.countdown_s(item) <= 0:
-                uow.send_after_commit(jobs.JOB_RUN, job)
+        if any(job.id in made and jobs.countdown_s(item) <= 0
+               for job, item in zip(out, items, strict=True)):
+            uow.after_commit(jobs.admit)
     return out, replayed

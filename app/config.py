@@ -223,6 +223,50 @@ class Settings(BaseSettings):
         "one Celery message, this many at most, and a worker runs and commits them in one "
         "transaction; 1 gives every job a message of its own.",
     )
+    scheduler_ahead: int = Field(
+        8,
+        ge=1,
+        le=10000,
+        description="Jobs the scheduler lets wait on the broker at once, across all tenants "
+        "(a shared message of instant jobs counts as one): how far a tenant's backlog can be "
+        "ahead of another tenant's next job. About the workers' total concurrency: fewer "
+        "leaves slots idle, more makes other tenants wait behind one tenant's backlog.",
+    )
+    scheduler_lookahead: int = Field(
+        1000,
+        ge=1,
+        le=100000,
+        description="How many of a tenant's waiting jobs, in its order (priority, then age), "
+        "one admission pass looks at; a job further back waits until it is within them, "
+        "whatever its concurrency key.",
+    )
+    tenant_weight: float = Field(
+        1.0,
+        gt=0,
+        description="A tenant's share of the workers against other tenants' (per tenant: "
+        "`flask --app api.wsgi tenant-limits`): a tenant of weight 2 gets twice the slots "
+        "of one of weight 1 while both have work waiting.",
+    )
+    tenant_max_running: int = Field(
+        100,
+        ge=0,
+        description="How many of one tenant's jobs may hold a slot (on the broker or "
+        "running) at once; more wait `queued` in Postgres. Per tenant: `tenant-limits`.",
+    )
+    tenant_max_priority: int = Field(
+        9,
+        ge=0,
+        le=9,
+        description="The highest `priority` a tenant's submission may ask for (9 the most "
+        "urgent); a higher one is refused. Per tenant: `tenant-limits`.",
+    )
+    concurrency_key_limit: int = Field(
+        10,
+        ge=0,
+        description="How many jobs with the same `concurrency_key` (and an agent's jobs) "
+        "may hold a slot at once, unless the tenant set a limit for that key "
+        "(`PUT /api/v1/concurrency-keys/{key}`) or has its own default (`tenant-limits`).",
+    )
     outbox_grace_s: float = Field(
         2.0,
         description="An event or dispatch younger than this is left to the process that made "

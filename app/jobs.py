@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Text, bindparam, cast, column, func, or_, select, update, values
+from sqlalchemy import Connection, Text, bindparam, cast, column, func, select, update, values
 from sqlalchemy.dialects.postgresql import insert
 
 from app import artifacts, config, db, events, generators, outbox, pages
@@ -18,6 +18,7 @@ from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
 from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB, RUN_JOBS
 from app.rows import JobRow
+from app.scheduling import admission
 from app.tenants import TenantRef
 
 DEFAULT_PRIORITY = 5  # of 0-9, 9 the most urgent
@@ -339,18 +340,17 @@ def _moved(uow: UnitOfWork, row, before=None) -> JobRow | None:
 
 
 def _due(now: datetime, settled: datetime, limit: int):
-    """The waiting jobs that are due and not on the broker, oldest due first (SKIP LOCKED:
-    two sweeps never send the same batch): whole rows, as `JobRow.of` takes them."""
+    """The admitted jobs not on the broker, first admitted first (SKIP LOCKED: two sweeps
+    never send the same batch): whole rows, as `JobRow.of` takes them. A job is sent by the
+    pass that admitted it; the sweep gives that pass a moment."""
     return (
         select_job()
         .where(
             Job.dispatched_at.is_(None),
             Job.status.in_(WAITING),
-            Job.run_after <= now,
-            # A fresh job is being sent by the process that made it; give it a moment.
-            or_(Job.updated_at < settled, Job.run_after > Job.updated_at),
+            Job.admitted_at < settled,
         )
-        .order_by(Job.run_after)
+        .order_by(Job.admitted_at)
         .limit(limit)
         .with_for_update(skip_locked=True, of=_JOB)
     )
@@ -390,6 +390,12 @@ JOB_RUN = outbox.register(
         group_kwarg="jobs",
     )
 )
+
+def admit() -> int:
+    """Give free slots to waiting jobs and send them (`app/scheduling/admission.py`); how
+    many were admitted. Asked for after a transaction that made a job wait or freed a slot."""
+    return admission.admit(JOB_RUN)
+
 
 # `hook(uow, job)` for every job that reaches a terminal status, in that transaction. What
 # builds on jobs (an agent's execution) registers here, so this module imports nothing above it.
@@ -462,8 +468,11 @@ def _record_move(uow: UnitOfWork, previous: JobStatus, new: JobRow) -> None:
 
 def _terminal_hooks(uow: UnitOfWork, job: JobRow) -> None:
     if job.status in TERMINAL:
+        uow.after_commit(admit)  # its slot is free
         for hook in _ON_TERMINAL:
             hook(uow, job)
+    elif job.admitted_at is None:  # waits again (a retry, a hold): its slot is free
+        uow.after_commit(admit)
 
 
 def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:
@@ -480,10 +489,19 @@ def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:
     return asked, []
 
 
-def checked(req: dict, settings: config.Settings) -> float:
+def highest_priority(tenant: TenantRef, settings: config.Settings) -> int:
+    """The highest priority this tenant may submit at."""
+    mine = tenant.max_priority
+    return settings.tenant_max_priority if mine is None else mine
+
+
+def checked(req: dict, settings: config.Settings, tenant: TenantRef) -> float:
     """Check a job request field by field (params and limits together); its `timeout_s`."""
     timeout_s, problems = _timeout_s(req, settings)
     details = {"timeout_s": problems} if problems else {}
+    highest = highest_priority(tenant, settings)
+    if req.get("priority", 0) > highest:
+        details["priority"] = [f"must be at most {highest} for this tenant"]
     try:
         generators.validate_params(req["kind"], req["params"])
     except ValidationFailed as exc:
@@ -511,7 +529,7 @@ def create(
 ) -> tuple[JobRow, bool]:
     """Insert a queued job in the caller's transaction; `(job row, created)`."""
     settings = config.current()
-    timeout_s = checked(req, settings)
+    timeout_s = checked(req, settings, tenant)
     values = new_row(tenant, req, timeout_s, idempotency_key, correlation_id, _now(), settings)
     values["agent_command_id"] = agent_command_id
     row = uow.conn.execute(INSERT, values).mappings().first()
@@ -529,7 +547,7 @@ def create(
     job = JobRow.of(row, tenant=tenant.name)
     uow.record(subject(job), events.JOB_STATUS_UPDATED, queued_payload(job))
     if countdown_s(req) <= 0:
-        uow.send_after_commit(JOB_RUN, job)
+        uow.after_commit(admit)
     return job, True
 
 
@@ -556,11 +574,13 @@ def new_row(
         "params": req["params"],
         "status": JobStatus.QUEUED.value,
         "max_retries": req.get("max_retries", settings.default_max_retries),
-        "priority": req.get("priority", DEFAULT_PRIORITY),
+        "priority": req.get("priority", min(DEFAULT_PRIORITY, highest_priority(tenant, settings))),
+        "concurrency_key": req.get("concurrency_key"),
         "card_id": req.get("card_id"),
         "correlation_id": correlation_id or str(uuid.uuid4()),
         "timeout_s": timeout_s,
         "idempotency_key": idempotency_key,
+        "admitted_at": None,
         "dispatch_token": uuid.uuid4(),
         "agent_command_id": None,
         "run_after": now + timedelta(seconds=countdown_s(req)),
@@ -623,10 +643,10 @@ def retry(tenant: TenantRef, job_id) -> JobRow:
             finished_at=None,
             dispatch_token=uuid.uuid4(),
             dispatched_at=None,
+            admitted_at=None,
             run_after=_now(),
             run_id=None,
         )
-        uow.send_after_commit(JOB_RUN, job)
     return job
 
 

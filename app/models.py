@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Sequence,
     SmallInteger,
     String,
     Text,
@@ -63,7 +64,21 @@ class Tenant(Base):
     __tablename__ = "tenants"
     id: Mapped[uuid.UUID] = _uuid_pk()
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The scheduler's per-tenant overrides (null: the deployment's default setting): its
+    # share of the workers against other tenants, how many of its jobs may hold a slot at
+    # once, the highest priority it may ask for, and the default limit of a concurrency key.
+    weight: Mapped[float | None] = mapped_column(Float)
+    max_running: Mapped[int | None] = mapped_column(Integer)
+    max_priority: Mapped[int | None] = mapped_column(SmallInteger)
+    key_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        CheckConstraint("weight > 0", name="ck_tenants_weight"),
+        CheckConstraint("max_running >= 0", name="ck_tenants_max_running"),
+        CheckConstraint("max_priority BETWEEN 0 AND 9", name="ck_tenants_max_priority"),
+        CheckConstraint("key_limit >= 0", name="ck_tenants_key_limit"),
+    )
 
 
 class ApiKey(Base):
@@ -102,6 +117,11 @@ class Job(Base):
     timeout_s: Mapped[float] = mapped_column(Float)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # At most N jobs of a tenant with the same key hold a slot at once (`app/scheduling`).
+    concurrency_key: Mapped[str | None] = mapped_column(String(255))
+    # When the scheduler gave the job a slot: it holds it until it ends, waits again for a
+    # retry or a hold, or is cancelled. Null while it waits for one.
+    admitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Dispatch outbox: a job is due when `dispatched_at` is null and `run_after` has passed.
     # A message carries `dispatch_token`; only the current token may claim the job.
     dispatch_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
@@ -155,18 +175,76 @@ class Job(Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
+        # Admitted and not on the broker: what the dispatch sweep sends (migration 0009).
         Index(
             "ix_jobs_due",
-            "run_after",
-            postgresql_where=text("dispatched_at IS NULL AND status IN ('queued','retrying')"),
+            "admitted_at",
+            postgresql_where=text(
+                "dispatched_at IS NULL AND admitted_at IS NOT NULL"
+                " AND status IN ('queued','retrying')"
+            ),
         ),
         Index("ix_jobs_running", "heartbeat_at", postgresql_where=text("status = 'processing'")),
+        # The scheduler's candidates, per tenant in its order, and the slots held.
+        Index(
+            "ix_jobs_unadmitted",
+            "tenant_id",
+            text("priority DESC"),
+            "run_after",
+            "id",
+            postgresql_where=text("admitted_at IS NULL AND status IN ('queued','retrying')"),
+        ),
+        Index(
+            "ix_jobs_holding",
+            "tenant_id",
+            "concurrency_key",
+            postgresql_where=text(
+                "admitted_at IS NOT NULL AND status IN ('queued','retrying','processing')"
+            ),
+        ),
         # The retention sweep's oldest finished jobs first, without scanning the table.
         Index(
             "ix_jobs_finished",
             "finished_at",
             postgresql_where=text("status IN ('completed','failed','cancelled')"),
         ),
+    )
+
+
+class ConcurrencyLimit(Base):
+    """A tenant's limit for one concurrency key, over its default (`tenants.key_limit`)."""
+
+    __tablename__ = "concurrency_limits"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    concurrency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    max_running: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (CheckConstraint("max_running >= 0", name="ck_concurrency_limits_max"),)
+
+
+# Admission passes' tickets (`app/scheduling/admission.py`).
+ADMISSION_TICKETS = Sequence("admission_tickets", metadata=Base.metadata)
+
+
+class Pause(Base):
+    """Work the scheduler holds back: a tenant's (`kind` null), a kind's for every tenant
+    (`tenant_id` null), or one kind of one tenant. Paused jobs stay `queued`."""
+
+    __tablename__ = "pauses"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        CheckConstraint("tenant_id IS NOT NULL OR kind IS NOT NULL", name="ck_pauses_scope"),
+        UniqueConstraint("tenant_id", "kind", name="uq_pauses_scope",
+                         postgresql_nulls_not_distinct=True),
     )
 
 

@@ -67,6 +67,8 @@ class JobRow:
     timeout_s: float
     idempotency_key: str | None
     cancel_requested: bool
+    concurrency_key: str | None
+    admitted_at: datetime | None
     dispatch_token: uuid.UUID
     agent_command_id: uuid.UUID | None
     run_after: datetime

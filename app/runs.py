@@ -34,6 +34,7 @@ from app.jobs import load, subject, transition
 from app.models import Job, JobStatus
 from app.outbox import unit_of_work
 from app.rows import JobRow
+from app.scheduling.reasons import PROVIDER_LIMITED
 from app.storable import NotStorable
 
 log = logging.getLogger(__name__)
@@ -410,11 +411,12 @@ def end_attempt(uow, job: JobRow, code: str, message: str, transient: bool) -> J
         run_id=None,
         dispatch_token=uuid.uuid4(),
         dispatched_at=None,
+        admitted_at=None,  # its slot is free while it waits
         run_after=_now() + timedelta(seconds=delay),
     )
 
 
-HELD = "PROVIDER_LIMITED"  # the error code of a hold: why the job waits `queued` again
+HELD = PROVIDER_LIMITED  # the error code of a hold: why the job waits `queued` again
 
 
 @_persist
@@ -439,6 +441,7 @@ def hold(run: Run, held: Held) -> str:
             retry_base=job.retry_base + 1,
             dispatch_token=uuid.uuid4(),
             dispatched_at=None,
+            admitted_at=None,
             run_after=_now() + timedelta(seconds=held.delay_s),
         ).status
 

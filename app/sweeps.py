@@ -14,7 +14,7 @@ from sqlalchemy import func
 
 from app import config, db, retention, telemetry
 from app.agents import commands, heartbeats
-from app.jobs import load, transition
+from app.jobs import admit, load, transition
 from app.models import Job, JobStatus
 from app.outbox import sweep as outbox_sweep
 from app.outbox import unit_of_work
@@ -72,6 +72,8 @@ def run_all(broker: redis.Redis | None) -> dict:
     steps = {
         # Events to publish, due and lost dispatches of jobs and agent commands.
         **outbox_sweep.steps(broker),
+        # Jobs that became due (countdowns, backoffs, holds), and any pass missed.
+        "admitted": admit,
         "orphans": reap_orphans,
         "timeouts": reap_timeouts,
         "commands_lost": commands.reap_stuck,

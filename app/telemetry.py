@@ -167,7 +167,7 @@ def read_counts(client: redis.Redis, metric: str) -> tuple[list[tuple[str, str, 
 
 
 def outbox_backlog() -> dict[str, int]:
-    """Events not yet published and waiting jobs not yet on the broker: each count reads
+    """Events not yet published and admitted jobs not yet on the broker: each count reads
     its partial index (`ix_events_unpublished`, `ix_jobs_due`), so it costs what the
     backlog is long, not what the tables hold."""
     waiting = [JobStatus.QUEUED.value, JobStatus.RETRYING.value]
@@ -178,6 +178,7 @@ def outbox_backlog() -> dict[str, int]:
         undispatched = conn.execute(
             select(func.count())
             .select_from(Job)
-            .where(Job.dispatched_at.is_(None), Job.status.in_(waiting))
+            .where(Job.dispatched_at.is_(None), Job.admitted_at.isnot(None),
+                   Job.status.in_(waiting))
         ).scalar_one()
     return {"unpublished_events": unpublished, "undispatched_jobs": undispatched}

@@ -40,6 +40,8 @@ class TenantRef:
     key_id: uuid.UUID | None = None
     key_prefix: str | None = None
     scopes: frozenset[str] = frozenset()
+    # The highest priority it may submit at (None: TENANT_MAX_PRIORITY).
+    max_priority: int | None = None
 
     def allows(self, scope: str) -> bool:
         """Whether this key holds `scope` (`admin` holds them all)."""
@@ -84,6 +86,7 @@ _KEYS_BY_PREFIX = (
         ApiKey.prefix,
         ApiKey.key_hash,
         ApiKey.scopes,
+        Tenant.max_priority,
     )
     .join(ApiKey, ApiKey.tenant_id == Tenant.id)
     .where(ApiKey.prefix == bindparam("prefix"), ApiKey.revoked_at.is_(None))
@@ -111,7 +114,8 @@ def authenticate(secret: str, remembered: bool = True) -> TenantRef | None:
         rows = conn.execute(_KEYS_BY_PREFIX, {"prefix": secret[:PREFIX_LEN]}).all()
     for row in rows:
         if hmac.compare_digest(row.key_hash, digest):
-            found = TenantRef(row.id, row.name, row.key_id, row.prefix, frozenset(row.scopes))
+            found = TenantRef(row.id, row.name, row.key_id, row.prefix, frozenset(row.scopes),
+                              row.max_priority)
             _verified.put(digest, generation, found)
             return found
     return None
@@ -183,6 +187,17 @@ def revocation_generation_key() -> str:
 def revocation_channel() -> str:
     """The pub/sub channel that tells every relay which keys were just revoked."""
     return f"{pubsub.prefix()}:keys:revoked"
+
+
+def forget_verified() -> None:
+    """Have every process look keys up in Postgres again (what it remembers of a tenant,
+    its priority limit, changed): the revocation generation moves. Best effort, as a
+    revocation's: at worst the change holds after AUTH_CACHE_S."""
+    _verified.clear()
+    try:
+        pubsub.client().incr(revocation_generation_key())
+    except (redis.RedisError, RuntimeError) as exc:
+        log.warning("key cache generation not moved (holds after AUTH_CACHE_S): %s", exc)
 
 
 def _announce_revoked(key_ids: list[uuid.UUID]) -> None:

@@ -44,6 +44,9 @@ def base_settings(run_name, gen_service_port):
         auth_fail_limit="100000/minute",
         # /metrics serves counts the sweep refreshes; tests wait for them, briefly.
         metrics_counts_interval_s=0.5,
+        # Many tests queue jobs no worker ever takes, and the broker's room is shared by all
+        # tenants: the scheduling tests set their own (tests/integration/test_scheduler.py).
+        scheduler_ahead=10000,
         log_level="INFO",
     )
     yield settings

@@ -31,6 +31,7 @@ from app.models import AgentCommand, AgentStatus, CommandName, CommandStatus, Jo
 from app.outbox import UnitOfWork, unit_of_work
 from app.outbox.names import AGENTS_QUEUE, HARD_LIMIT_GRACE_S, RUN_COMMAND
 from app.rows import AgentRow, CommandRow, JobRow
+from app.scheduling.limits import agent_key
 from app.tenants import TenantRef
 
 log = logging.getLogger(__name__)
@@ -471,7 +472,9 @@ def _end(uow: UnitOfWork, agent: AgentRow, cmd: CommandRow, outcome: Outcome) ->
 def _submit(uow: UnitOfWork, agent: AgentRow, cmd: CommandRow, req: JobRequest) -> CommandRow:
     """Submit the job an execution asked for; the command waits for it off the mailbox."""
     tenant = TenantRef(agent.tenant_id, agent.tenant)
-    body = {"kind": req.kind, "params": req.params, "card_id": req.card_id}
+    # An agent's jobs count against the agent's own limit: its concurrency key.
+    body = {"kind": req.kind, "params": req.params, "card_id": req.card_id,
+            "concurrency_key": agent_key(agent.id)}
     try:
         job, _ = jobs.create(uow, tenant, body, None, cmd.correlation_id, cmd.id)
     except ValidationFailed as exc:

@@ -7,7 +7,8 @@ for the beat sweep.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ from app import db, events, telemetry
 from app.outbox import marks
 from app.outbox.publish import try_publish
 from app.outbox.send import Sendable, try_send_all
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +34,9 @@ class UnitOfWork:
     # Histogram observations (`telemetry.attempt_values`) by label, counted in the round trip
     # that publishes the events.
     observations: list[tuple[str, dict]] = field(default_factory=list)
+    # What to call once it committed and its events and rows went out (an admission pass
+    # when it made or freed a job's slot), each once.
+    callbacks: list[Callable[[], object]] = field(default_factory=list)
 
     def record(self, subject: events.Subject, event_type: str, payload: dict) -> dict:
         """Record an event in this transaction; it is published after commit."""
@@ -60,6 +66,13 @@ class UnitOfWork:
         """Send this row (a `JobRow`, a `CommandRow`) once the transaction has committed."""
         self.to_send.append((sendable, row))
 
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` once the transaction has committed (once, however often asked);
+        what it raises is logged, never the caller's failure: the work it does is also the
+        beat's."""
+        if callback not in self.callbacks:
+            self.callbacks.append(callback)
+
 
 @contextmanager
 def unit_of_work(source: str) -> Iterator[UnitOfWork]:
@@ -80,3 +93,9 @@ def _after_commit(uow: UnitOfWork) -> None:
     sent = try_send_all(uow.to_send) if uow.to_send else []
     if published or sent:
         marks.add(published, sent)
+    for callback in uow.callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - committed; the beat's sweep does it again
+            log.exception("after-commit %s failed; the beat will do it",
+                          getattr(callback, "__qualname__", callback))

@@ -26,6 +26,17 @@ def http(flask_app, tenant):
     return flask_app.test_client(), {"Authorization": f"Bearer {tenant[0]}"}
 
 
+@pytest.fixture
+def admissions(monkeypatch) -> list:
+    """The admission passes asked for after a transaction, counted instead of run: they are
+    transactions of their own (tests/integration/test_scheduler.py), not the run's."""
+    from app import jobs
+
+    asked: list = []
+    monkeypatch.setattr(jobs, "admit", lambda: asked.append(1))
+    return asked
+
+
 def row_counts() -> tuple[int, int]:
     """How many jobs and events exist (to show a refused request wrote nothing)."""
     with db.transaction() as conn:

@@ -69,12 +69,16 @@ def _statuses(job_id) -> list[tuple[int, str, str | None]]:
     ]
 
 
-def test_an_echo_job_runs_in_one_commit_and_publishes_both_moves_together(tenant, listener):
+def test_an_echo_job_runs_in_one_commit_and_publishes_both_moves_together(
+    tenant, listener, admissions
+):
     job_id, token = _submitted(tenant, {"kind": "echo", "params": {"a": 1}})
     listener.drain(0.3)
+    admissions.clear()
     with commits() as seen:
         assert runs.execute(job_id, token, "w@test") == JobStatus.COMPLETED
     assert len(seen) == 1
+    assert admissions == [1]  # its slot is free: one pass asked for
     assert [s for _, _, s in _statuses(job_id)] == ["queued", "processing", "completed"]
     published = [e for e in listener.drain() if e["subject"]["id"] == job_id]
     assert [(e["seq"], e["payload"]["status"]) for e in published] == [

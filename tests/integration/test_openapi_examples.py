@@ -240,6 +240,28 @@ def replay_agents(replay: Replay) -> None:
     replay.call("get", AGENT, ids, expect=404, headers=replay.auth)
 
 
+KEY = "/api/v1/concurrency-keys/{key}"
+
+
+def replay_scheduling(replay: Replay) -> None:
+    """The scheduling routes, the changes with an admin key of the same tenant."""
+    from app import tenants
+
+    tenant = tenants.authenticate(replay.auth["Authorization"].split()[1]).name
+    secret = tenants.create_key(tenant, ["admin"])
+    admin = Replay(replay.client, {"Authorization": f"Bearer {secret}"}, replay.doc)
+    admin.replayed = replay.replayed
+    assert admin.each("post", "/api/v1/pauses")[0].json["paused"] is True
+    assert replay.each("get", "/api/v1/pauses")[0].json["items"][0]["kind"] == "http"
+    assert replay.each("get", "/api/v1/scheduling")[0].json["pauses"]
+    assert admin.each("post", "/api/v1/pauses/resume")[0].json["changed"] is True
+    ids = {"key": "user-42"}
+    assert admin.each("put", KEY, ids)[0].json["max_running"] == 2
+    assert replay.each("get", "/api/v1/concurrency-keys")[0].json["items"][0]["key"] == "user-42"
+    assert replay.each("get", KEY, ids)[0].json["own"] is True
+    assert admin.each("delete", KEY, ids)[0].json["own"] is False
+
+
 def replay_operations(replay: Replay) -> None:
     for path in ("/health/liveness", "/health/readiness", "/metrics", "/api/v1/openapi.json"):
         replay.each("get", path)
@@ -258,6 +280,10 @@ def test_the_agent_examples_replay_with_their_documented_status(replay):
     replay_agents(replay)
 
 
+def test_the_scheduling_examples_replay_with_their_documented_status(replay):
+    replay_scheduling(replay)
+
+
 def test_the_operations_examples_replay_with_their_documented_status(replay):
     replay_operations(replay)
 
@@ -266,6 +292,7 @@ def test_every_operation_but_the_result_is_replayed(replay):
     """The replays above cover every operation; the result needs a worker (below)."""
     replay_jobs(replay)
     replay_agents(replay)
+    replay_scheduling(replay)
     replay_operations(replay)
     every = {(method, path) for path, method, _ in operations(replay.doc)}
     assert every - replay.replayed == {("get", JOB + "/result")}
@@ -359,6 +386,9 @@ ERROR_CASES = [
     ("get", AGENT + "/logs", {"query_string": {"limit": 1001}}, 422, "bad_limit", {}),
     ("get", AGENT + "/events", {"query_string": {"limit": 1001}}, 422, "too_many", {}),
     ("get", "/api/v1/audit", {"query_string": {"agent_id": "nope"}}, 422, "bad_agent_id", {}),
+    ("post", "/api/v1/pauses", {"json": {}}, 403, "not_admin", {}),
+    ("put", KEY, {"json": {"max_running": -1}}, 422, "bad_limit", {"key": "user-42"}),
+    ("get", "/api/v1/concurrency-keys", {"query_string": {"limit": 0}}, 422, "bad_limit", {}),
 ]
 
 

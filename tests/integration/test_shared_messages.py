@@ -77,13 +77,17 @@ def test_a_group_max_of_one_gives_every_job_its_own_message(tenant, domain):
     assert sorted(task for task, _ in messages) == [RUN_JOB] * 3
 
 
-def test_a_shared_message_runs_its_jobs_in_one_commit_and_one_publish(tenant, listener):
+def test_a_shared_message_runs_its_jobs_in_one_commit_and_one_publish(
+    tenant, listener, admissions
+):
     made = _made_together(tenant, [{"kind": "echo", "params": {"i": i}} for i in range(5)])
     listener.drain(0.3)
+    admissions.clear()
     with commits() as seen:
         ended = runs.execute_group(made, "w@test")
     assert ended == {job_id: JobStatus.COMPLETED for job_id, _ in made}
     assert len(seen) == 1
+    assert admissions == [1]  # one pass for the five freed slots
     published = listener.drain()
     for i, (job_id, _) in enumerate(made):
         assert [s for _, _, s in _statuses(job_id)] == ["queued", "processing", "completed"]

@@ -1,0 +1,207 @@
+"""The admission pass: give free slots to waiting jobs, fairly, within every limit.
+
+A job holds a slot from its admission (`admitted_at`) until it ends, or until it waits again
+for a retry or a hold; only admitted jobs go to the broker (`app/outbox/send.py`). A pass:
+
+1. counts the slots each tenant holds, and the admitted jobs not yet started (the broker's
+   backlog, at most SCHEDULER_AHEAD: how far one tenant's jobs can be ahead of another's);
+2. reads, per tenant with room, its first SCHEDULER_LOOKAHEAD waiting jobs that are due and
+   not paused, in its order (priority, then age), keeping those its key's room allows;
+3. picks among them in fair order (`fair.pick`), admits them and sends them after commit.
+
+Passes never overlap: each holds a transaction-scoped advisory lock, so any number of
+processes (API, workers, beat) may ask for one and no limit is exceeded or job sent twice.
+A caller that finds the lock taken does not wait: it drew a ticket first, and the pass that
+holds the lock runs again after its commit if a ticket was drawn after its own (its reads
+may have missed that caller's job). A pass killed midway rolls back: nothing was admitted.
+The beat runs one every sweep besides, for jobs that became due and anything missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+
+from sqlalchemy import bindparam, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+
+from app import config, db, generators
+from app.models import Job, Tenant
+from app.outbox import unit_of_work
+from app.outbox.send import Sendable
+from app.rows import JobRow
+from app.scheduling.fair import Candidate, TenantQueue, pick
+
+log = logging.getLogger(__name__)
+
+# The advisory lock of the admission pass ('admit' in ASCII), and how many passes one
+# caller runs in a row while tickets keep coming (then the others' own passes or the
+# beat's take over).
+LOCK_KEY = 0x61646D6974
+MAX_ROUNDS = 20
+
+_JOB = Job.__table__
+WAITING = "status IN ('queued','retrying')"
+HOLDING = "admitted_at IS NOT NULL AND status IN ('queued','retrying','processing')"
+
+_TICKET_AND_LOCK = text(
+    "SELECT nextval('admission_tickets') AS ticket, pg_try_advisory_xact_lock(:key) AS locked"
+).bindparams(key=LOCK_KEY)
+_LAST_TICKET = text("SELECT last_value FROM admission_tickets")
+
+# Slots held per tenant, and how many of them are not started yet (instant or not).
+_HELD = text(f"""
+SELECT tenant_id, count(*) AS holding,
+       count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)) AS ahead,
+       count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) AS ahead_instant
+FROM jobs WHERE {HOLDING} GROUP BY tenant_id
+""").bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)))
+
+# Per tenant with waiting jobs and room: those it may start now, in its order. Tenants with
+# waiting jobs are found by a loose scan of ix_jobs_unadmitted (one index probe each), not by
+# reading every waiting job.
+_CANDIDATES = text(f"""
+WITH RECURSIVE waiting(tenant_id) AS (
+    (SELECT tenant_id FROM jobs WHERE admitted_at IS NULL AND {WAITING}
+     ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant_id FROM jobs j
+            WHERE j.admitted_at IS NULL AND j.{WAITING} AND j.tenant_id > w.tenant_id
+            ORDER BY j.tenant_id LIMIT 1)
+    FROM waiting w WHERE w.tenant_id IS NOT NULL
+),
+held AS (SELECT * FROM unnest(:held_tenants, :held_counts) AS h(tenant_id, n)),
+room AS (
+    SELECT t.id AS tenant_id,
+           coalesce(t.weight, :weight) AS weight,
+           coalesce(h.n, 0) AS holding,
+           coalesce(t.max_running, :max_running) - coalesce(h.n, 0) AS room,
+           coalesce(t.key_limit, :key_limit) AS key_limit
+    FROM waiting w JOIN tenants t ON t.id = w.tenant_id
+    LEFT JOIN held h ON h.tenant_id = t.id
+    WHERE NOT EXISTS (SELECT 1 FROM pauses p WHERE p.tenant_id = t.id AND p.kind IS NULL)
+),
+looked AS (
+    SELECT r.tenant_id, r.weight, r.holding, r.room, r.key_limit,
+           j.id, j.kind, j.concurrency_key, j.priority, j.run_after
+    FROM room r CROSS JOIN LATERAL (
+        SELECT id, kind, concurrency_key, priority, run_after FROM jobs
+        WHERE jobs.tenant_id = r.tenant_id AND admitted_at IS NULL AND {WAITING}
+          AND run_after <= :now
+          AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = jobs.kind
+                          AND (p.tenant_id IS NULL OR p.tenant_id = jobs.tenant_id))
+        ORDER BY priority DESC, run_after, id LIMIT :lookahead
+    ) j
+    WHERE r.room > 0
+),
+keys_held AS (
+    SELECT tenant_id, concurrency_key, count(*) AS n FROM jobs
+    WHERE {HOLDING} AND concurrency_key IS NOT NULL
+      AND tenant_id IN (SELECT tenant_id FROM room WHERE room > 0)
+    GROUP BY tenant_id, concurrency_key
+),
+keyed AS (
+    SELECT l.*, row_number() OVER (PARTITION BY l.tenant_id, l.concurrency_key
+                                   ORDER BY l.priority DESC, l.run_after, l.id) AS nth_of_key
+    FROM looked l
+),
+fits AS (
+    SELECT k.*, row_number() OVER (PARTITION BY k.tenant_id
+                                   ORDER BY k.priority DESC, k.run_after, k.id) AS nth
+    FROM keyed k
+    LEFT JOIN keys_held kh
+        ON kh.tenant_id = k.tenant_id AND kh.concurrency_key = k.concurrency_key
+    LEFT JOIN concurrency_limits cl
+        ON cl.tenant_id = k.tenant_id AND cl.concurrency_key = k.concurrency_key
+    WHERE k.concurrency_key IS NULL
+       OR k.nth_of_key <= coalesce(cl.max_running, k.key_limit) - coalesce(kh.n, 0)
+)
+SELECT tenant_id, weight, holding, id, kind, run_after FROM fits
+WHERE nth <= least(room, :most)
+ORDER BY tenant_id, nth
+""").bindparams(
+    bindparam("held_tenants", type_=ARRAY(UUID(as_uuid=True))),
+    bindparam("held_counts", type_=ARRAY(Job.attempts.type)),
+    bindparam("now", type_=Job.run_after.type),
+)
+
+_ADMIT = (
+    update(_JOB)
+    .where(
+        Job.id.in_(bindparam("ids", expanding=True)),
+        Job.admitted_at.is_(None),
+        Job.status.in_(("queued", "retrying")),
+        Tenant.id == Job.tenant_id,
+    )
+    .values(admitted_at=bindparam("now", type_=Job.admitted_at.type))
+    .returning(_JOB, Tenant.name.label("tenant"))
+)
+
+
+def _instant_kinds() -> list[str]:
+    return [name for name, g in generators.all_generators().items()
+            if getattr(g, "instant", False)]
+
+
+def choose(conn, now: datetime, settings: config.Settings) -> list:
+    """The ids of the jobs to admit now, in fair order (the caller holds the lock)."""
+    instant = _instant_kinds()
+    group = settings.dispatch_group_max
+    held = conn.execute(_HELD, {"instant": instant}).all()
+    ahead = sum(r.ahead for r in held) + math.ceil(sum(r.ahead_instant for r in held) / group)
+    room = settings.scheduler_ahead - ahead
+    if room <= 0:
+        return []
+    rows = conn.execute(_CANDIDATES, {
+        "held_tenants": [r.tenant_id for r in held],
+        "held_counts": [r.holding for r in held],
+        "weight": settings.tenant_weight,
+        "max_running": settings.tenant_max_running,
+        "key_limit": settings.concurrency_key_limit,
+        "lookahead": settings.scheduler_lookahead,
+        "most": room * group,
+        "now": now,
+    }).all()
+    queues: dict = {}
+    instant_cost = 1.0 / group
+    for r in rows:
+        queue = queues.get(r.tenant_id)
+        if queue is None:
+            queue = queues[r.tenant_id] = TenantQueue(r.tenant_id, float(r.weight), r.holding)
+        cost = instant_cost if r.kind in instant else 1.0
+        queue.candidates.append(Candidate(r.id, r.run_after, cost))
+    return pick(list(queues.values()), room)
+
+
+def _pass(sendable: Sendable) -> tuple[int, int | None]:
+    """One pass, if no other holds the lock: `(admitted, ticket)` (ticket None: not run)."""
+    now = datetime.now(UTC)
+    with unit_of_work("scheduler") as uow:
+        ticket, locked = uow.conn.execute(_TICKET_AND_LOCK).one()
+        if not locked:
+            return 0, None
+        ids = choose(uow.conn, now, config.current())
+        if not ids:
+            return 0, ticket
+        made = {row["id"]: row for row in uow.conn.execute(_ADMIT, {"ids": ids, "now": now})
+                .mappings()}
+        for job_id in ids:  # sent in the fair order
+            if job_id in made:
+                uow.send_after_commit(sendable, JobRow.of(made[job_id]))
+    return len(made), ticket
+
+
+def admit(sendable: Sendable) -> int:
+    """Run admission passes until no ticket was drawn after the last one's (or another
+    process holds the lock); how many jobs were admitted."""
+    admitted = 0
+    for _ in range(MAX_ROUNDS):
+        count, ticket = _pass(sendable)
+        admitted += count
+        if ticket is None:
+            break
+        with db.transaction() as conn:
+            if conn.execute(_LAST_TICKET).scalar_one() <= ticket:
+                break
+    return admitted
