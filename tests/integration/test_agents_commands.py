@@ -185,6 +185,7 @@ def test_generate_completes_by_callback_when_its_job_does(agents):
     assert done["status"] == "completed", done
     job = agents.get(f"/jobs/{done['job_id']}")
     assert job["status"] == "completed" and job["card_id"] == "card-7"
+    assert job["concurrency_key"] == f"agent:{aid}"  # the agent's own limit holds it
     assert done["result"] == {"job_id": job["id"], "result": job["result"]}
     # Not polled: the command ended in the very transaction of the job's last status.
     with db.transaction() as conn:
