@@ -95,6 +95,7 @@ def list_key_limits(q: dict):
 
 
 @bp.get("/concurrency-keys/<key>")
+@bp.refuses(422)
 @bp.response(200, KeyLimitSchema, description="the key's limit")
 def get_key_limit(key: str):
     """A concurrency key's limit
@@ -107,6 +108,7 @@ def get_key_limit(key: str):
 
 
 @bp.put("/concurrency-keys/<key>")
+@bp.refuses(422)
 @bp.arguments(KeyLimitSetSchema)
 @bp.response(200, KeyLimitSchema, description="the key's limit, set")
 def set_key_limit(req: dict, key: str):
@@ -120,6 +122,7 @@ def set_key_limit(req: dict, key: str):
 
 
 @bp.delete("/concurrency-keys/<key>")
+@bp.refuses(422)
 @bp.arguments(NoBodySchema, location="optional_json", required=False)
 @bp.response(200, KeyLimitSchema, description="the key, back on the default")
 def clear_key_limit(_: dict, key: str):

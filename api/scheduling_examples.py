@@ -9,6 +9,8 @@ LIMITS = {"weight": 1.0, "max_running": 100, "max_priority": 9, "key_limit": 10,
 PAUSED_HTTP = {"tenant": "acme", "kind": "http", "since": at("20.500")}
 KEY = {"key": "user-42", "max_running": 2, "own": True, "running": 2}
 _NOT_ADMIN = error("FORBIDDEN", "this key lacks the admin scope", {"scope": ["requires admin"]})
+_BAD_KEY = error("VALIDATION_ERROR", "bad concurrency key",
+                 {"key": ["1-255 letters, digits or ._:@-"]})
 _BAD_PAGE = error("VALIDATION_ERROR", "invalid request",
                   {"limit": ["Must be greater than or equal to 1 and less than or equal to 500."]})
 _BAD_LIMIT = error("VALIDATION_ERROR", "invalid request",
@@ -55,20 +57,23 @@ def scheduling() -> dict:
         },
         ("get", "/api/v1/concurrency-keys/{key}"): {
             "parameters": {"key": {"user": example("A user's key", "user-42")}},
-            "responses": {"200": {"at_limit": example("Two of two running", KEY)}},
+            "responses": {"200": {"at_limit": example("Two of two running", KEY)},
+                          "422": {"bad_key": example("Not a key", _BAD_KEY)}},
         },
         ("put", "/api/v1/concurrency-keys/{key}"): {
             "parameters": {"key": {"user": example("A user's key", "user-42")}},
             "request": {"two": example("At most two at once", {"max_running": 2})},
             "responses": {
                 "200": {"set": example("Set", KEY)},
-                "422": {"bad_limit": example("Out of range", _BAD_LIMIT)},
+                "422": {"bad_limit": example("Out of range", _BAD_LIMIT),
+                        "bad_key": example("Not a key", _BAD_KEY)},
             },
         },
         ("delete", "/api/v1/concurrency-keys/{key}"): {
             "parameters": {"key": {"user": example("A user's key", "user-42")}},
             "request": {"empty": example("No body is needed", {})},
             "responses": {"200": {"default": example(
-                "Back on the tenant's default", {**KEY, "max_running": 10, "own": False})}},
+                "Back on the tenant's default", {**KEY, "max_running": 10, "own": False})},
+                          "422": {"bad_key": example("Not a key", _BAD_KEY)}},
         },
     }

@@ -389,6 +389,7 @@ ERROR_CASES = [
     ("post", "/api/v1/pauses", {"json": {}}, 403, "not_admin", {}),
     ("put", KEY, {"json": {"max_running": -1}}, 422, "bad_limit", {"key": "user-42"}),
     ("get", "/api/v1/concurrency-keys", {"query_string": {"limit": 0}}, 422, "bad_limit", {}),
+    ("get", KEY, {}, 422, "bad_key", {"key": "a b"}),
 ]
 
 
