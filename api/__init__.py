@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         (health.bp, None), (metrics.bp, None),
     )
     app.register_blueprint(cli.bp)
+    app.register_blueprint(cli.scheduling_bp)
     app.register_blueprint(console.bp)
     errors.register(app)
     return app

@@ -1,4 +1,5 @@
-"""Operator commands: `flask --app api keys create|revoke|list|verify`."""
+"""Operator commands: `flask --app api keys create|revoke|list|verify` and
+`flask --app api scheduling limits|pause|resume|pauses`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from flask import Blueprint
 
 from app import tenants
 from app.errors import ServiceError
+from app.scheduling import limits, pauses
 
 bp = Blueprint("keys", __name__, cli_group="keys")
 
@@ -64,3 +66,66 @@ def list_keys(tenant: str) -> None:
         click.echo(
             f"{key['prefix']}  {','.join(key['scopes'])}  {key['created_at']:%Y-%m-%d}  {revoked}"
         )
+
+
+# --- scheduling: `flask --app api scheduling limits|pause|resume|pauses` ------------------
+
+scheduling_bp = Blueprint("scheduling_cli", __name__, cli_group="scheduling")
+
+
+def _tenant_id(name: str | None):
+    if name is None:
+        return None
+    found = tenants.find_tenant(name)
+    if found is None:
+        raise click.ClickException(f"no tenant named {name!r}")
+    return found
+
+
+@scheduling_bp.cli.command("limits")
+@click.argument("tenant")
+@click.option("--weight", type=float, help="its share against other tenants' (default 1)")
+@click.option("--max-running", type=int, help="its jobs holding a slot at once")
+@click.option("--max-priority", type=int, help="the highest priority it may submit at")
+@click.option("--key-limit", type=int, help="its concurrency keys' default limit")
+@click.option("--reset", multiple=True, type=click.Choice(limits.FIELDS),
+              help="back to the deployment's default (repeat)")
+def tenant_limits(tenant: str, reset: tuple[str, ...], **given) -> None:
+    """Show TENANT's scheduling limits, or set its own (the others stay the defaults)."""
+    values = {k: v for k, v in given.items() if v is not None}
+    try:
+        found = limits.set_tenant_limits(tenant, values, reset)
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.message}: {exc.details}") from None
+    for name, value in found.public().items():
+        click.echo(f"{name}: {value}")
+
+
+@scheduling_bp.cli.command("pause")
+@click.option("--tenant", help="one tenant (left out: every tenant; then --kind is needed)")
+@click.option("--kind", help="one kind (left out: all the tenant's work)")
+def pause(tenant: str | None, kind: str | None) -> None:
+    """Hold back a tenant's jobs, a kind's for every tenant, or one kind of one tenant."""
+    if tenant is None and kind is None:
+        raise click.ClickException("name a --tenant, a --kind, or both")
+    try:
+        made = pauses.pause(_tenant_id(tenant), kind)
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.message}: {exc.details}") from None
+    click.echo("paused" if made else "was paused already")
+
+
+@scheduling_bp.cli.command("resume")
+@click.option("--tenant")
+@click.option("--kind")
+def resume(tenant: str | None, kind: str | None) -> None:
+    """Lift a pause named as `pause` named it."""
+    gone = pauses.resume(_tenant_id(tenant), kind)
+    click.echo("resumed" if gone else "no such pause")
+
+
+@scheduling_bp.cli.command("pauses")
+def list_pauses() -> None:
+    """Every pause in force."""
+    for p in pauses.paused():
+        click.echo(f"{p['tenant'] or '*'}  {p['kind'] or '*'}  since {p['since']}")

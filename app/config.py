@@ -244,28 +244,28 @@ class Settings(BaseSettings):
         1.0,
         gt=0,
         description="A tenant's share of the workers against other tenants' (per tenant: "
-        "`flask --app api.wsgi tenant-limits`): a tenant of weight 2 gets twice the slots "
+        "`flask --app api scheduling limits`): a tenant of weight 2 gets twice the slots "
         "of one of weight 1 while both have work waiting.",
     )
     tenant_max_running: int = Field(
         100,
         ge=0,
         description="How many of one tenant's jobs may hold a slot (on the broker or "
-        "running) at once; more wait `queued` in Postgres. Per tenant: `tenant-limits`.",
+        "running) at once; more wait `queued` in Postgres. Per tenant: `scheduling limits`.",
     )
     tenant_max_priority: int = Field(
         9,
         ge=0,
         le=9,
         description="The highest `priority` a tenant's submission may ask for (9 the most "
-        "urgent); a higher one is refused. Per tenant: `tenant-limits`.",
+        "urgent); a higher one is refused. Per tenant: `scheduling limits`.",
     )
     concurrency_key_limit: int = Field(
         10,
         ge=0,
         description="How many jobs with the same `concurrency_key` (and an agent's jobs) "
         "may hold a slot at once, unless the tenant set a limit for that key "
-        "(`PUT /api/v1/concurrency-keys/{key}`) or has its own default (`tenant-limits`).",
+        "(`PUT /api/v1/concurrency-keys/{key}`) or has its own default (`scheduling limits`).",
     )
     outbox_grace_s: float = Field(
         2.0,

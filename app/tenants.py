@@ -189,6 +189,12 @@ def revocation_channel() -> str:
     return f"{pubsub.prefix()}:keys:revoked"
 
 
+def find_tenant(name: str) -> uuid.UUID | None:
+    """A tenant's id by its name, or None."""
+    with db.transaction() as conn:
+        return conn.execute(select(Tenant.id).where(Tenant.name == name)).scalar()
+
+
 def forget_verified() -> None:
     """Have every process look keys up in Postgres again (what it remembers of a tenant,
     its priority limit, changed): the revocation generation moves. Best effort, as a

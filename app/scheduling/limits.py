@@ -3,7 +3,7 @@ and per concurrency key.
 
 A tenant's values are the deployment's settings (`TENANT_WEIGHT`, `TENANT_MAX_RUNNING`,
 `TENANT_MAX_PRIORITY`, `CONCURRENCY_KEY_LIMIT`) unless the operator set its own (the CLI's
-`tenant-limits`: a tenant may not raise its own share). A tenant sets limits for its own
+`scheduling limits`: a tenant may not raise its own share). A tenant sets limits for its own
 concurrency keys through the API; an agent's jobs carry the key `agent:<agent id>`, so an
 agent's limit is that key's.
 """
