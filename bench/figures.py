@@ -273,6 +273,40 @@ def large_parts(r: dict) -> tuple[list[Row], list[Target]]:
     return rows, targets
 
 
+def fairness_parts(r: dict) -> tuple[list[Row], list[Target]]:
+    """Noisy neighbour: B's wait beside raw Celery's FIFO, A's throughput beside the unfair
+    run's, and the admission pass's cost per dispatched job."""
+    fair, unfair, raw, cost = r["fair"], r["unfair"], r["raw"], r["admission"]
+    s = "noisy neighbour"
+    note = (f"A: {fair['a_jobs']:,} jobs of {r['job_s']} s; B: one every {r['b_every_s']} s; "
+            f"threads pool of {r['slots']}")
+    rows = [
+        Row(s, "B's queue wait p50: fair vs raw Celery FIFO", "ms",
+            [fair["b_wait"]["p50_ms"]], [raw["b_wait"]["p50_ms"]], note),
+        Row(s, "B's queue wait p99: fair vs raw Celery FIFO", "ms",
+            [fair["b_wait"]["p99_ms"]], [raw["b_wait"]["p99_ms"]], note),
+        Row(s, "B's queue wait p99: unfair (scheduler off) vs raw Celery FIFO", "ms",
+            [unfair["b_wait"]["p99_ms"]], [raw["b_wait"]["p99_ms"]], note),
+        Row(s, "A's throughput: fair vs unfair", "jobs/s",
+            [fair["a_per_s"]], [unfair["a_per_s"]], note),
+        Row(s, "A's throughput: fair vs raw Celery", "jobs/s",
+            [fair["a_per_s"]], [raw["a_per_s"]], note),
+        Row(s, "admission pass p50 (one job admitted)", "ms", [cost["pass"]["p50_ms"]], None,
+            f"{cost['backlog']:,} waiting jobs of {cost['tenants']} tenants"),
+        Row(s, "admission CPU per dispatched job: client", "ms", [cost["client_ms"]]),
+        Row(s, "admission CPU per dispatched job: Postgres", "ms", [cost["postgres_ms"]]),
+    ]
+    targets = [
+        Target("noisy neighbour: B's p99 queue wait <= 1 s while A's backlog drains",
+               spread([fair["b_wait"]["p99_ms"]]), "ms", 1000.0, "<=",
+               baseline=spread([raw["b_wait"]["p99_ms"]]), note="baseline: raw Celery FIFO"),
+        Target("noisy neighbour: A's throughput >= 0.9x the unfair run's",
+               spread([fair["a_per_s"]]), "jobs/s", 0.9, ">=",
+               spread([fair["a_per_s"] / unfair["a_per_s"]]), spread([unfair["a_per_s"]])),
+    ]
+    return rows, targets
+
+
 def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
     """The rows and targets of whatever sections ran."""
     rows, targets = [], []
@@ -280,6 +314,7 @@ def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
         rows += e2e_rows(raw["baseline"], raw["e2e"]) + e2e_cpu_rows(raw["e2e"])
         targets += e2e_targets(raw["baseline"], raw["e2e"])
     for name, parts in (
+        ("fairness", fairness_parts),
         ("relay", relay_parts),
         ("retention", retention_parts),
         ("large", large_parts),

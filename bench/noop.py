@@ -8,6 +8,9 @@ result in a Redis result backend: the round trip of the issue is `send_task(...)
 
 from __future__ import annotations
 
+import json
+import time
+
 import redis
 from celery import Celery
 
@@ -15,6 +18,7 @@ from app.config import Settings
 
 TASK = "bench.noop"
 RESULT_TASK = "bench.noop_result"
+SLEEP_TASK = "bench.sleep"
 QUEUE = "bench_noop"
 # The same concurrency and log level as the Orchestra worker it is compared with.
 WORKER_COMMAND = f"celery -A bench.noop worker -c 2 -Q {QUEUE} -n noop-$$@%h --loglevel INFO"
@@ -57,6 +61,14 @@ def make_app(redis_url: str, results: bool = False) -> Celery:
         if flag:
             pipe.rpush(flag, 1)
         pipe.execute()
+
+    @celery.task(name=SLEEP_TASK)
+    def sleep(log: str, tag: str, sent: float, seconds: float) -> None:
+        """Sleep `seconds`; push `[tag, sent, started, finished]` (epoch seconds) to `log`,
+        for the noisy-neighbour section's raw FIFO (one queue, in sending order)."""
+        started = time.time()
+        time.sleep(seconds)
+        _redis(redis_url).rpush(log, json.dumps([tag, sent, started, time.time()]))
 
     @celery.task(name=RESULT_TASK, ignore_result=False)
     def noop_result() -> int:

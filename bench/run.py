@@ -25,6 +25,7 @@ from bench import (
     baseline,
     batch,
     e2e,
+    fairness,
     figures,
     large,
     noop,
@@ -59,6 +60,8 @@ SIZES = {
     "peer_jobs": 2000,
     "peer_trips": 100,
     "batch_s": 10,
+    "noisy_jobs": 5000,
+    "noisy_slots": 25,
 }
 QUICK_SIZES = {
     "repeats": 1,
@@ -79,8 +82,10 @@ QUICK_SIZES = {
     "peer_jobs": 300,
     "peer_trips": 20,
     "batch_s": 5,
+    "noisy_jobs": 1000,
+    "noisy_slots": 25,
 }
-SECTIONS = ("e2e", "batch", "peers", "relay", "retention", "large")
+SECTIONS = ("e2e", "batch", "fairness", "peers", "relay", "retention", "large")
 WARM = 10
 # High enough that the bench measures the limiter's cost, never its refusals.
 RATE_LIMIT = "100000000/minute"
@@ -182,6 +187,8 @@ def measure(settings: Settings, sizes: dict, sections) -> dict:
             raw["e2e"].append(e2e.run(settings, durations, sizes["idle_trips"]))
     if "batch" in sections:
         raw["batch"] = batch.run(settings, sizes["batch_s"])
+    if "fairness" in sections:
+        raw["fairness"] = fairness.run(settings, sizes["noisy_jobs"], sizes["noisy_slots"])
     if "peers" in sections:
         raw["peers"] = run_peers(settings, sizes)
     if "relay" in sections:

@@ -5,15 +5,17 @@ for a retry or a hold; only admitted jobs go to the broker (`app/outbox/send.py`
 
 1. counts the slots each tenant holds, and the admitted jobs not yet started (the broker's
    backlog, at most SCHEDULER_AHEAD: how far one tenant's jobs can be ahead of another's);
-2. reads, per tenant with room, its first SCHEDULER_LOOKAHEAD waiting jobs that are due and
-   not paused, in its order (priority, then age), keeping those its key's room allows;
+2. reads, per tenant with room, the head of its waiting jobs that are due and not paused, in
+   its order (priority, then age): as many as it could start, keeping those its key's room
+   allows; where keys held some back, it reads on, up to SCHEDULER_LOOKAHEAD jobs;
 3. picks among them in fair order (`fair.pick`), admits them and sends them after commit.
 
 Passes never overlap: each holds a transaction-scoped advisory lock, so any number of
 processes (API, workers, beat) may ask for one and no limit is exceeded or job sent twice.
 A caller that finds the lock taken does not wait: it drew a ticket first, and the pass that
 holds the lock runs again after its commit if a ticket was drawn after its own (its reads
-may have missed that caller's job). A pass killed midway rolls back: nothing was admitted.
+may have missed that caller's job). A caller that sees no job waiting stops there. A pass
+killed midway rolls back: nothing was admitted.
 The beat runs one every sweep besides, for jobs that became due and anything missed.
 """
 
@@ -45,9 +47,13 @@ _JOB = Job.__table__
 WAITING = "status IN ('queued','retrying')"
 HOLDING = "admitted_at IS NOT NULL AND status IN ('queued','retrying','processing')"
 
-_TICKET_AND_LOCK = text(
-    "SELECT nextval('admission_tickets') AS ticket, pg_try_advisory_xact_lock(:key) AS locked"
-).bindparams(key=LOCK_KEY)
+# The lock is only tried when some job waits for admission (one probe of ix_jobs_unadmitted):
+# most callers, a job's end with nothing behind it, stop there. `locked` is null then.
+_TICKET_AND_LOCK = text(f"""
+SELECT nextval('admission_tickets') AS ticket,
+       CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE admitted_at IS NULL AND {WAITING})
+            THEN pg_try_advisory_xact_lock(:key) END AS locked
+""").bindparams(key=LOCK_KEY)
 _LAST_TICKET = text("SELECT last_value FROM admission_tickets")
 
 # Slots held per tenant, and how many of them are not started yet (instant or not).
@@ -81,6 +87,7 @@ room AS (
     FROM waiting w JOIN tenants t ON t.id = w.tenant_id
     LEFT JOIN held h ON h.tenant_id = t.id
     WHERE NOT EXISTS (SELECT 1 FROM pauses p WHERE p.tenant_id = t.id AND p.kind IS NULL)
+      AND (:everyone OR t.id = ANY(:only))
 ),
 looked AS (
     SELECT r.tenant_id, r.weight, r.holding, r.room, r.key_limit,
@@ -91,7 +98,8 @@ looked AS (
           AND run_after <= :now
           AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = jobs.kind
                           AND (p.tenant_id IS NULL OR p.tenant_id = jobs.tenant_id))
-        ORDER BY priority DESC, run_after, id LIMIT :lookahead
+        ORDER BY priority DESC, run_after, id
+        LIMIT CASE WHEN :short THEN least(:lookahead, r.room, :most) ELSE :lookahead END
     ) j
     WHERE r.room > 0
 ),
@@ -103,12 +111,12 @@ keys_held AS (
 ),
 keyed AS (
     SELECT l.*, row_number() OVER (PARTITION BY l.tenant_id, l.concurrency_key
-                                   ORDER BY l.priority DESC, l.run_after, l.id) AS nth_of_key
+                                   ORDER BY l.priority DESC, l.run_after, l.id) AS nth_of_key,
+           CASE WHEN l.kind = ANY(:instant) THEN :instant_cost ELSE 1.0 END AS cost
     FROM looked l
 ),
 fits AS (
-    SELECT k.*, row_number() OVER (PARTITION BY k.tenant_id
-                                   ORDER BY k.priority DESC, k.run_after, k.id) AS nth
+    SELECT k.*, row_number() OVER w AS nth, sum(k.cost) OVER w AS spent
     FROM keyed k
     LEFT JOIN keys_held kh
         ON kh.tenant_id = k.tenant_id AND kh.concurrency_key = k.concurrency_key
@@ -116,13 +124,26 @@ fits AS (
         ON cl.tenant_id = k.tenant_id AND cl.concurrency_key = k.concurrency_key
     WHERE k.concurrency_key IS NULL
        OR k.nth_of_key <= coalesce(cl.max_running, k.key_limit) - coalesce(kh.n, 0)
+    WINDOW w AS (PARTITION BY k.tenant_id ORDER BY k.priority DESC, k.run_after, k.id)
+),
+-- Per tenant: jobs looked at, jobs it could start, and how many of them fit their keys.
+summary AS (
+    SELECT l.tenant_id, count(*) AS looked, min(least(l.room, :most)) AS wanted,
+           (SELECT count(*) FROM fits f WHERE f.tenant_id = l.tenant_id) AS fitting
+    FROM looked l GROUP BY l.tenant_id
 )
-SELECT tenant_id, weight, holding, id, kind, run_after FROM fits
-WHERE nth <= least(room, :most)
+-- No tenant can start more than the whole budget: rows past it are not sent back.
+SELECT tenant_id, weight, holding, id, kind, run_after, nth,
+       NULL AS looked, NULL AS wanted, NULL AS fitting
+FROM fits WHERE nth <= least(room, :most) AND spent - cost < :budget
+UNION ALL
+SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, fitting FROM summary
 ORDER BY tenant_id, nth
 """).bindparams(
     bindparam("held_tenants", type_=ARRAY(UUID(as_uuid=True))),
+    bindparam("only", type_=ARRAY(UUID(as_uuid=True))),
     bindparam("held_counts", type_=ARRAY(Job.attempts.type)),
+    bindparam("instant", type_=ARRAY(Job.kind.type)),
     bindparam("now", type_=Job.run_after.type),
 )
 
@@ -153,7 +174,7 @@ def choose(conn, now: datetime, settings: config.Settings) -> list:
     room = settings.scheduler_ahead - ahead
     if room <= 0:
         return []
-    rows = conn.execute(_CANDIDATES, {
+    params = {
         "held_tenants": [r.tenant_id for r in held],
         "held_counts": [r.holding for r in held],
         "weight": settings.tenant_weight,
@@ -161,17 +182,45 @@ def choose(conn, now: datetime, settings: config.Settings) -> list:
         "key_limit": settings.concurrency_key_limit,
         "lookahead": settings.scheduler_lookahead,
         "most": room * group,
+        "budget": room,
+        "instant": instant,
+        "instant_cost": 1.0 / group,
         "now": now,
-    }).all()
+    }
+    queues = _candidates(conn, params, instant, group)
+    return pick(list(queues.values()), room)
+
+
+def _candidates(conn, params: dict, instant: list[str], group: int) -> dict:
+    """Each tenant's queue of jobs it may start now. First each tenant's head alone (as
+    many jobs as it could start); only a tenant whose head had jobs over their key's limit
+    is read again, as far as SCHEDULER_LOOKAHEAD, for the jobs behind them."""
+    rows = conn.execute(_CANDIDATES, {**params, "short": True, "everyone": True, "only": []})
+    queues, again = _queues(rows, instant, group)
+    if again:
+        more, _ = _queues(conn.execute(_CANDIDATES, {**params, "short": False,
+                                                     "everyone": False, "only": again}),
+                          instant, group)
+        queues.update(more)
+    return queues
+
+
+def _queues(rows, instant: list[str], group: int) -> tuple[dict, list]:
+    """`(queues by tenant, tenants whose head was cut short by keys)` from `_CANDIDATES`."""
     queues: dict = {}
+    again = []
     instant_cost = 1.0 / group
     for r in rows:
+        if r.id is None:  # a tenant's summary: its head was all read, and keys held some back
+            if r.looked >= r.wanted > r.fitting:
+                again.append(r.tenant_id)
+            continue
         queue = queues.get(r.tenant_id)
         if queue is None:
             queue = queues[r.tenant_id] = TenantQueue(r.tenant_id, float(r.weight), r.holding)
         cost = instant_cost if r.kind in instant else 1.0
         queue.candidates.append(Candidate(r.id, r.run_after, cost))
-    return pick(list(queues.values()), room)
+    return queues, again
 
 
 def _pass(sendable: Sendable) -> tuple[int, int | None]:
@@ -179,7 +228,7 @@ def _pass(sendable: Sendable) -> tuple[int, int | None]:
     now = datetime.now(UTC)
     with unit_of_work("scheduler") as uow:
         ticket, locked = uow.conn.execute(_TICKET_AND_LOCK).one()
-        if not locked:
+        if not locked:  # another pass holds the lock, or nothing waits
             return 0, None
         ids = choose(uow.conn, now, config.current())
         if not ids:
