@@ -158,6 +158,15 @@ def test_keys_of_one_tenant_do_not_block_each_other_behind_a_full_key():
     assert admitted(crowded) == crowded[:1] and admitted(other) == other
 
 
+def test_a_pass_reads_on_past_a_head_that_a_full_key_holds_back():
+    # A pass first reads as many of the tenant's jobs as it could start (its running limit);
+    # all of those are of one full key here, so it must read further to find the next one.
+    t = new_tenant(key_limit=1, max_running=5)
+    crowded = submit(t, 12, concurrency_key="busy-user")
+    behind = submit(t, 2)
+    assert admitted(crowded) == crowded[:1] and admitted(behind) == behind
+
+
 def test_a_paused_kind_stays_queued_and_resumes_in_order():
     t = new_tenant()
     assert pauses.pause(t.id, "sleep") is True
