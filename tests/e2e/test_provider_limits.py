@@ -60,3 +60,22 @@ def test_retry_after_holds_the_job_queued_then_it_completes_on_its_one_attempt(c
     held = next(e for e in items if e["payload"].get("error", {}).get("code") == runs.HELD)
     assert "Retry-After 2 s" in held["payload"]["error"]["message"]
     assert held["payload"]["run_after"] is not None
+
+
+def test_the_shared_rate_holds_across_a_killed_worker(client, service, limited_stack):
+    from tests.e2e.test_resilience import running_worker_pid
+
+    jobs = [submit_http(client, service, max_retries=2) for _ in range(8)]
+    client.wait_status(jobs[0]["id"], "processing", timeout=30)
+    victim_pid = int(running_worker_pid(client, jobs[0]["id"]))
+    victim = next(p for p in limited_stack.procs_named("worker") if p.popen.pid == victim_pid)
+    limited_stack.kill(victim)  # its calls stay counted in the window it shares with the rest
+    limited_stack.start("worker")
+    for job in jobs:
+        done = client.wait_status(job["id"], {"completed", "failed"}, timeout=120)
+        assert done["status"] == "completed", done["error"]
+    items = client.get(f"/api/v1/jobs/{jobs[0]['id']}/events").json()["items"]
+    lost = [e for e in items if e["payload"].get("error", {}).get("code") == "WORKER_LOST"]
+    assert len(lost) == 1  # the killed attempt, then it ran again
+    posts = sorted(service.stats()["generate_at"])
+    assert max(sum(1 for t in posts if s <= t < s + 1.0) for s in posts) <= RATE
