@@ -27,6 +27,7 @@ from app import config, pubsub, telemetry
 from app.agents import queries as agent_queries
 from app.errors import Unavailable
 from app.outbox.names import SYSTEM_QUEUES, TENANT_QUEUES
+from app.scheduling import gauges
 
 log = logging.getLogger(__name__)
 bp = Blueprint(
@@ -143,6 +144,46 @@ class CountersCollector:
         yield counter
 
 
+# The scheduler's gauges: (name, help, the Redis metric, the label of the last part).
+_SCHEDULER = (
+    ("orchestra_scheduler_jobs", "Jobs holding a slot (sent or running), running, or "
+     "waiting in Postgres for a slot", gauges.TENANT_SLOTS, "state"),
+    ("orchestra_scheduler_waiting_jobs", "Jobs waiting in Postgres for a slot, by why",
+     gauges.WAITING_JOBS, "reason"),
+    ("orchestra_scheduler_tenant_limit", "A tenant's limit in force (summed: over tenants "
+     "with work)", gauges.TENANT_LIMITS, "limit"),
+    ("orchestra_scheduler_concurrency_keys", "Concurrency keys with jobs holding or waiting "
+     "(busy), and those at their limit (at_limit)", gauges.TENANT_KEYS, "state"),
+)
+
+
+class SchedulerCollector:
+    """Slots held, jobs waiting by reason, limits and keys at their limit, as the sweep last
+    counted them: per tenant (a `tenant` label) with METRICS_TENANT_LABELS, else summed."""
+
+    def collect(self):
+        try:
+            client = pubsub.client()
+            read = {metric: telemetry.read_counts(client, metric)[0]
+                    for _, _, metric, _ in _SCHEDULER}
+        except redis.RedisError as exc:
+            log.warning("metrics: redis unavailable: %s", exc)
+            return
+        per_tenant = config.current().metrics_tenant_labels
+        for name, doc, metric, label in _SCHEDULER:
+            family = GaugeMetricFamily(
+                name, doc, labels=["tenant", label] if per_tenant else [label])
+            summed: dict[str, int] = {}
+            for tenant, value, n in read[metric]:
+                if per_tenant:
+                    family.add_metric([tenant, value], n)
+                else:
+                    summed[value] = summed.get(value, 0) + n
+            for value, n in sorted(summed.items()):
+                family.add_metric([value], n)
+            yield family
+
+
 class AgentsCollector:
     """Agents by type and status (the agents table is small: read at each scrape)."""
 
@@ -164,6 +205,7 @@ _registry = CollectorRegistry()
 _registry.register(JobsCollector())
 _registry.register(AgentsCollector())
 _registry.register(CountersCollector())
+_registry.register(SchedulerCollector())
 
 
 _TEXT = {
@@ -178,8 +220,10 @@ def metrics():
     """Prometheus metrics
 
     Prometheus text exposition: jobs by kind and status, run durations, queue depth, outbox
-    backlog, agents and commands. Jobs and commands by status are as the sweep last counted
-    them (every `METRICS_COUNTS_INTERVAL_S`; `orchestra_counts_age_seconds` says how long ago),
-    so a scrape scans no table. No key needed.
+    backlog, agents and commands, the scheduler's slots, waiting jobs by reason, limits and
+    busy keys. Jobs and commands by status, and the scheduler's gauges, are as the sweep
+    last counted them (every `METRICS_COUNTS_INTERVAL_S`; `orchestra_counts_age_seconds`
+    says how long ago), so a scrape scans no table. No key needed; no tenant is named
+    unless `METRICS_TENANT_LABELS` is on.
     """
     return Response(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

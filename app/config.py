@@ -441,6 +441,12 @@ class Settings(BaseSettings):
         "status for `/metrics`, which reads that count from Redis instead of scanning at every "
         "scrape.",
     )
+    metrics_tenant_labels: bool = Field(
+        False,
+        description="Whether `/metrics` shows the scheduler's gauges per tenant (a `tenant` "
+        "label with its name) instead of summed over tenants. `/metrics` takes no key: turn "
+        "this on only where no tenant can reach it (a private port or network).",
+    )
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from app.outbox import sweep as outbox_sweep
 from app.outbox import unit_of_work
 from app.outbox.names import HARD_LIMIT_GRACE_S
 from app.runs import end_attempt
+from app.scheduling import gauges
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def run_all(broker: redis.Redis | None) -> dict:
         "agents_inactive": heartbeats.mark_inactive,
         "expired": retention.purge_expired,
         # At most every METRICS_COUNTS_INTERVAL_S: the counts /metrics serves from Redis.
-        "counted": lambda: telemetry.refresh_counts(config.current().metrics_counts_interval_s),
+        "counted": lambda: telemetry.refresh_counts(
+            config.current().metrics_counts_interval_s, more=gauges.counts),
     }
     done = {}
     for name, step in steps.items():

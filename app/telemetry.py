@@ -131,9 +131,10 @@ def _count(conn, *columns) -> dict[str, int]:
     return {f"{a}|{b}": n for a, b, n in rows}
 
 
-def refresh_counts(interval_s: float, force: bool = False) -> bool:
+def refresh_counts(interval_s: float, force: bool = False, more=None) -> bool:
     """Count jobs (by kind and status) and agent commands (by command and status) into
     Redis, unless another process did within `interval_s`; return whether this one did.
+    `more(conn)` adds counts of its own, `{metric: {"<label>|...": n}}` (the scheduler's).
 
     The only full scans `/metrics` needs, run here (a worker, with its longer
     statement_timeout) instead of at every scrape of every replica.
@@ -146,6 +147,7 @@ def refresh_counts(interval_s: float, force: bool = False) -> bool:
         counts = {
             JOB_COUNTS: _count(conn, Job.kind, Job.status),
             COMMAND_COUNTS: _count(conn, AgentCommand.command, AgentCommand.status),
+            **(more(conn) if more else {}),
         }
     pipe = client.pipeline(transaction=True)  # a scrape sees the old counts or the new ones
     for metric, values in counts.items():
@@ -155,14 +157,12 @@ def refresh_counts(interval_s: float, force: bool = False) -> bool:
     return True
 
 
-def read_counts(client: redis.Redis, metric: str) -> tuple[list[tuple[str, str, int]], float]:
-    """The counts last refreshed, as `[(a, b, n)]`, and their age in seconds (inf: never)."""
+def read_counts(client: redis.Redis, metric: str) -> tuple[list[tuple], float]:
+    """The counts last refreshed, as `[(label, ..., n)]`, and their age in seconds (inf:
+    never). No label holds a `|` (kinds, statuses, tenant names and keys cannot)."""
     raw = {k.decode(): v.decode() for k, v in client.hgetall(key(metric)).items()}
     at = float(raw.pop(_AT, "-inf"))
-    rows = []
-    for field, value in sorted(raw.items()):
-        a, _, b = field.rpartition("|")
-        rows.append((a, b, int(value)))
+    rows = [(*field.split("|"), int(value)) for field, value in sorted(raw.items())]
     return rows, max(0.0, time.time() - at)
 
 

@@ -267,3 +267,45 @@ def test_a_pass_killed_midway_admits_nothing_and_the_next_pass_does():
     finally:
         holder.close()  # the holder dies mid-pass: Postgres lets its lock go
     assert jobs.admit() == 3 and admitted(ids) == ids
+
+
+def test_metrics_show_slots_waiting_reasons_limits_and_busy_keys(flask_app):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from app import pubsub, telemetry
+    from app.scheduling import gauges
+
+    a, b, c = new_tenant(max_running=5, key_limit=1), new_tenant(), new_tenant()
+    keyed = submit(a, 2, concurrency_key="card-1")
+    free = submit(a)
+    start(free[0])
+    pauses.pause(b.id, "sleep")
+    submit(b)
+    submit(c, countdown_s=3600)
+    pubsub.client().delete(telemetry.key("counts-lock"))
+    assert telemetry.refresh_counts(60.0, force=True, more=gauges.counts)
+
+    def scrape(per_tenant: bool) -> dict:
+        config.install(config.current().with_(metrics_tenant_labels=per_tenant))
+        text = flask_app.test_client().get("/metrics").get_data(as_text=True)
+        return {(s.name, s.labels.pop("tenant", None), *s.labels.values()): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name.startswith("orchestra_scheduler")}
+
+    mine = scrape(True)
+    assert mine[("orchestra_scheduler_jobs", a.name, "holding")] == 2
+    assert mine[("orchestra_scheduler_jobs", a.name, "running")] == 1
+    assert mine[("orchestra_scheduler_jobs", a.name, "waiting")] == 1
+    assert mine[("orchestra_scheduler_waiting_jobs", a.name, "key_limit")] == 1
+    assert mine[("orchestra_scheduler_waiting_jobs", b.name, "paused")] == 1
+    assert mine[("orchestra_scheduler_waiting_jobs", c.name, "due_at")] == 1
+    assert mine[("orchestra_scheduler_tenant_limit", a.name, "max_running")] == 5
+    assert mine[("orchestra_scheduler_concurrency_keys", a.name, "busy")] == 1
+    assert mine[("orchestra_scheduler_concurrency_keys", a.name, "at_limit")] == 1
+    assert admitted(keyed) == keyed[:1]
+
+    summed = scrape(False)  # /metrics takes no key: by default no tenant's name is in it
+    assert {tenant for _, tenant, _ in summed} == {None}
+    assert summed[("orchestra_scheduler_waiting_jobs", None, "key_limit")] == 1
+    assert summed[("orchestra_scheduler_waiting_jobs", None, "paused")] == 1
+    assert summed[("orchestra_scheduler_jobs", None, "holding")] == 2
