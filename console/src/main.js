@@ -5,6 +5,7 @@ import * as live from "/console/live.js";
 import { agentPage, agentsList } from "/console/views/agents.js";
 import { jobPage } from "/console/views/job.js";
 import { jobsList } from "/console/views/jobs.js";
+import { schedulingPage } from "/console/views/scheduling.js";
 import { submitForm } from "/console/views/submit.js";
 
 const view = document.getElementById("view");
@@ -17,6 +18,7 @@ const routes = [
   [/^#\/submit$/, () => submitForm(view)],
   [/^#\/agents\/([^/]+)$/, (id) => agentPage(view, id)],
   [/^#\/agents$/, () => agentsList(view)],
+  [/^#\/scheduling$/, () => schedulingPage(view)],
 ];
 
 function route() {

@@ -219,6 +219,56 @@ def test_retry_a_failed_job_from_its_page(console):
     assert_not_reloaded(page)
 
 
+@pytest.fixture
+def admin_console(browser, console_stack):
+    """Signed in with a key that holds the admin scope: (page, client)."""
+    from app import tenants
+
+    secret = tenants.create_key(f"t-admin-{time.monotonic_ns()}",
+                                (*tenants.DEFAULT_SCOPES, "admin"))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    foreign = local_only(context)
+    page = context.new_page()
+    page.set_default_timeout(LIVE_TIMEOUT_MS)
+    sign_in(page, console_stack.origin, secret)
+    yield page, Client(console_stack.origin, secret)
+    context.close()
+    assert foreign == [], f"the console fetched from outside: {foreign}"
+
+
+def test_an_admin_pauses_a_kind_the_job_page_says_why_it_waits_and_resume_runs_it(
+    admin_console,
+):
+    page, client = admin_console
+    base = page.url.split("#")[0]
+    page.goto(base + "#/scheduling")
+    page.wait_for_selector("#pause-kind option[value=sleep]", state="attached")
+    page.select_option("#pause-kind", "sleep")
+    page.click("#pause")
+    page.wait_for_selector('#pauses tr[data-kind="sleep"]')
+    job = client.submit("sleep", {"seconds": 0.2})
+
+    page.goto(base + f"#/jobs/{job['id']}")
+    page.wait_for_selector('#waiting-reason[data-code="paused"]')
+    assert "paused" in page.inner_text('#job-summary [data-field="waiting"]')
+    page.goto(base + "#/scheduling")
+    page.click('#pauses tr[data-kind="sleep"] button.resume')
+    page.wait_for_selector('#pauses tr[data-kind="sleep"]', state="detached")
+
+    page.goto(base + f"#/jobs/{job['id']}")
+    page.wait_for_selector('#job-summary [data-field="status"] .status-completed')
+    assert page.locator("#waiting-reason").count() == 0
+
+
+def test_pausing_without_the_admin_scope_is_refused_on_the_page(console):
+    page, _ = console
+    page.goto(page.url.split("#")[0] + "#/scheduling")
+    page.wait_for_selector('#scheduling-summary [data-field="holding a slot"]')
+    page.click("#pause")
+    page.wait_for_selector("#flash:has-text('Could not pause')")
+    assert page.locator("#pauses tbody tr").count() == 0
+
+
 def test_load_more_pages_through_the_jobs(console):
     """The table shows a page of 25 newest first; "Load more" follows the keyset cursor."""
     page, client = console

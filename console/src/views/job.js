@@ -12,6 +12,8 @@ import {
 } from "/console/views/common.js";
 import { cancelJob } from "/console/views/jobs.js";
 
+const WAITING_RELOAD_TICKS = 3; // seconds between reads of a waiting job
+
 /** Render job `id` into `view`; returns the function that leaves it. */
 export function jobPage(view, id) {
   let left = false;
@@ -48,15 +50,18 @@ export function jobPage(view, id) {
   async function onEvent(envelope) {
     timeline.append(eventRow(envelope));
     applyJobEvent(job, envelope);
-    if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) {
-      try {
-        job = await api(path);
-      } catch {
-        /* keep the event's view */
-      }
-      showResult();
-    }
+    // A new status changes why the job waits (or that it does): read the job again.
+    if (envelope.payload.status) await reload();
+    if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) showResult();
     if (!left) drawSummary(summary, job, actions);
+  }
+
+  async function reload() {
+    try {
+      job = await api(path);
+    } catch {
+      /* keep the events' view */
+    }
   }
 
   async function showResult() {
@@ -99,8 +104,14 @@ export function jobPage(view, id) {
   };
 
   start().catch((err) => flash(`Could not load job: ${describe(err)}`, "error"));
-  const ticker = setInterval(() => {
-    if (job && job.status === "processing") drawSummary(summary, job, actions);
+  // A running job's duration ticks; a waiting job's reason can change without an event of
+  // its own (another job ends, a limit or a pause changes), so it is read again now and then.
+  let ticks = 0;
+  const ticker = setInterval(async () => {
+    ticks += 1;
+    if (job && job.waiting_reason && ticks % WAITING_RELOAD_TICKS === 0) await reload();
+    if (!left && job && (job.status === "processing" || job.waiting_reason))
+      drawSummary(summary, job, actions);
   }, 1000);
   return () => {
     left = true;
@@ -117,7 +128,9 @@ function drawSummary(node, job, actions) {
       "Progress",
       el("span", {}, progressBar(job.progress), ` ${Math.round((job.progress || 0) * 100)} %`),
     ],
+    ...(job.waiting_reason ? [["Waiting", waitingReason(job.waiting_reason)]] : []),
     ["Kind", job.kind],
+    ["Concurrency key", job.concurrency_key ?? ""],
     ["Attempts", `${job.attempts} (max retries ${job.max_retries})`],
     ["Duration", duration(job.started_at, job.finished_at)],
     ["Created", when(job.created_at)],
@@ -131,6 +144,17 @@ function drawSummary(node, job, actions) {
   if (job.status === "failed" || job.status === "cancelled")
     buttons.push(el("button", { type: "button", id: "retry", onclick: actions.retry }, "Retry"));
   fill(node, fieldsTable(rows), el("p", {}, ...buttons));
+}
+
+/** Why a queued job has not started: the reason's message, its code beside it. */
+function waitingReason(reason) {
+  return el(
+    "span",
+    { id: "waiting-reason", dataset: { code: reason.code } },
+    reason.message,
+    " ",
+    el("code", {}, reason.code),
+  );
 }
 
 function eventRow(env) {
