@@ -29,7 +29,7 @@ from app.config import Settings
 from app.models import Job
 from bench import noop, procs
 from bench.measure import latency_stats, wait_until
-from bench.peers.method import delta, pids_cpu
+from bench.peers.method import delta, pids_cpu, tree_cpu
 from bench.sandbox import log
 
 JOB_S = 0.2
@@ -90,6 +90,20 @@ def _orchestra_readings(a, b, since) -> tuple[tuple[float, float, int], list[flo
     return (float(first), float(last), n), [float(w) for w in waits]
 
 
+def _cpu(worker: procs.Proc) -> dict:
+    """CPU seconds so far of the worker (and its children), of the run database's backends
+    and of this process (the submitters, and the admission passes after a submit)."""
+    return {"worker": tree_cpu([worker.popen.pid]), "postgres": pids_cpu(_backends()),
+            "bench": time.process_time()}
+
+
+def _cpu_per_job(before: dict, after: dict, jobs_n: int) -> dict:
+    spent = {"worker": after["worker"] - before["worker"],
+             "postgres": delta(before["postgres"], after["postgres"]),
+             "bench": after["bench"] - before["bench"]}
+    return {f"{k}_ms": v * 1000 / jobs_n for k, v in spent.items()}
+
+
 def orchestra_run(settings: Settings, label: str, a_jobs: int, slots: int) -> dict:
     """One Orchestra run (`label` fair or unfair) on its own worker and tenants."""
     from workers import make_celery
@@ -107,6 +121,7 @@ def orchestra_run(settings: Settings, label: str, a_jobs: int, slots: int) -> di
         since = jobs.get(b, warm.id).finished_at
         log(f"fairness {label}: tenant A submits {a_jobs} jobs of {JOB_S} s, "
             f"B one every {B_EVERY_S} s ({slots} slots)")
+        cpu0 = _cpu(worker)
         for start in range(0, a_jobs, BATCH):
             batches.submit_batch(a, [SLEEP] * min(BATCH, a_jobs - start))
         stop = threading.Event()
@@ -122,11 +137,12 @@ def orchestra_run(settings: Settings, label: str, a_jobs: int, slots: int) -> di
             b_jobs = conn.execute(select(func.count()).where(Job.tenant_id == b.id)).scalar_one()
         wait_until(lambda: _count_done(b.id) >= b_jobs, 60, "tenant B's jobs",
                    check=worker.check)
+        cpu = _cpu_per_job(cpu0, _cpu(worker), a_jobs + b_jobs)
         _bad([a.id, b.id])
         a_span, b_waits = _orchestra_readings(a, b, since)
     finally:
         procs.stop(worker)
-    return _figures(a_span, b_waits)
+    return {**_figures(a_span, b_waits), "cpu": cpu}
 
 
 def admission_cost(settings: Settings, tenants_n: int = 10, backlog: int = 2000,

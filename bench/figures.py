@@ -291,6 +291,10 @@ def fairness_parts(r: dict) -> tuple[list[Row], list[Target]]:
             [fair["a_per_s"]], [unfair["a_per_s"]], note),
         Row(s, "A's throughput: fair vs raw Celery", "jobs/s",
             [fair["a_per_s"]], [raw["a_per_s"]], note),
+        Row(s, "CPU per job, all processes: fair vs unfair", "ms",
+            [sum(fair["cpu"].values())], [sum(unfair["cpu"].values())],
+            "worker {worker_ms:.1f} + Postgres {postgres_ms:.1f} + submitter {bench_ms:.1f} "
+            "(fair)".format(**fair["cpu"])),
         Row(s, "admission pass p50 (one job admitted)", "ms", [cost["pass"]["p50_ms"]], None,
             f"{cost['backlog']:,} waiting jobs of {cost['tenants']} tenants"),
         Row(s, "admission CPU per dispatched job: client", "ms", [cost["client_ms"]]),
