@@ -105,9 +105,23 @@ def transaction() -> Iterator[Connection]:
     cancelled at `statement_timeout` or `lock_timeout` (psycopg raises both as
     `OperationalError`: QueryCanceled, LockNotAvailable).
     """
-    try:
+    with _unavailable_on_failure():
         with engine().begin() as conn:
             yield conn
+
+
+def read_scalar(statement, params: dict | None = None):
+    """The one value of a read of one statement, outside a transaction (autocommit): one
+    round trip, where `transaction()` takes three (BEGIN, the statement, COMMIT)."""
+    with _unavailable_on_failure():
+        with engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return conn.execute(statement, params or {}).scalar_one()
+
+
+@contextmanager
+def _unavailable_on_failure() -> Iterator[None]:
+    try:
+        yield
     except OperationalError as exc:
         log.warning("database unavailable: %s", exc.orig)
         raise Unavailable("database", str(exc.orig).strip()) from exc

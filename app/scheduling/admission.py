@@ -22,7 +22,6 @@ The beat runs one every sweep besides, for jobs that became due and anything mis
 from __future__ import annotations
 
 import logging
-import math
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, text, update
@@ -56,17 +55,10 @@ SELECT nextval('admission_tickets') AS ticket,
 """).bindparams(key=LOCK_KEY)
 _LAST_TICKET = text("SELECT last_value FROM admission_tickets")
 
-# Slots held per tenant, and how many of them are not started yet (instant or not).
-_HELD = text(f"""
-SELECT tenant_id, count(*) AS holding,
-       count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)) AS ahead,
-       count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) AS ahead_instant
-FROM jobs WHERE {HOLDING} GROUP BY tenant_id
-""").bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)))
-
-# Per tenant with waiting jobs and room: those it may start now, in its order. Tenants with
-# waiting jobs are found by a loose scan of ix_jobs_unadmitted (one index probe each), not by
-# reading every waiting job.
+# The broker's room (`budget`: SCHEDULER_AHEAD less the admitted jobs not started, a shared
+# message of instant jobs counting as one), and per tenant with waiting jobs and room those
+# it may start now, in its order. Tenants with waiting jobs are found by a loose scan of
+# ix_jobs_unadmitted (one index probe each), not by reading every waiting job.
 _CANDIDATES = text(f"""
 WITH RECURSIVE waiting(tenant_id) AS (
     (SELECT tenant_id FROM jobs WHERE admitted_at IS NULL AND {WAITING}
@@ -77,7 +69,17 @@ WITH RECURSIVE waiting(tenant_id) AS (
             ORDER BY j.tenant_id LIMIT 1)
     FROM waiting w WHERE w.tenant_id IS NOT NULL
 ),
-held AS (SELECT * FROM unnest(:held_tenants, :held_counts) AS h(tenant_id, n)),
+held AS (
+    SELECT tenant_id, count(*) AS n,
+           count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)) AS ahead,
+           count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) AS instant
+    FROM jobs WHERE {HOLDING} GROUP BY tenant_id
+),
+budget AS (
+    SELECT (:ahead - coalesce(sum(ahead), 0)
+            - ceil(coalesce(sum(instant), 0) / CAST(:group AS numeric)))::int AS n
+    FROM held
+),
 room AS (
     SELECT t.id AS tenant_id,
            coalesce(t.weight, :weight) AS weight,
@@ -87,7 +89,7 @@ room AS (
     FROM waiting w JOIN tenants t ON t.id = w.tenant_id
     LEFT JOIN held h ON h.tenant_id = t.id
     WHERE NOT EXISTS (SELECT 1 FROM pauses p WHERE p.tenant_id = t.id AND p.kind IS NULL)
-      AND (:everyone OR t.id = ANY(:only))
+      AND (:everyone OR t.id = ANY(:only)) AND (SELECT n FROM budget) > 0
 ),
 looked AS (
     SELECT r.tenant_id, r.weight, r.holding, r.room, r.key_limit,
@@ -99,7 +101,8 @@ looked AS (
           AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = jobs.kind
                           AND (p.tenant_id IS NULL OR p.tenant_id = jobs.tenant_id))
         ORDER BY priority DESC, run_after, id
-        LIMIT CASE WHEN :short THEN least(:lookahead, r.room, :most) ELSE :lookahead END
+        LIMIT CASE WHEN :short THEN least(:lookahead, r.room, (SELECT n FROM budget) * :group)
+              ELSE :lookahead END
     ) j
     WHERE r.room > 0
 ),
@@ -128,21 +131,23 @@ fits AS (
 ),
 -- Per tenant: jobs looked at, jobs it could start, and how many of them fit their keys.
 summary AS (
-    SELECT l.tenant_id, count(*) AS looked, min(least(l.room, :most)) AS wanted,
+    SELECT l.tenant_id, count(*) AS looked,
+           min(least(l.room, (SELECT n FROM budget) * :group)) AS wanted,
            (SELECT count(*) FROM fits f WHERE f.tenant_id = l.tenant_id) AS fitting
     FROM looked l GROUP BY l.tenant_id
 )
 -- No tenant can start more than the whole budget: rows past it are not sent back.
 SELECT tenant_id, weight, holding, id, kind, run_after, nth,
-       NULL AS looked, NULL AS wanted, NULL AS fitting
-FROM fits WHERE nth <= least(room, :most) AND spent - cost < :budget
+       NULL AS looked, NULL AS wanted, NULL AS fitting, (SELECT n FROM budget) AS budget
+FROM fits
+WHERE nth <= least(room, (SELECT n FROM budget) * :group) AND spent - cost < (SELECT n FROM budget)
 UNION ALL
-SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, fitting FROM summary
+SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, fitting,
+       (SELECT n FROM budget)
+FROM summary
 ORDER BY tenant_id, nth
 """).bindparams(
-    bindparam("held_tenants", type_=ARRAY(UUID(as_uuid=True))),
     bindparam("only", type_=ARRAY(UUID(as_uuid=True))),
-    bindparam("held_counts", type_=ARRAY(Job.attempts.type)),
     bindparam("instant", type_=ARRAY(Job.kind.type)),
     bindparam("now", type_=Job.run_after.type),
 )
@@ -169,49 +174,38 @@ def choose(conn, now: datetime, settings: config.Settings) -> list:
     """The ids of the jobs to admit now, in fair order (the caller holds the lock)."""
     instant = _instant_kinds()
     group = settings.dispatch_group_max
-    held = conn.execute(_HELD, {"instant": instant}).all()
-    ahead = sum(r.ahead for r in held) + math.ceil(sum(r.ahead_instant for r in held) / group)
-    room = settings.scheduler_ahead - ahead
-    if room <= 0:
-        return []
     params = {
-        "held_tenants": [r.tenant_id for r in held],
-        "held_counts": [r.holding for r in held],
+        "ahead": settings.scheduler_ahead,
+        "group": group,
         "weight": settings.tenant_weight,
         "max_running": settings.tenant_max_running,
         "key_limit": settings.concurrency_key_limit,
         "lookahead": settings.scheduler_lookahead,
-        "most": room * group,
-        "budget": room,
         "instant": instant,
         "instant_cost": 1.0 / group,
         "now": now,
     }
-    queues = _candidates(conn, params, instant, group)
-    return pick(list(queues.values()), room)
-
-
-def _candidates(conn, params: dict, instant: list[str], group: int) -> dict:
-    """Each tenant's queue of jobs it may start now. First each tenant's head alone (as
-    many jobs as it could start); only a tenant whose head had jobs over their key's limit
-    is read again, as far as SCHEDULER_LOOKAHEAD, for the jobs behind them."""
     rows = conn.execute(_CANDIDATES, {**params, "short": True, "everyone": True, "only": []})
-    queues, again = _queues(rows, instant, group)
+    queues, again, budget = _queues(rows, instant, group)
     if again:
-        more, _ = _queues(conn.execute(_CANDIDATES, {**params, "short": False,
-                                                     "everyone": False, "only": again}),
-                          instant, group)
-        queues.update(more)
-    return queues
+        # Tenants whose head had jobs over their key's limit: read on, up to the lookahead.
+        rows = conn.execute(_CANDIDATES, {**params, "short": False, "everyone": False,
+                                          "only": again})
+        queues.update(_queues(rows, instant, group)[0])
+    return pick(list(queues.values()), budget)
 
 
-def _queues(rows, instant: list[str], group: int) -> tuple[dict, list]:
-    """`(queues by tenant, tenants whose head was cut short by keys)` from `_CANDIDATES`."""
+def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, int]:
+    """From `_CANDIDATES`: `(queues by tenant, tenants to read further, the broker's room)`.
+    Each tenant's head is read first, as many jobs as it could start; a tenant whose head
+    was all read and had jobs held back by their keys is read further."""
     queues: dict = {}
     again = []
+    budget = 0
     instant_cost = 1.0 / group
     for r in rows:
-        if r.id is None:  # a tenant's summary: its head was all read, and keys held some back
+        budget = r.budget
+        if r.id is None:  # a tenant's summary
             if r.looked >= r.wanted > r.fitting:
                 again.append(r.tenant_id)
             continue
@@ -220,7 +214,7 @@ def _queues(rows, instant: list[str], group: int) -> tuple[dict, list]:
             queue = queues[r.tenant_id] = TenantQueue(r.tenant_id, float(r.weight), r.holding)
         cost = instant_cost if r.kind in instant else 1.0
         queue.candidates.append(Candidate(r.id, r.run_after, cost))
-    return queues, again
+    return queues, again, budget
 
 
 def _pass(sendable: Sendable) -> tuple[int, int | None]:
@@ -250,7 +244,6 @@ def admit(sendable: Sendable) -> int:
         admitted += count
         if ticket is None:
             break
-        with db.transaction() as conn:
-            if conn.execute(_LAST_TICKET).scalar_one() <= ticket:
-                break
+        if db.read_scalar(_LAST_TICKET) <= ticket:
+            break
     return admitted
