@@ -36,3 +36,8 @@ logconfig_dict = {
 access_log_format = (
     '%(h)s "%(r)s" %(s)s %(b)s %(L)ss correlation_id=%({x-correlation-id}o)s'
 )
+
+# An idle keep-alive connection is closed after this long. Gunicorn's 2 s made a client that
+# reused a connection after about 2 s idle race the close and get a reset (seen in the e2e
+# tests); load balancers keep idle connections for 60 s, so the server keeps them longer.
+keepalive = 75

@@ -22,9 +22,11 @@ from api.schemas import (
     JobSchema,
     JobSubmitSchema,
     NoBodySchema,
+    OutputQuerySchema,
+    OutputSchema,
     SinceQuerySchema,
 )
-from app import batches, events, jobs
+from app import batches, events, jobs, output
 from app.events import plain
 from app.generators import all_generators
 from app.scheduling import reasons
@@ -154,6 +156,21 @@ def job_events(q: dict, job_id: str):
     at most 1,000) an answer; while `has_more`, ask again with `since=next_since`.
     """
     return jobs.job_events(current_tenant(), job_id, q["since"], q["limit"])
+
+
+@bp.get("/jobs/<job_id>/output")
+@bp.arguments(OutputQuerySchema, location="query")
+@bp.response(200, OutputSchema, description="the output so far")
+@bp.refuses(404, 422)
+def job_output(q: dict, job_id: str):
+    """A job's streamed output so far
+
+    The text (and JSON deltas) the job's latest attempt streamed, from `offset` (characters)
+    and `delta_offset` on; ask again with the answer's `offset` and `delta_offset` to read
+    on, until `done`. A retried job's output starts again with its new `attempt`. Live, the
+    same chunks arrive as `job.output.appended` events in the job's room.
+    """
+    return output.job_output(current_tenant(), job_id, q["offset"], q["delta_offset"])
 
 
 _ARTIFACT = {

@@ -168,6 +168,11 @@ JOB_EVENTS = [
 ]
 
 _NO_JOB = error("NOT_FOUND", "no such job")
+BAD_OFFSET = error(
+    "VALIDATION_ERROR",
+    "invalid request",
+    {"offset": ["Must be greater than or equal to 0 and less than or equal to 2147483647."]},
+)
 _BAD_PRIORITY = error(
     "VALIDATION_ERROR",
     "invalid request",
@@ -391,6 +396,29 @@ def jobs() -> dict:
                     "bad_since": example("A negative seq", BAD_SINCE),
                     "too_many": example("More than 1,000 a page", EVENTS_LIMIT_TOO_BIG),
                 },
+            },
+        },
+        ("get", "/api/v1/jobs/{job_id}/output"): {
+            "parameters": {
+                "offset": {"read_on": example("The first 17 characters were read", 17)},
+            },
+            "responses": {
+                "200": {
+                    "so_far": example(
+                        "A job still streaming: read on from offset 30",
+                        {"job_id": JOB_ID, "attempt": 1, "status": "processing", "done": False,
+                         "text": "A lighthouse at dusk, its beam", "offset": 30, "deltas": [],
+                         "delta_offset": 0},
+                    ),
+                    "whole": example(
+                        "The job ended: the output is whole",
+                        {"job_id": JOB_ID, "attempt": 1, "status": "completed", "done": True,
+                         "text": "A lighthouse at dusk, its beam sweeping the fog.",
+                         "offset": 48, "deltas": [], "delta_offset": 0},
+                    ),
+                },
+                "404": {"no_such_job": example("No such job for this tenant", _NO_JOB)},
+                "422": {"bad_offset": example("A negative offset", BAD_OFFSET)},
             },
         },
         ("get", "/api/v1/jobs/{job_id}/result"): {

@@ -163,6 +163,34 @@ class SinceQuerySchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_EVENTS_PAGE))
 
 
+class OutputQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1),
+                            metadata={"description": "text characters already read"})
+    delta_offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1),
+                                  metadata={"description": "deltas already read"})
+
+
+class OutputSchema(Schema):
+    job_id = fields.UUID(required=True)
+    attempt = fields.Integer(required=True,
+                             metadata={"description": "the attempt this output is of"})
+    status = fields.String(required=True)
+    done = fields.Boolean(required=True,
+                          metadata={"description": "the job ended: the output is whole"})
+    text = fields.String(required=True, metadata={"description": "the text from `offset` on"})
+    offset = fields.Integer(required=True,
+                            metadata={"description": "the text's length so far: the next "
+                                      "`offset`"})
+    deltas = fields.List(fields.Raw(), required=True,
+                         metadata={"description": "the deltas from `delta_offset` on"})
+    delta_offset = fields.Integer(required=True,
+                                  metadata={"description": "the deltas so far: the next "
+                                            "`delta_offset`"})
+
+
 class SubjectSchema(Schema):
     type = fields.String(required=True)
     id = fields.String(required=True)

@@ -441,6 +441,26 @@ class Settings(BaseSettings):
         "status for `/metrics`, which reads that count from Redis instead of scanning at every "
         "scrape.",
     )
+    output_flush_interval_s: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="A streamed output (`ctx.append`) is written at most this often (seconds) "
+        "per running job, as one `job.output.appended` event of what was appended meanwhile; "
+        "the first append is written at once.",
+    )
+    output_flush_bytes: int = Field(
+        4096,
+        ge=1,
+        description="A streamed output is written sooner than OUTPUT_FLUSH_INTERVAL_S once "
+        "this many bytes wait.",
+    )
+    max_output_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="The most a job's attempt may stream as output (text and deltas, UTF-8 "
+        "bytes); past it the attempt fails, `OUTPUT_TOO_LARGE`.",
+    )
     metrics_tenant_labels: bool = Field(
         False,
         description="Whether `/metrics` shows the scheduler's gauges per tenant (a `tenant` "

@@ -22,6 +22,7 @@ from app.models import AgentStatus, CommandName, CommandStatus, Event, EventCoun
 ENVELOPE_VERSION = "1.0"
 JOB_STATUS_UPDATED = "job.status.updated"
 JOB_PROGRESS_UPDATED = "job.progress.updated"
+JOB_OUTPUT_APPENDED = "job.output.appended"
 AGENT_CREATE_COMPLETED = "agent.create.completed"
 AGENT_UPDATE_COMPLETED = "agent.update.completed"
 AGENT_DELETE_COMPLETED = "agent.delete.completed"
@@ -81,6 +82,19 @@ EVENT_TYPES: dict[str, dict] = {
         },
         "required": ["job_id", "progress"],
     },
+    # A chunk of a run's streamed output (`app/output.py`): `text` starts at `offset`
+    # (characters) of the attempt's output, `deltas` at `delta_offset` of its deltas.
+    JOB_OUTPUT_APPENDED: _object(
+        {
+            "job_id": _UUID,
+            "attempt": {"type": "integer", "minimum": 1},
+            "offset": {"type": "integer", "minimum": 0},
+            "text": {"type": "string"},
+            "delta_offset": {"type": "integer", "minimum": 0},
+            "deltas": {"type": "array"},
+        },
+        ["job_id", "attempt", "offset", "text"],
+    ),
     AGENT_CREATE_COMPLETED: _object(
         {
             "agent_id": _UUID,

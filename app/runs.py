@@ -33,6 +33,7 @@ from app.generators import Cancelled, Held, Output, PermanentError, TransientErr
 from app.jobs import load, subject, transition
 from app.models import Job, JobStatus
 from app.outbox import unit_of_work
+from app.output import OutputStream
 from app.rows import JobRow
 from app.scheduling.reasons import PROVIDER_LIMITED
 from app.storable import NotStorable
@@ -92,6 +93,8 @@ class Run:
     # there, for `execute` to judge after the claim committed.
     outcome: JobStatus | None = field(default=None, repr=False)
     raised: Exception | None = field(default=None, repr=False)
+    # The output the generator streams (`app/output.py`), once it appends any.
+    output: OutputStream | None = field(default=None, repr=False)
 
     def _owned(self, conn, lock: bool) -> JobRow:
         job = load(conn, self.job_id, lock=lock)
@@ -136,6 +139,35 @@ class Run:
         if not self.in_claim and self._due(self.written_at):
             self._write_progress()
 
+    def append(self, text: str) -> None:
+        """Stream text as the job's output (coalesced, written by a thread of the run)."""
+        self._output().append(text)
+
+    def append_delta(self, value) -> None:
+        """Stream one JSON value as a delta of the job's structured output."""
+        self._output().append_delta(value)
+
+    def _output(self) -> OutputStream:
+        if self.in_claim:
+            raise RuntimeError("an instant generator streams no output")
+        if self.output is None:
+            settings = config.current()
+            self.output = OutputStream(self._write_output, settings.output_flush_interval_s,
+                                       settings.output_flush_bytes, settings.max_output_bytes)
+        return self.output
+
+    @_persist
+    def _write_output(self, chunk: dict) -> None:
+        """One chunk of output and its event (the output stream's thread)."""
+        with unit_of_work("worker") as uow:
+            job = self._owned(uow.conn, lock=True)
+            if job.cancel_requested:
+                raise Cancelled(self.job_id)
+            uow.record(subject(job), events.JOB_OUTPUT_APPENDED, self._chunk_payload(chunk))
+
+    def _chunk_payload(self, chunk: dict) -> dict:
+        return {"job_id": self.job_id, "attempt": self.attempt, **chunk}
+
     @_persist
     def _write_progress(self) -> None:
         with unit_of_work("worker") as uow:
@@ -149,13 +181,12 @@ class Run:
     def record_pending(self, uow, job: JobRow) -> None:
         """Write the pending progress and its event in the caller's transaction (the caller
         clears `pending` once it committed)."""
-        if self.pending is None:
-            return
-        uow.conn.execute(
-            update(Job)
-            .where(Job.id == job.id)
-            .values(progress=self.pending[0], heartbeat_at=_now(), updated_at=_now())
-        )
+        if self.pending is not None:
+            uow.conn.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(progress=self.pending[0], heartbeat_at=_now(), updated_at=_now())
+            )
         self.progress_event(uow, job)
 
     def progress_event(self, uow, job: JobRow) -> None:
@@ -164,14 +195,19 @@ class Run:
             uow.record(*event)
 
     def pending_events(self, job: JobRow) -> list[tuple[events.Subject, str, dict]]:
-        """The event of the pending progress, as `(subject, type, payload)`, if any."""
-        if self.pending is None:
-            return []
-        fraction, message = self.pending
-        payload = {"job_id": self.job_id, "progress": fraction}
-        if message:
-            payload["message"] = message
-        return [(subject(job), events.JOB_PROGRESS_UPDATED, payload)]
+        """The events of the output not yet written (its stream stopped first) and of the
+        pending progress, as `(subject, type, payload)`: an outcome's transaction writes
+        them before its status event."""
+        out = []
+        if self.output is not None and (chunk := self.output.stop()) is not None:
+            out.append((subject(job), events.JOB_OUTPUT_APPENDED, self._chunk_payload(chunk)))
+        if self.pending is not None:
+            fraction, message = self.pending
+            payload = {"job_id": self.job_id, "progress": fraction}
+            if message:
+                payload["message"] = message
+            out.append((subject(job), events.JOB_PROGRESS_UPDATED, payload))
+        return out
 
     @_persist
     def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
@@ -451,6 +487,7 @@ def cancelled(run: Run) -> None:
     """The generator stopped at a checkpoint because the job was cancelled."""
     with unit_of_work("worker") as uow:
         job = run._owned(uow.conn, lock=True)
+        run.progress_event(uow, job)  # the output it streamed up to the cancel
         transition(uow, job, JobStatus.CANCELLED, run_id=None)
 
 
@@ -507,7 +544,11 @@ def _produce(run: Run) -> Output:
     if run.raised is not None:
         raised, run.raised = run.raised, None
         raise raised
-    return generators.get(run.kind).run(run.params, run)
+    try:
+        return generators.get(run.kind).run(run.params, run)
+    finally:
+        if run.output is not None:
+            run.output.stop()  # its pending rest goes with the outcome
 
 
 def _refused(run: Run, exc: StatementError, what: str) -> str:

@@ -65,6 +65,14 @@ class Context(Protocol):
     def check_cancelled(self) -> None:
         """Raise `Cancelled` if the job was cancelled since the last check."""
 
+    def append(self, text: str) -> None:
+        """Stream text as the job's output: coalesced into `job.output.appended` events,
+        written and published while the run goes on (`app/output.py`). Raises `Cancelled`
+        once a write found the job cancelled."""
+
+    def append_delta(self, value) -> None:
+        """Stream one JSON value as a delta of the job's structured output."""
+
     def circuit_changed(self, service: str, previous: str, current: str, failures: int) -> None:
         """Record a `circuit_breaker.state.changed` event that this run's call caused."""
 
