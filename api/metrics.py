@@ -116,6 +116,10 @@ QUEUES = (*TENANT_QUEUES, *SYSTEM_QUEUES)
 _HISTOGRAMS = {
     "job_run_seconds": "Run time of job attempts (generator start to outcome committed)",
     "job_queue_wait_seconds": "Time a job attempt waited between due and started",
+    "chat_time_to_first_token_seconds": "The chat generator's time from its request to the "
+    "first token of the reply",
+    "chat_tokens_per_second": "The chat generator's completion tokens a second, after the "
+    "first",
 }
 
 
@@ -127,6 +131,7 @@ class CountersCollector:
             client = pubsub.client()
             histograms = {m: telemetry.read_histograms(client, m) for m in _HISTOGRAMS}
             published = telemetry.read_counter(client, telemetry.EVENTS_PUBLISHED)
+            tokens = telemetry.read_counter(client, telemetry.CHAT_TOKENS)
         except redis.RedisError as exc:
             log.warning("metrics: redis unavailable: %s", exc)
             return
@@ -142,6 +147,11 @@ class CountersCollector:
         for event_type, n in sorted(published.items()):
             counter.add_metric([event_type], n)
         yield counter
+        chat = CounterMetricFamily("orchestra_chat_tokens", "Tokens of the chat generator's "
+                                   "calls, by type (prompt, completion)", labels=["type"])
+        for kind, n in sorted(tokens.items()):
+            chat.add_metric([kind], n)
+        yield chat
 
 
 # The scheduler's gauges: (name, help, the Redis metric, the label of the last part).

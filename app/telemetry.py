@@ -37,8 +37,17 @@ INF = math.inf
 # a backlog of minutes.
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, INF)
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, INF)
-HISTOGRAMS = {"job_run_seconds": RUN_BUCKETS, "job_queue_wait_seconds": WAIT_BUCKETS}
+# The `chat` generator's replies: time to its first token, and tokens a second after it.
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 120, INF)
+TOKEN_RATE_BUCKETS = (1, 5, 10, 25, 50, 100, 200, 500, 1000, INF)
+HISTOGRAMS = {
+    "job_run_seconds": RUN_BUCKETS,
+    "job_queue_wait_seconds": WAIT_BUCKETS,
+    "chat_time_to_first_token_seconds": TTFT_BUCKETS,
+    "chat_tokens_per_second": TOKEN_RATE_BUCKETS,
+}
 EVENTS_PUBLISHED = "events_published"
+CHAT_TOKENS = "chat_tokens"  # prompt, completion
 # The counts the sweep refreshes: {"<a>|<b>": n} and `_at`, when they were counted.
 JOB_COUNTS = "job_counts"  # kind|status
 COMMAND_COUNTS = "command_counts"  # command|status
@@ -99,6 +108,24 @@ def attempt_values(due_at: datetime, started_at: datetime, ran_s: float | None) 
 def job_attempt(kind: str, due_at: datetime, started_at: datetime, ran_s: float | None):
     """Count an attempt of a job of `kind` (`attempt_values`) in its own round trip."""
     observe(kind, **attempt_values(due_at, started_at, ran_s))
+
+
+def chat_reply(ttft_s: float | None, tokens_per_s: float | None, usage: dict | None) -> None:
+    """Count one `chat` reply: its time to first token, its rate, its tokens by type."""
+    values = {}
+    if ttft_s is not None:
+        values["chat_time_to_first_token_seconds"] = max(0.0, ttft_s)
+    if tokens_per_s is not None:
+        values["chat_tokens_per_second"] = max(0.0, tokens_per_s)
+    try:
+        pipe = pubsub.client().pipeline(transaction=True)
+        add_observation(pipe, "chat", values)
+        for kind in ("prompt", "completion"):
+            if (usage or {}).get(f"{kind}_tokens"):
+                pipe.hincrby(key(CHAT_TOKENS), kind, usage[f"{kind}_tokens"])
+        pipe.execute()
+    except (redis.RedisError, RuntimeError) as exc:
+        log.warning("metrics: a chat reply not counted: %s", exc)
 
 
 def read_histograms(client: redis.Redis, metric: str) -> dict[str, tuple[list, float]]:

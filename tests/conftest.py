@@ -25,7 +25,30 @@ def gen_service_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def base_settings(run_name, gen_service_port):
+def llm_port() -> int:
+    """The port of this run's fake OpenAI-compatible chat server (also in HTTP_PRIVATE_HOSTS)."""
+    return sandbox.free_port()
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server(llm_port):
+    """The fake chat server (`tests/support/fake_llm.py`), one process for the run."""
+    from tests.support.fake_llm import FakeLLM
+
+    server = FakeLLM(llm_port).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server):
+    """The fake chat server, behaving and with no calls seen, for one test."""
+    fake_llm_server.reset()
+    return fake_llm_server
+
+
+@pytest.fixture(scope="session")
+def base_settings(run_name, gen_service_port, llm_port):
     """Settings pointing at this run's own database, Redis db and channel prefix."""
     database_url = isolation.create_database(f"orchestra_test_{run_name}")
     redis_url = sandbox.claim_redis_db(isolation.BASE_REDIS_URL, run_name)
@@ -40,7 +63,7 @@ def base_settings(run_name, gen_service_port):
         worker_lost_redelivery_s=6.0,
         # Tests poll hard; the limit itself is tested with an app of its own.
         rate_limit="100000/minute",
-        http_private_hosts=f"127.0.0.1:{gen_service_port}",
+        http_private_hosts=f"127.0.0.1:{gen_service_port},127.0.0.1:{llm_port}",
         auth_fail_limit="100000/minute",
         # /metrics serves counts the sweep refreshes; tests wait for them, briefly.
         metrics_counts_interval_s=0.5,

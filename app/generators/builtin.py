@@ -1,10 +1,11 @@
-"""The built-in generators: `echo`, `sleep`, `fail`, `http` and `image`."""
+"""The built-in generators: `echo`, `sleep`, `fail`, `http`, `chat` and `image`."""
 
 from __future__ import annotations
 
 import json
 
 from app.generators.base import Context, Output, PermanentError, TransientError, register, wait
+from app.generators.chat import Chat
 from app.generators.http import Http
 from app.generators.image import ImageGenerator
 
@@ -74,5 +75,5 @@ class Fail:
         return Output(result={"attempts": ctx.attempt})
 
 
-for _gen in (Echo(), Sleep(), Fail(), Http(), ImageGenerator()):
+for _gen in (Echo(), Sleep(), Fail(), Http(), Chat(), ImageGenerator()):
     register(_gen)

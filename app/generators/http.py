@@ -170,7 +170,7 @@ def _call(ctx: Context, method: str, url: str, payload=None) -> dict:
     """
     host = netguard.service_name(url)
     if method == "POST":
-        _room_for_job(host)
+        room_for_job(host)
     else:
         _room_for_poll(ctx, host)
     changes: list = []
@@ -205,7 +205,7 @@ def _room(host: str) -> tuple[str, float]:
     return "", 0.0
 
 
-def _room_for_job(host: str) -> None:
+def room_for_job(host: str) -> None:
     """A job's first call: without room, the job waits in Postgres (`Held`), no slot held."""
     why, wait_s = _room(host)
     if why:
@@ -273,8 +273,8 @@ def _request(method: str, url: str, payload, job_id: str) -> dict:
     """
     headers = {"Idempotency-Key": job_id} if method == "POST" else {}
     for _ in range(MAX_REDIRECTS + 1):
-        _check_target(url)
-        with _send(method, url, payload, headers) as resp:
+        check_target(url)
+        with send(method, url, payload, headers) as resp:
             location = resp.headers.get("Location")
             if resp.status_code not in REDIRECTS or not location:
                 return _answer(f"{method} {netguard.redact(url)}", resp,
@@ -288,7 +288,7 @@ def _request(method: str, url: str, payload, job_id: str) -> dict:
     )
 
 
-def _send(method: str, url: str, payload, headers: dict) -> requests.Response:
+def send(method: str, url: str, payload, headers: dict) -> requests.Response:
     """Send one request through the checked session; the answer is streamed, not yet read."""
     settings = config.current()
     timeout = (settings.http_connect_timeout_s, settings.http_read_timeout_s)
@@ -303,8 +303,9 @@ def _send(method: str, url: str, payload, headers: dict) -> requests.Response:
         raise TransientError(f"{method} {netguard.redact(url)}: {type(exc).__name__}") from exc
 
 
-def _answer(where: str, resp: requests.Response, host: str) -> dict:
-    """The service's JSON object, or the failure (or the wait) its answer means."""
+def raise_for_answer(where: str, resp: requests.Response, host: str) -> None:
+    """Raise what an answer that is not a success means: a 429 or 503 with `Retry-After`
+    holds the host (`Held`), other 429s and 5xx are transient, other 4xx permanent."""
     if resp.status_code in (429, 503):
         wait_s = retry_after_s(resp.headers.get("Retry-After"))
         if wait_s is not None:
@@ -312,9 +313,14 @@ def _answer(where: str, resp: requests.Response, host: str) -> dict:
             raise Held(f"{where}: HTTP {resp.status_code}, Retry-After {wait_s:g} s", wait_s)
     if resp.status_code == 429 or resp.status_code >= 500:
         raise TransientError(f"{where}: HTTP {resp.status_code}")
-    body = _read(where, resp)
     if resp.status_code >= 400:
-        raise PermanentError(f"{where}: HTTP {resp.status_code}: {excerpt(body)}")
+        raise PermanentError(f"{where}: HTTP {resp.status_code}: {excerpt(_read(where, resp))}")
+
+
+def _answer(where: str, resp: requests.Response, host: str) -> dict:
+    """The service's JSON object, or the failure (or the wait) its answer means."""
+    raise_for_answer(where, resp, host)
+    body = _read(where, resp)
     try:
         answer = json.loads(body)
     except ValueError:
@@ -360,7 +366,7 @@ def _refused(url: str, exc: netguard.AddressNotAllowed) -> PermanentError:
     return PermanentError(f"{exc.target}: {exc.reason}", code="ADDRESS_NOT_ALLOWED")
 
 
-def _check_target(url: str) -> None:
+def check_target(url: str) -> None:
     """Refuse a URL outside `HTTP_ALLOWED_HOSTS` or whose host has a refused address."""
     if not isinstance(url, str) or not re.match(URL_PATTERN, url):  # a service's poll_url, say
         raise PermanentError("not a valid http(s) URL (whitespace or control characters?)")

@@ -45,14 +45,17 @@ MAX_ROUNDS = 20
 _JOB = Job.__table__
 WAITING = "status IN ('queued','retrying')"
 HOLDING = "admitted_at IS NOT NULL AND status IN ('queued','retrying','processing')"
+# The slots a tenant's holding jobs take: an instant job (`echo`) takes 1/DISPATCH_GROUP_MAX
+# of one (that many share a message and run in one transaction, one worker slot).
+HOLDING_COST = ("count(*) FILTER (WHERE NOT kind = ANY(:instant)) + count(*) FILTER "
+                "(WHERE kind = ANY(:instant)) / CAST(:group AS numeric)")
 
-# The lock is only tried when some job waits for admission (one probe of ix_jobs_unadmitted):
-# most callers, a job's end with nothing behind it, stop there. `locked` is null then.
-_TICKET_AND_LOCK = text(f"""
-SELECT nextval('admission_tickets') AS ticket,
-       CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE admitted_at IS NULL AND {WAITING})
-            THEN pg_try_advisory_xact_lock(:key) END AS locked
-""").bindparams(key=LOCK_KEY)
+# Whether any job waits for admission: one probe of ix_jobs_unadmitted, in one round trip
+# (autocommit). Most callers, a job's end with nothing behind it, stop there.
+_ANY_WAITING = text(f"SELECT EXISTS (SELECT 1 FROM jobs WHERE admitted_at IS NULL AND {WAITING})")
+_TICKET_AND_LOCK = text(
+    "SELECT nextval('admission_tickets') AS ticket, pg_try_advisory_xact_lock(:key) AS locked"
+).bindparams(key=LOCK_KEY)
 _LAST_TICKET = text("SELECT last_value FROM admission_tickets")
 
 # The broker's room (`budget`: SCHEDULER_AHEAD less the admitted jobs not started, a shared
@@ -70,7 +73,7 @@ WITH RECURSIVE waiting(tenant_id) AS (
     FROM waiting w WHERE w.tenant_id IS NOT NULL
 ),
 held AS (
-    SELECT tenant_id, count(*) AS n,
+    SELECT tenant_id, {HOLDING_COST} AS n,
            count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)) AS ahead,
            count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) AS instant
     FROM jobs WHERE {HOLDING} GROUP BY tenant_id
@@ -101,7 +104,8 @@ looked AS (
           AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = jobs.kind
                           AND (p.tenant_id IS NULL OR p.tenant_id = jobs.tenant_id))
         ORDER BY priority DESC, run_after, id
-        LIMIT CASE WHEN :short THEN least(:lookahead, r.room, (SELECT n FROM budget) * :group)
+        LIMIT CASE WHEN :short THEN least(:lookahead, ceil(r.room * :group)::int,
+                                          (SELECT n FROM budget) * :group)
               ELSE :lookahead END
     ) j
     WHERE r.room > 0
@@ -132,15 +136,14 @@ fits AS (
 -- Per tenant: jobs looked at, jobs it could start, and how many of them fit their keys.
 summary AS (
     SELECT l.tenant_id, count(*) AS looked,
-           min(least(l.room, (SELECT n FROM budget) * :group)) AS wanted,
+           min(least(ceil(l.room * :group)::int, (SELECT n FROM budget) * :group)) AS wanted,
            (SELECT count(*) FROM fits f WHERE f.tenant_id = l.tenant_id) AS fitting
     FROM looked l GROUP BY l.tenant_id
 )
 -- No tenant can start more than the whole budget: rows past it are not sent back.
 SELECT tenant_id, weight, holding, id, kind, run_after, nth,
        NULL AS looked, NULL AS wanted, NULL AS fitting, (SELECT n FROM budget) AS budget
-FROM fits
-WHERE nth <= least(room, (SELECT n FROM budget) * :group) AND spent - cost < (SELECT n FROM budget)
+FROM fits WHERE spent - cost < least(room, (SELECT n FROM budget))
 UNION ALL
 SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, fitting,
        (SELECT n FROM budget)
@@ -165,14 +168,25 @@ _ADMIT = (
 )
 
 
-def _instant_kinds() -> list[str]:
+_SLOTS_TAKEN = text(f"SELECT {HOLDING_COST} FROM jobs WHERE tenant_id = :tenant AND {HOLDING}"
+                    ).bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)))
+
+
+def slots_taken(conn, tenant_id) -> float:
+    """The slots the tenant's holding jobs take (instant ones a share of one each)."""
+    group = config.current().dispatch_group_max
+    return float(conn.execute(_SLOTS_TAKEN, {"tenant": tenant_id, "instant": instant_kinds(),
+                                             "group": group}).scalar_one())
+
+
+def instant_kinds() -> list[str]:
     return [name for name, g in generators.all_generators().items()
             if getattr(g, "instant", False)]
 
 
 def choose(conn, now: datetime, settings: config.Settings) -> list:
     """The ids of the jobs to admit now, in fair order (the caller holds the lock)."""
-    instant = _instant_kinds()
+    instant = instant_kinds()
     group = settings.dispatch_group_max
     params = {
         "ahead": settings.scheduler_ahead,
@@ -211,7 +225,8 @@ def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, int]:
             continue
         queue = queues.get(r.tenant_id)
         if queue is None:
-            queue = queues[r.tenant_id] = TenantQueue(r.tenant_id, float(r.weight), r.holding)
+            queue = queues[r.tenant_id] = TenantQueue(r.tenant_id, float(r.weight),
+                                                      float(r.holding))
         cost = instant_cost if r.kind in instant else 1.0
         queue.candidates.append(Candidate(r.id, r.run_after, cost))
     return queues, again, budget
@@ -222,7 +237,7 @@ def _pass(sendable: Sendable) -> tuple[int, int | None]:
     now = datetime.now(UTC)
     with unit_of_work("scheduler") as uow:
         ticket, locked = uow.conn.execute(_TICKET_AND_LOCK).one()
-        if not locked:  # another pass holds the lock, or nothing waits
+        if not locked:
             return 0, None
         ids = choose(uow.conn, now, config.current())
         if not ids:
@@ -238,6 +253,8 @@ def _pass(sendable: Sendable) -> tuple[int, int | None]:
 def admit(sendable: Sendable) -> int:
     """Run admission passes until no ticket was drawn after the last one's (or another
     process holds the lock); how many jobs were admitted."""
+    if not db.read_scalar(_ANY_WAITING):
+        return 0  # a job made after this read asks for a pass of its own
     admitted = 0
     for _ in range(MAX_ROUNDS):
         count, ticket = _pass(sendable)

@@ -12,9 +12,12 @@ Each count reads the jobs that hold or wait (partial indexes), never the finishe
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from app import config
+from app.models import Job
+from app.scheduling import admission
 from app.scheduling.reasons import PROVIDER_LIMITED
 
 # The metrics in Redis, each `{"<tenant>|<label>": n}`.
@@ -41,7 +44,8 @@ FROM live l JOIN tenants t ON t.id = l.tenant_id
 
 _WAITING = text(f"""
 WITH held AS (
-    SELECT tenant_id, count(*) AS n FROM jobs WHERE {_HOLDING} GROUP BY tenant_id
+    SELECT tenant_id, {admission.HOLDING_COST} AS n FROM jobs WHERE {_HOLDING}
+    GROUP BY tenant_id
 ),
 key_held AS (
     SELECT tenant_id, concurrency_key, count(*) AS n FROM jobs
@@ -64,7 +68,7 @@ LEFT JOIN concurrency_limits cl
     ON cl.tenant_id = j.tenant_id AND cl.concurrency_key = j.concurrency_key
 WHERE j.admitted_at IS NULL AND j.{_WAIT}
 GROUP BY 1, 2
-""")
+""").bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)))
 
 _KEYS = text(f"""
 WITH k AS (
@@ -94,7 +98,8 @@ def counts(conn) -> dict[str, dict[str, int]]:
                   f"{r.name}|waiting": r.waiting}
         limits[f"{r.name}|max_running"] = r.max_running
     waiting = {f"{r.name}|{r.reason}": r.n for r in conn.execute(
-        _WAITING, {**defaults, "provider_limited": PROVIDER_LIMITED})}
+        _WAITING, {**defaults, "provider_limited": PROVIDER_LIMITED,
+                   "instant": admission.instant_kinds(), "group": settings.dispatch_group_max})}
     keys = {}
     for r in conn.execute(_KEYS, defaults):
         keys |= {f"{r.name}|busy": r.busy, f"{r.name}|at_limit": r.at_limit}

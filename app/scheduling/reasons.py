@@ -17,17 +17,16 @@ from app import db, jobs
 from app.events import iso
 from app.models import ConcurrencyLimit, Job, JobStatus
 from app.rows import JobRow
-from app.scheduling import limits, pauses
+from app.scheduling import admission, limits, pauses
 from app.tenants import TenantRef
 
 PROVIDER_LIMITED = "PROVIDER_LIMITED"  # the error code of a hold (app/runs.py)
 _WAITING = (JobStatus.QUEUED, JobStatus.RETRYING)
 
 
-def _holding(conn, tenant_id, key: str | None = None) -> int:
-    q = select(func.count()).select_from(Job).where(Job.tenant_id == tenant_id, *limits.HOLDING)
-    if key is not None:
-        q = q.where(Job.concurrency_key == key)
+def _holding(conn, tenant_id, key: str) -> int:
+    q = select(func.count()).select_from(Job).where(
+        Job.tenant_id == tenant_id, Job.concurrency_key == key, *limits.HOLDING)
     return conn.execute(q).scalar_one()
 
 
@@ -55,10 +54,10 @@ def waiting_reason(conn, job: JobRow, now: datetime | None = None) -> dict | Non
     if pauses.matching(conn, job.tenant_id, job.kind):
         return {"code": "paused", "message": f"paused ({job.kind} or this tenant's work)"}
     tenant = limits.of_tenant(conn, job.tenant_id)
-    running = _holding(conn, job.tenant_id)
+    running = admission.slots_taken(conn, job.tenant_id)
     if running >= tenant.max_running:
         return {"code": "tenant_limit", "running": running, "limit": tenant.max_running,
-                "message": f"the tenant runs {running} of {tenant.max_running} jobs"}
+                "message": f"the tenant runs {running:g} of {tenant.max_running} slots"}
     if job.concurrency_key is not None:
         limit = _key_limit(conn, job, tenant.key_limit)
         held = _holding(conn, job.tenant_id, job.concurrency_key)

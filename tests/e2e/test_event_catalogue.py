@@ -72,10 +72,16 @@ def service_url(gen_service_port):
     server.server_close()
 
 
-def run_jobs(client, service_url: str) -> None:
+def chat_params(llm_base_url: str) -> dict:
+    return {"base_url": llm_base_url, "model": "fake-1",
+            "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 8}
+
+
+def run_jobs(client, service_url: str, llm_base_url: str) -> None:
     """Jobs of every built-in kind, ending every way a job can end."""
     done = [
         client.submit("echo", {"x": 1}, card_id="card-1"),
+        client.submit("chat", chat_params(llm_base_url)),
         client.submit("sleep", {"seconds": 0.2, "steps": 2}),
         client.submit("http", {"url": service_url, "payload": {"prompt": "a cat"}}),
         client.submit("fail", {"message": "twice", "transient": True, "times": 1}),
@@ -94,7 +100,7 @@ def run_jobs(client, service_url: str) -> None:
     client.wait_status(running["id"], "cancelled")
 
 
-def run_agents(client) -> None:
+def run_agents(client, llm_base_url: str) -> None:
     """An agent's whole life, and executions that complete and fail."""
     echo = client.post("/api/v1/agents", {"name": "speaker", "type": "echo"}).json()
     aid = echo["id"]
@@ -109,6 +115,7 @@ def run_agents(client) -> None:
     gen = client.post("/api/v1/agents", {"name": "painter", "type": "generator"}).json()["id"]
     assert wait_command(client, gen, command(client, gen, "start"))["status"] == "completed"
     for kind, params, outcome in [("echo", {"a": 1}, "completed"),
+                                  ("chat", chat_params(llm_base_url), "completed"),
                                   ("fail", {"message": "bad"}, "failed")]:
         cmd = command(client, gen, "execute", capability="generate",
                       input={"kind": kind, "params": params})
@@ -119,10 +126,10 @@ def run_agents(client) -> None:
 
 
 def test_every_event_of_a_full_run_validates_against_the_catalogue(
-    stack, client, tenant, service_url
+    stack, client, tenant, service_url, fake_llm
 ):
-    run_jobs(client, service_url)
-    run_agents(client)
+    run_jobs(client, service_url, fake_llm.base_url)
+    run_agents(client, fake_llm.base_url)
     catalogue = {
         item["event_type"]: Draft202012Validator(
             item["schema"], format_checker=Draft202012Validator.FORMAT_CHECKER

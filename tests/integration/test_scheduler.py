@@ -91,7 +91,7 @@ def test_a_tenant_holds_no_more_slots_than_its_limit_and_the_next_waits_for_one(
     ids = submit(t, 6)
     assert admitted(ids) == ids[:3]
     assert reason(t, ids[3]) == {"code": "tenant_limit", "running": 3, "limit": 3,
-                                 "message": "the tenant runs 3 of 3 jobs"}
+                                 "message": "the tenant runs 3 of 3 slots"}
     assert reason(t, ids[0])["code"] == "dispatched"
     start(ids[0])
     end(ids[0])  # its slot is free: the pass after the end admits the next, in order
@@ -100,9 +100,17 @@ def test_a_tenant_holds_no_more_slots_than_its_limit_and_the_next_waits_for_one(
 
 def test_only_admitted_jobs_reach_the_broker(celery):  # noqa: F811
     t = new_tenant(max_running=2)
-    ids = submit(t, 5, kind="echo")
+    ids = submit(t, 5)
     held = broker.held_row_ids(redis.Redis.from_url(config.current().redis_url), ["jobs"])
     assert {str(i) for i in ids} & held == {str(i) for i in ids[:2]}
+
+
+def test_an_instant_job_takes_a_share_of_a_slot():
+    # DISPATCH_GROUP_MAX instant jobs share a message and one transaction: one worker slot.
+    t = new_tenant(max_running=1)
+    ids = submit(t, config.current().dispatch_group_max + 3, kind="echo")
+    assert admitted(ids) == ids[: config.current().dispatch_group_max]
+    assert reason(t, ids[-1])["code"] == "tenant_limit"
 
 
 def test_another_tenants_next_job_goes_before_a_backlog_as_soon_as_a_slot_frees():

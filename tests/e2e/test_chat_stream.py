@@ -1,0 +1,85 @@
+"""A chat reply streamed end to end: the HTTP API, two workers, the relay and a real
+Socket.IO client, against the fake OpenAI-compatible server in its own process."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_resilience import running_worker_pid
+from tests.support.sio import EventClient
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.e2e
+
+OUTPUT = "job.output.appended"
+
+
+def chat(client, fake_llm, tokens: int, **fields) -> dict:
+    return client.submit("chat", {"base_url": fake_llm.base_url, "model": "fake-1",
+                                  "messages": [{"role": "user", "content": "Go on."}],
+                                  "max_tokens": tokens}, **fields)
+
+
+def words(n: int, start: int = 0) -> str:
+    return "".join(f"tok{i} " for i in range(start, n))
+
+
+def text_of(envelopes: list[dict], attempt: int) -> str:
+    return "".join(e["payload"]["text"] for e in envelopes
+                   if e["event_type"] == OUTPUT and e["payload"]["attempt"] == attempt)
+
+
+def test_a_client_that_joins_late_and_one_that_reconnects_each_get_every_chunk_once(
+    stack, client, tenant, fake_llm
+):
+    fake_llm.control(rate=40)
+    relay = stack.url(stack.procs_named("relay")[0])
+    early = EventClient(relay, tenant[0])
+    try:
+        job = chat(client, fake_llm, 60)
+        early.subscribe(f"job:{job['id']}")
+        wait_until(lambda: len(text_of(early.of(job["id"]), 1)) >= len(words(10)), 20, 0.05,
+                   "ten tokens live")
+        early.close()  # gone mid-stream; back below with the last seq it saw
+        last_seq = max(e["seq"] for e in early.of(job["id"]))
+        client.wait_status(job["id"], "completed", timeout=30)
+        back = EventClient(relay, tenant[0])
+        late = EventClient(stack.url(stack.procs_named("relay")[-1]), tenant[0])
+        try:
+            back.subscribe(f"job:{job['id']}", since=last_seq)
+            late.subscribe(f"job:{job['id']}", since=0)
+            back.wait_for_status(job["id"], "completed")
+            late.wait_for_status(job["id"], "completed")
+            seen = early.of(job["id"]) + back.of(job["id"])
+            seqs = [e["seq"] for e in seen]
+            assert seqs == sorted(set(seqs))  # each once, in order
+            assert text_of(seen, 1) == words(60) == text_of(late.of(job["id"]), 1)
+        finally:
+            back.close()
+            late.close()
+    finally:
+        early.close()
+    answer = client.get(f"/api/v1/jobs/{job['id']}/output").json()
+    assert answer["text"] == words(60) and answer["done"] is True
+    assert client.job(job["id"])["result"]["text"] == words(60)
+
+
+def test_a_worker_killed_mid_stream_reruns_and_the_output_is_the_new_attempts(
+    stack, client, tenant, fake_llm
+):
+    fake_llm.control(rate=20)
+    job = chat(client, fake_llm, 80, max_retries=2)
+    wait_until(lambda: len(client.get(f"/api/v1/jobs/{job['id']}/output").json()["text"])
+               >= len(words(5)), 30, 0.1, "some output")
+    victim_pid = int(running_worker_pid(client, job["id"]))
+    stack.kill(next(p for p in stack.procs_named("worker") if p.popen.pid == victim_pid))
+    stack.start("worker")
+    fake_llm.control(rate=400)
+    done = client.wait_status(job["id"], {"completed", "failed"}, timeout=90)
+    assert done["status"] == "completed" and done["attempts"] == 2
+    answer = client.get(f"/api/v1/jobs/{job['id']}/output").json()
+    assert answer["attempt"] == 2 and answer["text"] == words(80)  # never a mix of the two
+    events = client.get(f"/api/v1/jobs/{job['id']}/events?limit=1000").json()["items"]
+    first = text_of(events, 1)
+    assert first and words(80).startswith(first) and first != words(80)
+    assert text_of(events, 2) == words(80) == done["result"]["text"]
