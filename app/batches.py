@@ -101,5 +101,5 @@ def submit_batch(
                          events.JOB_STATUS_UPDATED)
         if any(job.id in made and jobs.countdown_s(item) <= 0
                for job, item in zip(out, items, strict=True)):
-            uow.after_commit(jobs.admit)
+            uow.after_commit(jobs.admit_soon)
     return out, replayed

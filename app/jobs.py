@@ -393,8 +393,14 @@ JOB_RUN = outbox.register(
 
 def admit() -> int:
     """Give free slots to waiting jobs and send them (`app/scheduling/admission.py`); how
-    many were admitted. Asked for after a transaction that made a job wait or freed a slot."""
+    many were admitted (the beat's sweep, the CLI)."""
     return admission.admit(JOB_RUN)
+
+
+def admit_soon() -> None:
+    """Ask this process's admitter for a pass: after a transaction that made a job wait or
+    freed a slot (an after-commit callback; the caller does not wait for it)."""
+    admission.request(JOB_RUN)
 
 
 # `hook(uow, job)` for every job that reaches a terminal status, in that transaction. What
@@ -468,11 +474,11 @@ def _record_move(uow: UnitOfWork, previous: JobStatus, new: JobRow) -> None:
 
 def _terminal_hooks(uow: UnitOfWork, job: JobRow) -> None:
     if job.status in TERMINAL:
-        uow.after_commit(admit)  # its slot is free
+        uow.after_commit(admit_soon)  # its slot is free
         for hook in _ON_TERMINAL:
             hook(uow, job)
     elif job.admitted_at is None:  # waits again (a retry, a hold): its slot is free
-        uow.after_commit(admit)
+        uow.after_commit(admit_soon)
 
 
 def _timeout_s(req: dict, settings: config.Settings) -> tuple[float, list[str]]:
@@ -547,7 +553,7 @@ def create(
     job = JobRow.of(row, tenant=tenant.name)
     uow.record(subject(job), events.JOB_STATUS_UPDATED, queued_payload(job))
     if countdown_s(req) <= 0:
-        uow.after_commit(admit)
+        uow.after_commit(admit_soon)
     return job, True
 
 

@@ -21,7 +21,10 @@ The beat runs one every sweep besides, for jobs that became due and anything mis
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, text, update
@@ -104,9 +107,8 @@ looked AS (
           AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.kind = jobs.kind
                           AND (p.tenant_id IS NULL OR p.tenant_id = jobs.tenant_id))
         ORDER BY priority DESC, run_after, id
-        LIMIT CASE WHEN :short THEN least(:lookahead, ceil(r.room * :group)::int,
-                                          (SELECT n FROM budget) * :group)
-              ELSE :lookahead END
+        LIMIT CASE WHEN :short THEN least(:lookahead, ceil(r.room)::int, (SELECT n FROM budget))
+              ELSE :deep END
     ) j
     WHERE r.room > 0
 ),
@@ -119,7 +121,8 @@ keys_held AS (
 keyed AS (
     SELECT l.*, row_number() OVER (PARTITION BY l.tenant_id, l.concurrency_key
                                    ORDER BY l.priority DESC, l.run_after, l.id) AS nth_of_key,
-           CASE WHEN l.kind = ANY(:instant) THEN :instant_cost ELSE 1.0 END AS cost
+           CASE WHEN l.kind = ANY(:instant) THEN 1 / CAST(:group AS numeric) ELSE 1 END
+               AS cost
     FROM looked l
 ),
 fits AS (
@@ -136,17 +139,22 @@ fits AS (
 -- Per tenant: jobs looked at, jobs it could start, and how many of them fit their keys.
 summary AS (
     SELECT l.tenant_id, count(*) AS looked,
-           min(least(ceil(l.room * :group)::int, (SELECT n FROM budget) * :group)) AS wanted,
-           (SELECT count(*) FROM fits f WHERE f.tenant_id = l.tenant_id) AS fitting
+           min(least(ceil(l.room)::int, (SELECT n FROM budget))) AS wanted,
+           min(least(l.room, (SELECT n FROM budget))) AS room,
+           (SELECT count(*) FROM fits f WHERE f.tenant_id = l.tenant_id) AS fitting,
+           (SELECT coalesce(sum(cost), 0) FROM fits f WHERE f.tenant_id = l.tenant_id)
+               AS fitting_cost
     FROM looked l GROUP BY l.tenant_id
 )
--- No tenant can start more than the whole budget: rows past it are not sent back.
+-- What fits the tenant's room and the broker's (costs are exact numerics: 50 shares of 1/50
+-- fill a slot); rows past it are not sent back.
 SELECT tenant_id, weight, holding, id, kind, run_after, nth,
-       NULL AS looked, NULL AS wanted, NULL AS fitting, (SELECT n FROM budget) AS budget
-FROM fits WHERE spent - cost < least(room, (SELECT n FROM budget))
+       NULL AS looked, NULL AS wanted, NULL AS room, NULL AS fitting, NULL AS fitting_cost,
+       (SELECT n FROM budget) AS budget
+FROM fits WHERE spent <= least(room, (SELECT n FROM budget))
 UNION ALL
-SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, fitting,
-       (SELECT n FROM budget)
+SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, room, fitting,
+       fitting_cost, (SELECT n FROM budget)
 FROM summary
 ORDER BY tenant_id, nth
 """).bindparams(
@@ -179,6 +187,11 @@ def slots_taken(conn, tenant_id) -> float:
                                              "group": group}).scalar_one())
 
 
+def cost_of(kind: str) -> float:
+    """The share of a slot a job of `kind` takes (HOLDING_COST's rule for one job)."""
+    return 1.0 / config.current().dispatch_group_max if kind in instant_kinds() else 1.0
+
+
 def instant_kinds() -> list[str]:
     return [name for name, g in generators.all_generators().items()
             if getattr(g, "instant", False)]
@@ -196,32 +209,39 @@ def choose(conn, now: datetime, settings: config.Settings) -> list:
         "key_limit": settings.concurrency_key_limit,
         "lookahead": settings.scheduler_lookahead,
         "instant": instant,
-        "instant_cost": 1.0 / group,
         "now": now,
     }
-    rows = conn.execute(_CANDIDATES, {**params, "short": True, "everyone": True, "only": []})
-    queues, again, budget = _queues(rows, instant, group)
+    rows = conn.execute(_CANDIDATES, {**params, "short": True, "everyone": True, "only": [],
+                                      "deep": 0})
+    queues, again, keyed, budget = _queues(rows, instant, group)
     if again:
         # Tenants whose head had jobs over their key's limit: read on, up to the lookahead.
+        # As far as the lookahead where keys held jobs back, else as many instant jobs as
+        # the room takes.
+        deep = settings.scheduler_lookahead if keyed else budget * group
         rows = conn.execute(_CANDIDATES, {**params, "short": False, "everyone": False,
-                                          "only": again})
+                                          "only": again, "deep": deep})
         queues.update(_queues(rows, instant, group)[0])
     return pick(list(queues.values()), budget)
 
 
-def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, int]:
-    """From `_CANDIDATES`: `(queues by tenant, tenants to read further, the broker's room)`.
-    Each tenant's head is read first, as many jobs as it could start; a tenant whose head
-    was all read and had jobs held back by their keys is read further."""
+def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, bool, int]:
+    """From `_CANDIDATES`: `(queues by tenant, tenants to read further, whether keys held
+    any back, the broker's room)`. Each tenant's head is read first: as many jobs as it could
+    start if each took a whole slot. A tenant whose head was all read is read further when
+    keys held some of it back, or when it took less than the room (instant jobs take a share
+    of a slot)."""
     queues: dict = {}
-    again = []
+    again, keyed = [], False
     budget = 0
     instant_cost = 1.0 / group
     for r in rows:
         budget = r.budget
         if r.id is None:  # a tenant's summary
-            if r.looked >= r.wanted > r.fitting:
+            held_back = r.fitting < r.looked
+            if r.looked >= r.wanted and (held_back or r.fitting_cost < r.room):
                 again.append(r.tenant_id)
+                keyed = keyed or held_back
             continue
         queue = queues.get(r.tenant_id)
         if queue is None:
@@ -229,7 +249,7 @@ def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, int]:
                                                       float(r.holding))
         cost = instant_cost if r.kind in instant else 1.0
         queue.candidates.append(Candidate(r.id, r.run_after, cost))
-    return queues, again, budget
+    return queues, again, keyed, budget
 
 
 def _pass(sendable: Sendable) -> tuple[int, int | None]:
@@ -264,3 +284,59 @@ def admit(sendable: Sendable) -> int:
         if db.read_scalar(_LAST_TICKET) <= ticket:
             break
     return admitted
+
+
+class _Admitter:
+    """This process's passes asked for after a commit (`request`), run on a thread of its
+    own: the request that made or freed a slot (an API submit, a worker's job end) does
+    not wait for the pass, and requests that come while a pass runs are one more pass, not
+    one each. A pass still wanted when the process exits is run at exit; one lost with a
+    killed process is the beat's next sweep's. Hand-written, as the outbox's marks: no
+    library coalesces work for a thread of a prefork child.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._wanted: Sendable | None = None
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def request(self, sendable: Sendable) -> None:
+        with self._cond:
+            self._wanted = sendable
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                # After a fork the parent's thread does not exist here: one per process.
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name="admission")
+                self._thread.start()
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._wanted is not None)
+                sendable, self._wanted, self._running = self._wanted, None, True
+            try:
+                admit(sendable)
+            except Exception:  # noqa: BLE001 - the thread must live; the beat passes too
+                log.exception("admission pass failed; the beat's sweep passes again")
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
+
+    def settle(self, timeout_s: float = 30.0) -> bool:
+        """Wait until no pass of this process is wanted or running; whether it settled."""
+        with self._cond:
+            if self._pid != os.getpid():
+                return True
+            return self._cond.wait_for(lambda: self._wanted is None and not self._running,
+                                       timeout_s)
+
+
+_admitter = _Admitter()
+request = _admitter.request
+settle = _admitter.settle
+atexit.register(settle, 5.0)

@@ -31,12 +31,16 @@ class TenantQueue:
 
     tenant_id: uuid.UUID
     weight: float
-    holding: int
+    holding: float  # slots: an instant job holds a share of one
     candidates: list[Candidate] = field(default_factory=list)
 
 
+_EPSILON = 1e-9  # shares of a slot are floats: 50 of 1/50 fill a room of 1
+
+
 def pick(queues: list[TenantQueue], room: float) -> list[uuid.UUID]:
-    """The candidates to admit, in fair order, until the broker's `room` is used up."""
+    """The candidates to admit, in fair order, while they fit in the broker's `room`; a
+    tenant whose next candidate does not fit takes no more."""
     heap = [(q.holding / q.weight, q.candidates[0].run_after, i)
             for i, q in enumerate(queues) if q.candidates]
     heapq.heapify(heap)
@@ -46,9 +50,11 @@ def pick(queues: list[TenantQueue], room: float) -> list[uuid.UUID]:
         _, _, i = heapq.heappop(heap)
         queue, n = queues[i], next_of[i]
         chosen = queue.candidates[n]
+        if chosen.cost > room + _EPSILON:
+            continue
         taken.append(chosen.id)
         room -= chosen.cost
-        queue.holding += 1
+        queue.holding += chosen.cost
         next_of[i] = n + 1
         if n + 1 < len(queue.candidates):
             nxt = queue.candidates[n + 1]

@@ -57,7 +57,8 @@ SELECT t.name, CASE
     WHEN EXISTS (SELECT 1 FROM pauses p
                  WHERE (p.tenant_id IS NULL OR p.tenant_id = j.tenant_id)
                    AND (p.kind IS NULL OR p.kind = j.kind)) THEN 'paused'
-    WHEN coalesce(h.n, 0) >= coalesce(t.max_running, :max_running) THEN 'tenant_limit'
+    WHEN coalesce(h.n, 0) + CASE WHEN j.kind = ANY(:instant) THEN 1 / CAST(:group AS numeric)
+         ELSE 1 END > coalesce(t.max_running, :max_running) THEN 'tenant_limit'
     WHEN j.concurrency_key IS NOT NULL AND coalesce(kh.n, 0)
          >= coalesce(cl.max_running, t.key_limit, :key_limit) THEN 'key_limit'
     ELSE 'fair_share' END AS reason, count(*) AS n

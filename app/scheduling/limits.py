@@ -96,7 +96,7 @@ def set_tenant_limits(name: str, values: dict, reset: tuple[str, ...] = ()) -> T
         changes = values | {f: None for f in reset}
         if changes:
             uow.conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(**changes))
-            uow.after_commit(jobs.admit)  # a higher limit may free slots at once
+            uow.after_commit(jobs.admit_soon)  # a higher limit may free slots at once
         limits = of_tenant(uow.conn, tenant_id)
     if "max_priority" in changes:
         tenants.forget_verified()  # each process remembers a key's tenant with its limit
@@ -162,7 +162,7 @@ def set_key_limit(tenant: TenantRef, key: str, max_running: int) -> dict:
             .on_conflict_do_update(index_elements=["tenant_id", "concurrency_key"],
                                    set_={"max_running": max_running, "updated_at": now})
         )
-        uow.after_commit(jobs.admit)
+        uow.after_commit(jobs.admit_soon)
     return key_limit(tenant, key)
 
 

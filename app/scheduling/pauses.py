@@ -43,7 +43,7 @@ def resume(tenant_id: uuid.UUID | None, kind: str | None) -> bool:
     with unit_of_work("api") as uow:
         gone = uow.conn.execute(delete(Pause).where(*_scope(tenant_id, kind))).rowcount
         if gone:
-            uow.after_commit(jobs.admit)
+            uow.after_commit(jobs.admit_soon)
     return bool(gone)
 
 

@@ -55,7 +55,7 @@ def waiting_reason(conn, job: JobRow, now: datetime | None = None) -> dict | Non
         return {"code": "paused", "message": f"paused ({job.kind} or this tenant's work)"}
     tenant = limits.of_tenant(conn, job.tenant_id)
     running = admission.slots_taken(conn, job.tenant_id)
-    if running >= tenant.max_running:
+    if running + admission.cost_of(job.kind) > tenant.max_running + 1e-9:
         return {"code": "tenant_limit", "running": running, "limit": tenant.max_running,
                 "message": f"the tenant runs {running:g} of {tenant.max_running} slots"}
     if job.concurrency_key is not None:

@@ -33,7 +33,7 @@ def admissions(monkeypatch) -> list:
     from app import jobs
 
     asked: list = []
-    monkeypatch.setattr(jobs, "admit", lambda: asked.append(1))
+    monkeypatch.setattr(jobs, "admit_soon", lambda: asked.append(1))
     return asked
 
 

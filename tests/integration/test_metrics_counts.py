@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
 from app import db, jobs, pubsub, sweeps, telemetry
+from app.scheduling import admission
 
 
 @contextmanager
@@ -41,6 +42,7 @@ def samples(text: str) -> dict:
 def _submit(tenant, kind_label: str, n: int) -> None:
     for i in range(n):
         jobs.submit(tenant[1], {"kind": "echo", "params": {"tag": kind_label, "i": i}})
+    assert admission.settle()  # their passes ran (statements of this process's own)
 
 
 def test_a_scrape_reads_no_table_that_grows_with_history(flask_app, tenant):

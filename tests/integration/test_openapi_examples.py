@@ -199,6 +199,7 @@ def replay_jobs(replay: Replay) -> None:
     assert len(replay.each("get", "/api/v1/jobs")) >= 3
     replay.each("get", JOB, ids)
     replay.each("get", JOB + "/events", ids)
+    replay.each("get", JOB + "/output", ids)
     assert replay.each("post", JOB + "/cancel", ids, expect=202)[0].json["status"] == "cancelled"
     assert replay.each("post", JOB + "/retry", ids, expect=202)[0].json["status"] == "queued"
     kinds = replay.each("get", "/api/v1/generators")[0].json["items"]
@@ -364,6 +365,8 @@ ERROR_CASES = [
     ("get", JOB, {}, 404, "no_such_job", NOWHERE),
     ("get", JOB + "/events", {"query_string": {"since": -1}}, 422, "bad_since", {}),
     ("get", JOB + "/events", {"query_string": {"limit": 1001}}, 422, "too_many", {}),
+    ("get", JOB + "/output", {"query_string": {"offset": -1}}, 422, "bad_offset", {}),
+    ("get", JOB + "/output", {}, 404, "no_such_job", NOWHERE),
     ("get", JOB + "/result", {}, 404, "no_artifact", {}),
     ("post", "/api/v1/agents", {"json": {"name": "taken", "type": "echo"}}, 409, "name_taken", {}),
     (

@@ -58,7 +58,9 @@ def submit(tenant, n=1, kind="sleep", **req) -> list[uuid.UUID]:
 
 
 def admitted(ids) -> list[uuid.UUID]:
-    """Those of `ids` holding a slot, in the order they were made."""
+    """Those of `ids` holding a slot, in the order they were made (once the passes this
+    process asked for have run)."""
+    assert admission.settle()
     with db.transaction() as conn:
         rows = conn.execute(
             select(Job.id).where(Job.id.in_(list(ids)), Job.admitted_at.isnot(None))
@@ -68,7 +70,9 @@ def admitted(ids) -> list[uuid.UUID]:
 
 
 def start(job_id) -> None:
-    """Claim the job as its worker would: it no longer waits on the broker."""
+    """Claim the job as its worker would (once admitted and sent): it no longer waits on
+    the broker."""
+    assert admission.settle()
     with db.transaction() as conn:
         token = conn.execute(select(Job.dispatch_token).where(Job.id == job_id)).scalar_one()
     with unit_of_work("worker") as uow:
@@ -83,6 +87,7 @@ def end(job_id) -> None:
 
 
 def reason(tenant, job_id) -> dict | None:
+    assert admission.settle()
     return reasons.job_and_reason(tenant, job_id)[1]
 
 
@@ -101,6 +106,7 @@ def test_a_tenant_holds_no_more_slots_than_its_limit_and_the_next_waits_for_one(
 def test_only_admitted_jobs_reach_the_broker(celery):  # noqa: F811
     t = new_tenant(max_running=2)
     ids = submit(t, 5)
+    assert admission.settle()
     held = broker.held_row_ids(redis.Redis.from_url(config.current().redis_url), ["jobs"])
     assert {str(i) for i in ids} & held == {str(i) for i in ids[:2]}
 
@@ -111,6 +117,17 @@ def test_an_instant_job_takes_a_share_of_a_slot():
     ids = submit(t, config.current().dispatch_group_max + 3, kind="echo")
     assert admitted(ids) == ids[: config.current().dispatch_group_max]
     assert reason(t, ids[-1])["code"] == "tenant_limit"
+
+
+def test_a_job_that_would_take_the_tenant_past_its_limit_waits_for_it():
+    t = new_tenant(max_running=1)
+    quick = submit(t, kind="echo")  # a share of the one slot
+    slow = submit(t)
+    assert admitted(quick + slow) == quick
+    assert reason(t, slow[0])["code"] == "tenant_limit"
+    start(quick[0])
+    end(quick[0])
+    assert admitted(slow) == slow
 
 
 def test_another_tenants_next_job_goes_before_a_backlog_as_soon_as_a_slot_frees():
@@ -154,8 +171,9 @@ def test_a_concurrency_key_holds_its_jobs_to_its_limit_and_its_override():
     assert reason(t, u1[2]) == {"code": "key_limit", "key": "user-1", "running": 2,
                                 "limit": 2, "message": "key user-1 at 2 of 2"}
     view = limits.set_key_limit(t, "user-1", 4)
-    assert view == {"key": "user-1", "max_running": 4, "own": True, "running": 4}
-    assert admitted(u1) == u1[:4]
+    assert view["max_running"] == 4 and view["own"] is True
+    assert admitted(u1) == u1[:4]  # the pass the change asked for admitted two more
+    assert limits.key_limit(t, "user-1")["running"] == 4
     assert limits.clear_key_limit(t, "user-1")["max_running"] == 2
 
 
@@ -245,6 +263,7 @@ def test_concurrent_passes_never_admit_over_a_limit_nor_a_job_twice():
     t = new_tenant(max_running=5)
     pauses.pause(t.id, None)
     ids = submit(t, 40)
+    assert admission.settle()  # the passes the submits asked for ran (and admitted nothing)
     with db.transaction() as conn:  # lift the pause without a pass: six dispatchers race
         conn.execute(delete(Pause).where(Pause.tenant_id == t.id))
     counts: list[int] = []
@@ -290,6 +309,7 @@ def test_metrics_show_slots_waiting_reasons_limits_and_busy_keys(flask_app):
     pauses.pause(b.id, "sleep")
     submit(b)
     submit(c, countdown_s=3600)
+    assert admission.settle()
     pubsub.client().delete(telemetry.key("counts-lock"))
     assert telemetry.refresh_counts(60.0, force=True, more=gauges.counts)
 

@@ -19,6 +19,7 @@ from app.models import JobStatus
 from app.outbox import broker, unit_of_work
 from app.outbox.names import RUN_JOB, RUN_JOBS
 from app.outbox.send import ROWS_HEADER
+from app.scheduling import admission
 from tests.integration.test_instant_runs import INSTANT, _statuses, commits
 from tests.integration.test_jobs_service import job_row
 
@@ -35,6 +36,7 @@ def _made_together(tenant, reqs: list[dict]) -> list[tuple[str, str]]:
     """Jobs made in one unit of work (as a batch makes them): `(id, token)` each."""
     with unit_of_work("api") as uow:
         made = [jobs.create(uow, tenant[1], req)[0] for req in reqs]
+    assert admission.settle()  # the pass they asked for admitted and sent them
     return [(str(job.id), str(job.dispatch_token)) for job in made]
 
 
@@ -100,6 +102,7 @@ def test_a_shared_message_runs_its_jobs_in_one_commit_and_one_publish(
 def test_a_shared_message_delivered_again_or_stale_does_nothing(tenant):
     made = _made_together(tenant, [{"kind": "echo", "params": {}}] * 3)
     assert set(runs.execute_group(made, "w@test").values()) == {JobStatus.COMPLETED}
+    assert admission.settle()  # the pass their ends asked for: not the second run's commit
     stale = [*made, (str(uuid.uuid4()), str(uuid.uuid4())), ("not-a-uuid", "nor-this")]
     with commits() as seen:
         again = runs.execute_group(stale, "w@test")
