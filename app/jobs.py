@@ -538,6 +538,10 @@ def create(
     timeout_s = checked(req, settings, tenant)
     values = new_row(tenant, req, timeout_s, idempotency_key, correlation_id, _now(), settings)
     values["agent_command_id"] = agent_command_id
+    due_now = countdown_s(req) <= 0
+    if due_now and values["concurrency_key"] is None and admission.admits_at_once(
+            uow.conn, tenant.id, values["kind"], settings):
+        values["admitted_at"] = values["created_at"]
     row = uow.conn.execute(INSERT, values).mappings().first()
     if row is None:
         existing = (
@@ -552,7 +556,11 @@ def create(
         return JobRow.of(existing), False
     job = JobRow.of(row, tenant=tenant.name)
     uow.record(subject(job), events.JOB_STATUS_UPDATED, queued_payload(job))
-    if countdown_s(req) <= 0:
+    if job.admitted_at is not None:
+        uow.send_after_commit(JOB_RUN, job)
+    if due_now:
+        # Admitted at once, the pass only looks for jobs another caller made meanwhile
+        # (its lock was ours): one probe when there are none.
         uow.after_commit(admit_soon)
     return job, True
 

@@ -187,6 +187,40 @@ def slots_taken(conn, tenant_id) -> float:
                                              "group": group}).scalar_one())
 
 
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)").bindparams(key=LOCK_KEY)
+# Whether a job of `kind` for `tenant` may be admitted as it is made, read under the lock:
+# no other job waits for a slot (nobody to be fair to), no pause holds it, and it fits its
+# tenant's running limit and the broker's room.
+_ALONE = text(f"""
+SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE admitted_at IS NULL AND {WAITING}
+                   AND run_after <= now()) AS alone,
+       NOT EXISTS (SELECT 1 FROM pauses p WHERE (p.tenant_id IS NULL OR p.tenant_id = :tenant)
+                   AND (p.kind IS NULL OR p.kind = :kind)) AS unpaused,
+       (SELECT {HOLDING_COST} FROM jobs WHERE tenant_id = :tenant AND {HOLDING}) AS taken,
+       (SELECT coalesce(max_running, :max_running) FROM tenants WHERE id = :tenant) AS most,
+       (SELECT count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant))
+               + ceil(count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant))
+                      / CAST(:group AS numeric))
+        FROM jobs WHERE {HOLDING}) AS ahead
+""").bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)))
+
+
+def admits_at_once(conn, tenant_id, kind: str, settings: config.Settings) -> bool:
+    """Whether a new job (no concurrency key, due now) may be admitted in the transaction
+    that makes it, which then holds the pass's lock: the pass it would otherwise ask for is
+    saved when nothing else waits. False when another pass holds the lock or anything waits:
+    the job waits for a pass as any other."""
+    if not conn.execute(_TRY_LOCK).scalar_one():
+        return False
+    instant = instant_kinds()
+    r = conn.execute(_ALONE, {"tenant": tenant_id, "kind": kind, "instant": instant,
+                              "max_running": settings.tenant_max_running,
+                              "group": settings.dispatch_group_max}).one()
+    fits = float(r.taken) + cost_of(kind) <= r.most + 1e-9
+    room = r.ahead + (1 if kind not in instant else 0) <= settings.scheduler_ahead
+    return bool(r.alone and r.unpaused and fits and room)
+
+
 def cost_of(kind: str) -> float:
     """The share of a slot a job of `kind` takes (HOLDING_COST's rule for one job)."""
     return 1.0 / config.current().dispatch_group_max if kind in instant_kinds() else 1.0

@@ -130,6 +130,18 @@ def test_a_job_that_would_take_the_tenant_past_its_limit_waits_for_it():
     assert admitted(slow) == slow
 
 
+def test_a_job_made_while_nothing_waits_is_admitted_by_its_own_transaction(monkeypatch):
+    monkeypatch.setattr(jobs, "admit_soon", lambda: None)  # no pass runs here
+    t = new_tenant(max_running=1)
+    first, second = submit(t), submit(t)
+    assert admitted(first + second) == first  # the second would pass the tenant's limit
+    third = submit(new_tenant())
+    assert admitted(third) == []  # a job waits: the next slot is the fair order's, a pass's
+    with db.transaction() as conn:
+        row = conn.execute(select(Job.admitted_at, Job.created_at).where(Job.id == first[0])).one()
+    assert row.admitted_at == row.created_at
+
+
 def test_another_tenants_next_job_goes_before_a_backlog_as_soon_as_a_slot_frees():
     a, b = new_tenant(), new_tenant()
     backlog = submit(a, 30)
