@@ -22,7 +22,6 @@ for requests read a line of any size into memory.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -146,12 +145,7 @@ class _Reply:
         if data.strip() == "[DONE]":
             self.finished = True
             return True
-        try:
-            event = json.loads(data)
-        except ValueError:
-            raise PermanentError(f"{where}: an event of the stream is not JSON") from None
-        if not isinstance(event, dict):
-            raise PermanentError(f"{where}: an event of the stream is not a JSON object")
+        event = http.json_object(where, data, "an event of the stream")
         if "error" in event:
             raise TransientError(f"{where}: the server failed mid-stream: "
                                  f"{http.excerpt(event['error'])}")

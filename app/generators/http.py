@@ -320,14 +320,18 @@ def raise_for_answer(where: str, resp: requests.Response, host: str) -> None:
 def _answer(where: str, resp: requests.Response, host: str) -> dict:
     """The service's JSON object, or the failure (or the wait) its answer means."""
     raise_for_answer(where, resp, host)
-    body = _read(where, resp)
+    return json_object(where, _read(where, resp), "the answer")
+
+
+def json_object(where: str, raw, what: str) -> dict:
+    """The JSON object `raw` holds, or a permanent failure naming `what` it was."""
     try:
-        answer = json.loads(body)
+        value = json.loads(raw)
     except ValueError:
-        raise PermanentError(f"{where}: the answer is not JSON") from None
-    if not isinstance(answer, dict):
-        raise PermanentError(f"{where}: the answer is not a JSON object")
-    return answer
+        raise PermanentError(f"{where}: {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise PermanentError(f"{where}: {what} is not a JSON object")
+    return value
 
 
 def _read(where: str, resp: requests.Response) -> bytes:

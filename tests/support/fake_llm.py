@@ -21,19 +21,13 @@ Run as `python -m tests.support.fake_llm PORT`.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import ThreadingHTTPServer
 
-import requests
-
-from scripts import procfile
-from scripts.sandbox import free_port
+from tests.support.service_process import JsonHandler, ServiceProcess
 
 DEFAULT_TOKENS = 20
 
@@ -68,22 +62,8 @@ def _chunk(call_id: str, model: str, delta: dict, finish: str | None = None, usa
     return body
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     protocol_version = "HTTP/1.1"
-
-    def _json(self, status: int, body, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -96,14 +76,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - the http.server API
         if self.path == "/_control":
             with STATE.lock:
-                STATE.control.update(self._body())
+                STATE.control.update(self.read_json())
                 if STATE.control.pop("reset", False):
                     STATE.calls.clear()
                     STATE.sent.clear()
-                return self._json(200, STATE.control)
+                return self.answer_json(200, STATE.control)
         if self.path != "/v1/chat/completions":
-            return self._json(404, {"error": {"message": "no such route"}})
-        request = self._body()
+            return self.answer_json(404, {"error": {"message": "no such route"}})
+        request = self.read_json()
         call = {"idempotency_key": self.headers.get("Idempotency-Key"), "at": time.time(),
                 "tokens_sent": 0, "closed_at": None, "model": request.get("model")}
         with STATE.lock:
@@ -112,13 +92,13 @@ class Handler(BaseHTTPRequestHandler):
         status, retry_after = STATE.take_failure()
         if status is not None:
             headers = {"Retry-After": retry_after} if retry_after else {}
-            return self._json(status, {"error": {"message": "busy"}}, headers)
+            return self.answer_json(status, {"error": {"message": "busy"}}, headers)
         if not isinstance(request.get("messages"), list) or not request.get("model"):
-            return self._json(400, {"error": {"message": "model and messages are required"}})
+            return self.answer_json(400, {"error": {"message": "model and messages are required"}})
         tokens = int(request.get("max_tokens") or DEFAULT_TOKENS)
         if not request.get("stream"):
             text = "".join(f"tok{i} " for i in range(tokens))
-            return self._json(200, {"choices": [{"message": {"content": text}}]})
+            return self.answer_json(200, {"choices": [{"message": {"content": text}}]})
         self._stream(call, control, request["model"], tokens)
 
     def _stream(self, call: dict, control: dict, model: str, tokens: int) -> None:
@@ -171,55 +151,23 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - the http.server API
         if self.path == "/_stats":
             with STATE.lock:
-                return self._json(200, {"calls": STATE.calls, "sent": STATE.sent})
-        return self._json(404, {"error": {"message": "no such route"}})
-
-    def log_message(self, *args):
-        pass
+                return self.answer_json(200, {"calls": STATE.calls, "sent": STATE.sent})
+        return self.answer_json(404, {"error": {"message": "no such route"}})
 
 
-class FakeLLM:
+class FakeLLM(ServiceProcess):
     """The server as a child process on a port of its own."""
 
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.proc: procfile.Proc | None = None
-        self._logdir = Path(tempfile.mkdtemp(prefix="orchestra-fake-llm-"))
+    MODULE, NAME = "tests.support.fake_llm", "fake-llm"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self, timeout: float = 20) -> FakeLLM:
-        command = f"{sys.executable} -m tests.support.fake_llm {self.port}"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = procfile.start("fake-llm", command, env, self._logdir / "log", self.port)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.proc.check()
-            try:
-                requests.get(f"http://127.0.0.1:{self.port}/_stats", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"the fake chat server did not answer on :{self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            procfile.stop(self.proc)
-            self.proc = None
-
-    def control(self, **changes) -> dict:
-        return requests.post(f"http://127.0.0.1:{self.port}/_control", json=changes,
-                             timeout=5).json()
+        return f"{self.url}/v1"
 
     def reset(self) -> None:
         """Behave again: no failures, stalls or cuts, the default rate, no calls seen."""
         self.control(fail_next=0, retry_after=None, stall_after=None, cut_after=None,
                      error_after=None, rate=200.0, record_sent=False, reset=True)
-
-    def stats(self) -> dict:
-        return requests.get(f"http://127.0.0.1:{self.port}/_stats", timeout=5).json()
 
 
 def main(port: int) -> None:

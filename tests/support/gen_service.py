@@ -20,20 +20,13 @@ Run as `python -m tests.support.gen_service PORT`.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import ThreadingHTTPServer
 
-import requests
-
-from scripts import procfile
-from scripts.sandbox import free_port
+from tests.support.service_process import JsonHandler, ServiceProcess
 
 
 class _State:
@@ -64,22 +57,8 @@ class _State:
 STATE = _State()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     """The routes: generation (`/generate`, `/status/<id>`) and control (`/_control`, `/_stats`)."""
-
-    def _answer(self, status: int, body, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
 
     def _misbehave(self, kind: str) -> bool:
         with STATE.lock:
@@ -89,102 +68,64 @@ class Handler(BaseHTTPRequestHandler):
         if fail is not None:
             retry_after = STATE.control["retry_after"]
             headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-            self._answer(fail, {"detail": "the service is unwell"}, headers)
+            self.answer_json(fail, {"detail": "the service is unwell"}, headers)
             return True
         return False
 
     def do_POST(self):  # noqa: N802 - the http.server API
-        body = self._body()
+        body = self.read_json()
         if self.path == "/_control":
             with STATE.lock:
                 STATE.control.update(body)
-            return self._answer(200, STATE.control)
+            return self.answer_json(200, STATE.control)
         if self.path != "/generate":
-            return self._answer(404, {"detail": "no such route"})
+            return self.answer_json(404, {"detail": "no such route"})
         with STATE.lock:
             STATE.idempotency_keys.append(self.headers.get("Idempotency-Key"))
             STATE.generate_at.append(time.time())
         if self._misbehave("generate"):
             return None
         if body.get("reject"):
-            return self._answer(422, {"detail": "prompt refused"})
+            return self.answer_json(422, {"detail": "prompt refused"})
         job_id = uuid.uuid4().hex[:12]
         with STATE.lock:
             STATE.pending[job_id] = {"polls_left": STATE.control["polls"], "payload": body}
-        return self._answer(202, {"id": job_id, "status": "queued"})
+        return self.answer_json(202, {"id": job_id, "status": "queued"})
 
     def do_GET(self):  # noqa: N802 - the http.server API
         if self.path == "/_stats":
             with STATE.lock:
-                return self._answer(200, {**STATE.calls,
+                return self.answer_json(200, {**STATE.calls,
                                           "idempotency_keys": STATE.idempotency_keys,
                                           "generate_at": STATE.generate_at})
         if not self.path.startswith("/status/"):
-            return self._answer(404, {"detail": "no such route"})
+            return self.answer_json(404, {"detail": "no such route"})
         if self._misbehave("status"):
             return None
         job_id = self.path.removeprefix("/status/")
         with STATE.lock:
             job = STATE.pending.get(job_id)
             if job is None:
-                return self._answer(404, {"detail": "no such generation"})
+                return self.answer_json(404, {"detail": "no such generation"})
             job["polls_left"] -= 1
             left = job["polls_left"]
         if left >= 0:
-            return self._answer(200, {"status": "processing", "progress": 0.5})
+            return self.answer_json(200, {"status": "processing", "progress": 0.5})
         host = self.headers.get("Host", "localhost")
-        return self._answer(200, {"status": "completed",
+        return self.answer_json(200, {"status": "completed",
                                   "result_url": f"http://{host}/files/{job_id}.png",
                                   "result": {"id": job_id, "payload": job["payload"]}})
 
-    def log_message(self, *args):
-        pass
 
-
-class GenService:
+class GenService(ServiceProcess):
     """The service as a child process on a port of its own, started and stopped by tests."""
 
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.proc: procfile.Proc | None = None
-        self._logdir = Path(tempfile.mkdtemp(prefix="orchestra-gen-service-"))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    MODULE, NAME = "tests.support.gen_service", "gen-service"
 
     @property
     def host(self) -> str:
         """The breaker's name for this service (host and port)."""
         return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20) -> GenService:
-        """Start the process (again, on the same port) and wait until it answers."""
-        command = f"{sys.executable} -m tests.support.gen_service {self.port}"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = procfile.start("gen-service", command, env, self._logdir / "log", self.port)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.proc.check()
-            try:
-                requests.get(f"{self.url}/_stats", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"the generation service did not answer on :{self.port}")
-
-    def stop(self) -> None:
-        """Stop the process: the service is down, its port refuses connections."""
-        if self.proc is not None:
-            procfile.stop(self.proc)
-            self.proc = None
-
-    def control(self, **changes) -> dict:
-        """Tell the service how to behave from now on."""
-        return requests.post(f"{self.url}/_control", json=changes, timeout=5).json()
-
-    def stats(self) -> dict:
-        return requests.get(f"{self.url}/_stats", timeout=5).json()
 
     def calls(self) -> dict:
         """How many generation calls (`generate`, `status`) the running process received."""
