@@ -6,9 +6,8 @@ for a retry or a hold; only admitted jobs go to the broker (`app/outbox/send.py`
 1. counts the slots each tenant holds, and the admitted jobs not yet started (the broker's
    backlog, at most SCHEDULER_AHEAD: how far one tenant's jobs can be ahead of another's);
 2. reads, per tenant with room, the head of its waiting jobs that are due and not paused, in
-   its order (priority, then age): as many as it could start were each a whole slot, keeping
-   those its key's room allows; it reads on where instant jobs (a share of a slot each) left
-   room, and up to SCHEDULER_LOOKAHEAD jobs where keys held some back;
+   its order (priority, then age): as many as it could start, keeping those its key's room
+   allows; where keys held some back, it reads on, up to SCHEDULER_LOOKAHEAD jobs;
 3. picks among them in fair order (`fair.pick`), admits them and sends them after commit.
 
 Passes never overlap: each holds a transaction-scoped advisory lock, so any number of
@@ -53,11 +52,6 @@ HOLDING = "admitted_at IS NOT NULL AND status IN ('queued','retrying','processin
 # of one (that many share a message and run in one transaction, one worker slot).
 HOLDING_COST = ("count(*) FILTER (WHERE NOT kind = ANY(:instant)) + count(*) FILTER "
                 "(WHERE kind = ANY(:instant)) / CAST(:group AS numeric)")
-# Of the holding jobs, the messages waiting on the broker: the unstarted ones, an instant
-# one a share of a message (what SCHEDULER_AHEAD bounds).
-AHEAD = ("count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)) + "
-         "ceil(count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) "
-         "/ CAST(:group AS numeric))")
 
 # Whether any job waits for admission: one probe of ix_jobs_unadmitted, in one round trip
 # (autocommit). Most callers, a job's end with nothing behind it, stop there.
@@ -82,10 +76,16 @@ WITH RECURSIVE waiting(tenant_id) AS (
     FROM waiting w WHERE w.tenant_id IS NOT NULL
 ),
 held AS (
-    SELECT tenant_id, {HOLDING_COST} AS n
+    SELECT tenant_id, {HOLDING_COST} AS n,
+           count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)) AS ahead,
+           count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) AS instant
     FROM jobs WHERE {HOLDING} GROUP BY tenant_id
 ),
-budget AS (SELECT (:ahead - coalesce({AHEAD}, 0))::int AS n FROM jobs WHERE {HOLDING}),
+budget AS (
+    SELECT (:ahead - coalesce(sum(ahead), 0)
+            - ceil(coalesce(sum(instant), 0) / CAST(:group AS numeric)))::int AS n
+    FROM held
+),
 room AS (
     SELECT t.id AS tenant_id,
            coalesce(t.weight, :weight) AS weight,
@@ -148,12 +148,12 @@ summary AS (
 )
 -- What fits the tenant's room and the broker's (costs are exact numerics: 50 shares of 1/50
 -- fill a slot); rows past it are not sent back.
-SELECT tenant_id, weight, holding, id, kind, run_after, cost, nth,
+SELECT tenant_id, weight, holding, id, kind, run_after, nth,
        NULL AS looked, NULL AS wanted, NULL AS room, NULL AS fitting, NULL AS fitting_cost,
        (SELECT n FROM budget) AS budget
 FROM fits WHERE spent <= least(room, (SELECT n FROM budget))
 UNION ALL
-SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, room, fitting,
+SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, room, fitting,
        fitting_cost, (SELECT n FROM budget)
 FROM summary
 ORDER BY tenant_id, nth
@@ -198,7 +198,10 @@ SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE admitted_at IS NULL AND {WAITING}
                    AND (p.kind IS NULL OR p.kind = :kind)) AS unpaused,
        (SELECT {HOLDING_COST} FROM jobs WHERE tenant_id = :tenant AND {HOLDING}) AS taken,
        (SELECT coalesce(max_running, :max_running) FROM tenants WHERE id = :tenant) AS most,
-       (SELECT {AHEAD} FROM jobs WHERE {HOLDING}) AS ahead
+       (SELECT count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant))
+               + ceil(count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant))
+                      / CAST(:group AS numeric))
+        FROM jobs WHERE {HOLDING}) AS ahead
 """).bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)))
 
 
@@ -244,18 +247,19 @@ def choose(conn, now: datetime, settings: config.Settings) -> list:
     }
     rows = conn.execute(_CANDIDATES, {**params, "short": True, "everyone": True, "only": [],
                                       "deep": 0})
-    queues, again, keyed, budget = _queues(rows)
+    queues, again, keyed, budget = _queues(rows, instant, group)
     if again:
+        # Tenants whose head had jobs over their key's limit: read on, up to the lookahead.
         # As far as the lookahead where keys held jobs back, else as many instant jobs as
         # the room takes.
         deep = settings.scheduler_lookahead if keyed else budget * group
         rows = conn.execute(_CANDIDATES, {**params, "short": False, "everyone": False,
                                           "only": again, "deep": deep})
-        queues.update(_queues(rows)[0])
+        queues.update(_queues(rows, instant, group)[0])
     return pick(list(queues.values()), budget)
 
 
-def _queues(rows) -> tuple[dict, list, bool, int]:
+def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, bool, int]:
     """From `_CANDIDATES`: `(queues by tenant, tenants to read further, whether keys held
     any back, the broker's room)`. Each tenant's head is read first: as many jobs as it could
     start if each took a whole slot. A tenant whose head was all read is read further when
@@ -264,6 +268,7 @@ def _queues(rows) -> tuple[dict, list, bool, int]:
     queues: dict = {}
     again, keyed = [], False
     budget = 0
+    instant_cost = 1.0 / group
     for r in rows:
         budget = r.budget
         if r.id is None:  # a tenant's summary
@@ -276,7 +281,8 @@ def _queues(rows) -> tuple[dict, list, bool, int]:
         if queue is None:
             queue = queues[r.tenant_id] = TenantQueue(r.tenant_id, float(r.weight),
                                                       float(r.holding))
-        queue.candidates.append(Candidate(r.id, r.run_after, float(r.cost)))
+        cost = instant_cost if r.kind in instant else 1.0
+        queue.candidates.append(Candidate(r.id, r.run_after, cost))
     return queues, again, keyed, budget
 
 
