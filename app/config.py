@@ -32,7 +32,16 @@ COMMAND_LINE_VARIABLES = {
         "10000",
         "Socket.IO clients one relay process admits at once (gunicorn `--worker-connections`).",
     ),
+    "IO_CONCURRENCY": (
+        "200",
+        "Runs one `io` worker (gevent pool) holds at once: jobs of generators that wait on a "
+        "remote service (`http`, `chat`).",
+    ),
 }
+
+
+# Settings whose values are secrets: a refusal names the variable, never repeats its value.
+SECRET_VARIABLES = frozenset({"PROVIDER_KEY_SECRETS", "FLOWER_BASIC_AUTH"})
 
 
 class SettingsError(ValueError):

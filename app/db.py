@@ -30,6 +30,21 @@ def session_options(statement_timeout_s: float, lock_timeout_s: float) -> str:
     )
 
 
+def cooperative_waits() -> None:
+    """Have psycopg wait for Postgres through the `select` module: for a process whose
+    `select` gevent patched (the relay, the `io` worker), so a query yields to the other
+    greenlets.
+
+    psycopg chooses its wait function when first imported: after gevent patched `select`
+    the one built on `select`, else its C one, which holds every greenlet while a query
+    runs. A process that imported it earlier gets the `select` one here.
+    """
+    from psycopg import waiting
+
+    if waiting.wait is getattr(waiting, "wait_c", None):
+        waiting.wait = waiting.wait_select
+
+
 def init(
     database_url: str,
     timeout_s: float = 5.0,

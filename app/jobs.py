@@ -16,7 +16,7 @@ from app.errors import InvalidTransition, NotFound, ValidationFailed
 from app.events import Subject
 from app.models import TERMINAL, Job, JobStatus, Tenant
 from app.outbox import UnitOfWork, unit_of_work
-from app.outbox.names import HARD_LIMIT_GRACE_S, JOBS_QUEUE, RUN_JOB, RUN_JOBS
+from app.outbox.names import HARD_LIMIT_GRACE_S, IO_QUEUE, JOBS_QUEUE, RUN_JOB, RUN_JOBS
 from app.rows import JobRow
 from app.scheduling import admission
 from app.tenants import TenantRef
@@ -359,11 +359,18 @@ def _due(now: datetime, settled: datetime, limit: int):
 def _run_options(job: JobRow) -> dict:
     timeout = float(job.timeout_s)
     return {
+        "queue": queue_of(job.kind),
         # Redis sorts lower numbers first; our contract says 9 is most urgent.
         "priority": 9 - int(job.priority),
         "soft_time_limit": timeout,
         "time_limit": timeout + HARD_LIMIT_GRACE_S,
     }
+
+
+def queue_of(kind: str) -> str:
+    """The queue a job of `kind` goes to: `io` for a generator that waits on a remote
+    service (`io_bound`), else `jobs`."""
+    return IO_QUEUE if getattr(generators.find(kind), "io_bound", False) else JOBS_QUEUE
 
 
 def _shares(job: JobRow) -> tuple | None:
@@ -388,6 +395,7 @@ JOB_RUN = outbox.register(
         shares=_shares,
         group_task=RUN_JOBS,
         group_kwarg="jobs",
+        other_queues=(IO_QUEUE,),
     )
 )
 
@@ -478,6 +486,8 @@ def _terminal_hooks(uow: UnitOfWork, job: JobRow) -> None:
         for hook in _ON_TERMINAL:
             hook(uow, job)
     elif job.admitted_at is None:  # waits again (a retry, a hold): its slot is free
+        uow.after_commit(admit_soon)
+    elif job.status == JobStatus.PROCESSING:  # started: the broker has room for one more
         uow.after_commit(admit_soon)
 
 

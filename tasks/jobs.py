@@ -7,13 +7,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app import runs
 from app.outbox.names import RUN_JOB, RUN_JOBS
-from tasks import RETRY_WHILE_DATABASE_AWAY
+from tasks import RETRY_WHILE_DATABASE_AWAY, soft_time_limit
 
 
 @shared_task(name=RUN_JOB, bind=True, **RETRY_WHILE_DATABASE_AWAY)
 def run_job(self, job_id: str, token: str):
     """Run the job `job_id` if `token` is still its current dispatch."""
-    return runs.execute(job_id, token, self.request.hostname, (SoftTimeLimitExceeded,))
+    with soft_time_limit(self.request):
+        return runs.execute(job_id, token, self.request.hostname, (SoftTimeLimitExceeded,))
 
 
 @shared_task(name=RUN_JOBS, bind=True, **RETRY_WHILE_DATABASE_AWAY)

@@ -7,6 +7,7 @@ import logging
 from celery import Celery, current_app, signals
 
 import celeryconfig
+import tasks
 from app import bootstrap, db, logs
 from app.config import Settings
 from app.outbox.names import HEARTBEAT, SWEEP
@@ -64,7 +65,10 @@ def _setup_logging(**_):
 
 @signals.worker_init.connect
 def _init_worker(sender=None, **_):
-    """The worker's main process: the domain (for tasks run in-process)."""
+    """The worker's main process: the domain (for tasks run in-process); in a gevent pool
+    (the `io` worker) queries that yield to the other greenlets."""
+    if tasks.green():
+        db.cooperative_waits()
     _wire(sender.app if sender is not None else current_app)
 
 

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.relay import connections, doors, handlers, listener
 from api.relay.connections import METRICS, socketio
-from app import bootstrap
+from app import bootstrap, db
 from app.config import Settings
 
 __all__ = ["create_relay_app", "handlers", "socketio"]
@@ -34,20 +34,6 @@ __all__ = ["create_relay_app", "handlers", "socketio"]
 # young generation of 10,000 lets those objects die young: the full collections went from
 # every few seconds to none in the bench's 15 s of traffic (p99 8-10 ms).
 GC_THRESHOLDS = (10_000, 10, 10)
-
-
-def _cooperative_psycopg() -> None:
-    """Have psycopg wait for Postgres through gevent's loop.
-
-    psycopg chooses its wait function when first imported: after gevent patched `select`
-    (gunicorn's gevent worker patches before it loads the app) the one built on `select`,
-    else its C one, which holds every greenlet while a query runs. A process that imported
-    it earlier gets the `select` one here; gevent patched that module, so it yields.
-    """
-    from psycopg import waiting
-
-    if waiting.wait is getattr(waiting, "wait_c", None):
-        waiting.wait = waiting.wait_select
 
 
 def create_relay_app(settings: Settings | None = None) -> Flask:
@@ -67,7 +53,7 @@ def create_relay_app(settings: Settings | None = None) -> Flask:
         cors_allowed_origins=doors.origin_policy(settings),
     )
     if settings.relay_async_mode == "gevent":
-        _cooperative_psycopg()
+        db.cooperative_waits()
 
     @app.get("/health/liveness")
     def liveness():

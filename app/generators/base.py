@@ -85,6 +85,10 @@ class Generator(Protocol):
     # one transaction, and `processing` and `completed` are published together
     # (`app/runs.py`); anything it raises is judged as any run's failure.
     instant: bool
+    # Optional, False unless set: the generator spends its run waiting on a remote service
+    # (an HTTP poll, a model's stream). Its jobs go to the `io` queue, whose worker runs a
+    # gevent pool (the Procfile's `io`): hundreds of such runs wait at once in one process.
+    io_bound: bool
 
     def run(self, params: dict, ctx: Context) -> Output: ...
 

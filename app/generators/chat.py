@@ -16,6 +16,14 @@ attempt's output starting again. While the stream is read, a watcher checks the 
 every CANCEL_CHECK_S and, once the job is cancelled, shuts the connection: the read returns,
 even from a server that stalls, and the upstream stream is closed within a second.
 
+The server is the job's `base_url` (one that needs no key) or its `provider`: a name the
+tenant's admin configured (`app/providers.py`), looked up through the job's own tenant when the
+job runs, its key decrypted then and sent as `Authorization: Bearer <key>`. A name the tenant
+does not have (deleted since, or another tenant's) fails the job for good, PROVIDER_NOT_FOUND.
+The key never leaves the call: remote text quoted in an error has it replaced, and so has
+anything the call raises (`http.keeping`), so the job's error, its events and the worker's log
+never show it; the params hold only the name.
+
 The SSE reader is hand-written: a line is bounded (MAX_LINE_BYTES), where the SSE libraries
 for requests read a line of any size into memory.
 """
@@ -31,7 +39,7 @@ from collections.abc import Iterator
 import requests
 import urllib3
 
-from app import netguard, telemetry
+from app import netguard, providers, telemetry
 from app.errors import Unavailable
 from app.generators import http
 from app.generators.base import (
@@ -69,11 +77,17 @@ class Chat:
     """Streams a chat completion from an OpenAI-compatible server."""
 
     name = "chat"
+    io_bound = True
     params_schema = {
         "type": "object",
         "properties": {
             "base_url": {"type": "string", "pattern": http.URL_PATTERN, "maxLength": 2000,
-                         "description": "the API's base, e.g. http://llm:8000/v1"},
+                         "description": "the API's base, e.g. http://llm:8000/v1, of a server "
+                                        "that needs no key; or give `provider`"},
+            "provider": {"type": "string", "pattern": providers.NAME_PATTERN,
+                         "description": "the name of a provider the tenant's admin configured "
+                                        "(PUT /api/v1/providers/{name}: its base URL and key); "
+                                        "or give `base_url`"},
             "model": {"type": "string", "minLength": 1, "maxLength": 200},
             "messages": {"type": "array", "items": _MESSAGE, "minItems": 1,
                          "maxItems": MAX_MESSAGES},
@@ -87,18 +101,28 @@ class Chat:
             "response_format": {"type": "object"},
             "user": {"type": "string", "maxLength": 200},
         },
-        "required": ["base_url", "model", "messages"],
+        "required": ["model", "messages"],
+        # The titles name the choice in a refusal (`app/plugins.py`).
+        "oneOf": [{"title": "base_url", "required": ["base_url"]},
+                  {"title": "provider", "required": ["provider"]}],
         "additionalProperties": False,
     }
 
     def run(self, params: dict, ctx: Context) -> Output:
-        url = params["base_url"].rstrip("/") + "/chat/completions"
+        base_url, api_key = _server(params, ctx)
+        with http.keeping(api_key):
+            return self._stream(base_url, api_key, params, ctx)
+
+    def _stream(self, base_url: str, api_key: str | None, params: dict, ctx: Context) -> Output:
+        url = base_url.rstrip("/") + "/chat/completions"
         where, host = f"POST {netguard.redact(url)}", netguard.service_name(url)
         http.check_target(url)
         http.room_for_job(host)
         body = {k: params[k] for k in FORWARDED if k in params}
         body |= {"stream": True, "stream_options": {"include_usage": True}}
         headers = {"Idempotency-Key": ctx.job_id, "Accept": "text/event-stream"}
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key}"
         started = time.monotonic()
         with http.send("POST", url, body, headers) as resp:
             if 300 <= resp.status_code < 400:
@@ -124,6 +148,22 @@ class Chat:
         telemetry.chat_reply(result["time_to_first_token_s"], result["tokens_per_s"],
                              result["usage"])
         return Output(result=result)
+
+
+def _server(params: dict, ctx: Context) -> tuple[str, str | None]:
+    """The base URL to call and the key to send (None: no key)."""
+    if "provider" not in params:
+        return params["base_url"], None
+    name = params["provider"]
+    try:
+        found = providers.for_job(ctx.job_id, name)
+    except providers.KeyUnreadable as exc:
+        log.error("chat: job %s: %s", ctx.job_id, exc)  # the operator's to mend
+        raise PermanentError(str(exc), code="PROVIDER_KEY_UNREADABLE") from None
+    if found is None:
+        raise PermanentError(f"no provider named {name!r} for this job's tenant",
+                             code="PROVIDER_NOT_FOUND")
+    return found.base_url, found.api_key
 
 
 class _Reply:

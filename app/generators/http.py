@@ -405,6 +405,7 @@ class Http:
     """Calls an external generation service and polls it until it is done."""
 
     name = "http"
+    io_bound = True
     params_schema = {
         "type": "object",
         "properties": {

@@ -2,7 +2,9 @@
 
 Tenants' work (`jobs`, `agents`) and the system's own (`sweeps`, `heartbeats`) are consumed by
 different workers (the Procfile's `worker` and `system`), so the system's work can never wait
-behind a tenant's.
+behind a tenant's. The jobs of generators that spend their run waiting on a remote service
+(`io_bound`: `http`, `chat`) go to `io`, consumed by the Procfile's `io` worker: a gevent
+pool holds hundreds of open streams where a prefork process holds one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ JOBS_QUEUE = "jobs"
 AGENTS_QUEUE = "agents"
 SWEEPS_QUEUE = "sweeps"
 HEARTBEATS_QUEUE = "heartbeats"
-TENANT_QUEUES = (JOBS_QUEUE, AGENTS_QUEUE)
+IO_QUEUE = "io"
+TENANT_QUEUES = (JOBS_QUEUE, IO_QUEUE, AGENTS_QUEUE)
 SYSTEM_QUEUES = (SWEEPS_QUEUE, HEARTBEATS_QUEUE)
 
 # Which queue carries which task (Celery's `task_routes`).

@@ -46,7 +46,7 @@ class Sendable:
     name: str  # in logs: "job", "command"
     table: Table
     task: str
-    queue: str
+    queue: str  # its messages' queue, unless `options` names another
     id_kwarg: str  # the task's keyword for the row's id
     # The rows that wait for a worker: a message of theirs the broker lost is sent again.
     waiting: ColumnElement[bool]
@@ -55,7 +55,8 @@ class Sendable:
     due: Callable[[datetime, datetime, int], Select]
     # The kind's typed row (`app/rows.py`) from a row mapping `due` selected.
     row: Callable[[Mapping], Any]
-    # Per-message options beyond the task's (time limits, priority), from the typed row.
+    # Per-message options beyond the task's (time limits, priority, another `queue`), from
+    # the typed row.
     options: Callable[[Any], dict]
     # Rows that may share one message: `shares(row)` is the key rows must have in common to
     # go in one (None: the row goes alone); `group_task` takes them as `group_kwarg`, a list
@@ -64,6 +65,14 @@ class Sendable:
     shares: Callable[[Any], Hashable | None] | None = None
     group_task: str | None = None
     group_kwarg: str | None = None
+    # The other queues `options` may name: the sweep's look at what the broker holds reads
+    # them too.
+    other_queues: tuple[str, ...] = ()
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue this kind's messages may be in."""
+        return (self.queue, *self.other_queues)
 
 
 # The header a message shared by several rows names their ids in (`app/outbox/broker.py`).
@@ -119,13 +128,12 @@ def _send(sendable: Sendable, rows: list, sender: Sender | None = None) -> None:
         task,
         kwargs=kwargs,
         task_id=task_id,  # a lone row's id: Flower, logs and rows line up
-        queue=sendable.queue,
         headers=headers,
         # What Celery would write with its `saferepr` (a quarter of a send's CPU): the
         # kwargs are short strings, so their plain repr is the same text.
         argsrepr="()",
         kwargsrepr=repr(kwargs),
-        **sendable.options(rows[0]),
+        **({"queue": sendable.queue} | sendable.options(rows[0])),
     )
 
 

@@ -90,7 +90,7 @@ def redispatch_lost_messages(broker: redis.Redis) -> int:
         }
     if not waiting:
         return 0
-    queues = list(dict.fromkeys(s.queue for s in registered()))
+    queues = list(dict.fromkeys(q for s in registered() for q in s.queues))
     held = broker_state.held_row_ids(broker, queues)
     lost = [waiting[i] for i in waiting.keys() - held]
     with db.transaction() as conn:

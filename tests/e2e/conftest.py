@@ -1,5 +1,5 @@
-"""End-to-end fixtures: api, two relays, two workers, the system worker and beat as real
-processes."""
+"""End-to-end fixtures: api, two relays, two workers, the io worker, the system worker and
+beat as real processes."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ def _ping_workers(settings, expected: int) -> bool:
     return len(replies) >= expected
 
 
-def start_stack(settings, workers: int = 2, relays: int = 2) -> Stack:
-    """Start the stack and wait until every part answers. `workers` are tenants' workers;
-    the system worker (sweeps, heartbeats) is always there besides them."""
+def start_stack(settings, workers: int = 2, relays: int = 2, io_workers: int = 1) -> Stack:
+    """Start the stack and wait until every part answers. `workers` are tenants' prefork
+    workers, `io_workers` the gevent ones of the kinds that wait on a remote service; the
+    system worker (sweeps, heartbeats) is always there besides them."""
     stack = Stack(stack_env(settings))
     try:
         api = stack.start("api", API_WORKERS=2)
@@ -26,12 +27,15 @@ def start_stack(settings, workers: int = 2, relays: int = 2) -> Stack:
             stack.start("relay")
         for _ in range(workers):
             stack.start("worker")
+        for _ in range(io_workers):
+            stack.start("io", IO_CONCURRENCY=50)
         stack.start("system")
         stack.start("beat")
         stack.wait_http(api)
         for relay in stack.procs_named("relay"):
             stack.wait_http(relay)
-        wait_until(lambda: _ping_workers(settings, workers + 1), 60, 0.5, f"{workers} workers")
+        expected = workers + io_workers + 1
+        wait_until(lambda: _ping_workers(settings, expected), 60, 0.5, f"{expected} workers")
     except BaseException:
         print(stack.logs())
         stack.stop()

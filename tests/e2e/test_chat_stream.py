@@ -1,7 +1,9 @@
-"""A chat reply streamed end to end: the HTTP API, two workers, the relay and a real
-Socket.IO client, against the fake OpenAI-compatible server in its own process."""
+"""A chat reply streamed end to end: the HTTP API, the io worker (a gevent pool), the relay
+and a real Socket.IO client, against the fake OpenAI-compatible server in its own process."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -72,8 +74,8 @@ def test_a_worker_killed_mid_stream_reruns_and_the_output_is_the_new_attempts(
     wait_until(lambda: len(client.get(f"/api/v1/jobs/{job['id']}/output").json()["text"])
                >= len(words(5)), 30, 0.1, "some output")
     victim_pid = int(running_worker_pid(client, job["id"]))
-    stack.kill(next(p for p in stack.procs_named("worker") if p.popen.pid == victim_pid))
-    stack.start("worker")
+    stack.kill(next(p for p in stack.procs_named("io") if p.popen.pid == victim_pid))
+    stack.start("io", IO_CONCURRENCY=50)
     fake_llm.control(rate=400)
     done = client.wait_status(job["id"], {"completed", "failed"}, timeout=90)
     assert done["status"] == "completed" and done["attempts"] == 2
@@ -83,3 +85,34 @@ def test_a_worker_killed_mid_stream_reruns_and_the_output_is_the_new_attempts(
     first = text_of(events, 1)
     assert first and words(80).startswith(first) and first != words(80)
     assert text_of(events, 2) == words(80) == done["result"]["text"]
+
+
+def test_the_io_worker_cancels_a_stalled_stream_within_a_second(stack, client, fake_llm):
+    fake_llm.control(stall_after=3)
+    job = chat(client, fake_llm, 50)
+    wait_until(lambda: client.get(f"/api/v1/jobs/{job['id']}/output").json()["text"]
+               == words(3), 30, 0.05, "three tokens")
+    assert running_worker_pid(client, job["id"]) in {
+        str(p.popen.pid) for p in stack.procs_named("io")}
+    cancelled_at = time.time()
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel").status_code == 202
+    assert client.wait_status(job["id"], {"cancelled", "failed"}, timeout=10)["status"] \
+        == "cancelled"
+    closed_at = wait_until(lambda: fake_llm.stats()["calls"][-1]["closed_at"], 5, 0.05,
+                           "the server to see the connection closed")
+    assert closed_at - cancelled_at < 1.0 + 0.25  # CANCEL_CHECK_S and PROGRESS_MIN_INTERVAL_S
+
+
+def test_the_io_worker_ends_a_run_at_its_timeout_and_records_it(stack, client, fake_llm):
+    """Celery's gevent pool enforces only the hard limit (timeout_s + 15 s, by killing the
+    greenlet: nothing recorded, the beat's sweep fails the job later); the run itself must
+    record TIMEOUT at timeout_s, as on the prefork pool."""
+    fake_llm.control(stall_after=2)
+    job = chat(client, fake_llm, 50, timeout_s=2, max_retries=0)
+    done = client.wait_status(job["id"], {"failed", "completed", "cancelled"}, timeout=30)
+    assert done["status"] == "failed" and done["error"]["code"] == "TIMEOUT"
+    items = client.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+    failed = next(e for e in items if e["event_type"] == "job.status.updated"
+                  and e["payload"]["status"] == "failed")
+    assert failed["source_service"] == "worker"  # the run's own record, not the sweep's
+    assert text_of(items, 1) == words(2)  # what it streamed before the limit is kept

@@ -16,7 +16,7 @@ RATE = 3  # calls a second to the service, for every worker together
 @pytest.fixture(scope="module")
 def limited_stack(domain, gen_service_port):
     settings = domain.with_(http_host_rates=f"127.0.0.1:{gen_service_port}={RATE}/second")
-    stack = start_stack(settings, workers=2, relays=0)
+    stack = start_stack(settings, workers=1, relays=0, io_workers=2)
     yield stack
     print(stack.logs())
     stack.stop()
@@ -68,9 +68,9 @@ def test_the_shared_rate_holds_across_a_killed_worker(client, service, limited_s
     jobs = [submit_http(client, service, max_retries=2) for _ in range(8)]
     client.wait_status(jobs[0]["id"], "processing", timeout=30)
     victim_pid = int(running_worker_pid(client, jobs[0]["id"]))
-    victim = next(p for p in limited_stack.procs_named("worker") if p.popen.pid == victim_pid)
+    victim = next(p for p in limited_stack.procs_named("io") if p.popen.pid == victim_pid)
     limited_stack.kill(victim)  # its calls stay counted in the window it shares with the rest
-    limited_stack.start("worker")
+    limited_stack.start("io", IO_CONCURRENCY=50)
     for job in jobs:
         done = client.wait_status(job["id"], {"completed", "failed"}, timeout=120)
         assert done["status"] == "completed", done["error"]

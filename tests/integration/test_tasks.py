@@ -30,7 +30,7 @@ def celery_app_worker(domain):
 
     app = make_celery(domain)
     app.control.purge()  # nothing end-to-end tests left behind may run here
-    queues = (names.JOBS_QUEUE, names.SWEEPS_QUEUE)
+    queues = (names.JOBS_QUEUE, names.IO_QUEUE, names.SWEEPS_QUEUE)
     with start_worker(app, pool="solo", perform_ping_check=False, queues=queues,
                       shutdown_timeout=30):
         yield app

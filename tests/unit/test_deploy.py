@@ -19,7 +19,7 @@ from app.outbox import names
 from scripts.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("api", "relay", "worker", "system", "beat", "flower")
+APP_SERVICES = ("api", "relay", "worker", "io", "system", "beat", "flower")
 # What `docker-compose config` is given for the variables compose requires (`${VAR:?...}`).
 REQUIRED_SECRETS = {
     "POSTGRES_PASSWORD": "pg-secret",
@@ -193,7 +193,7 @@ def test_compose_literal_rejects_an_unescaped_dollar():
         compose_literal("--bind ${BIND_HOST:-127.0.0.1}")
 
 
-@pytest.mark.parametrize("name", ["worker", "system"])
+@pytest.mark.parametrize("name", ["worker", "io", "system"])
 def test_workers_scale(name):
     """The workers publish no port and fix no container name or hostname."""
     worker = service(name)
@@ -209,10 +209,23 @@ def queues_of(name: str) -> set[str]:
 
 def test_system_work_has_a_worker_of_its_own():
     """Sweeps and heartbeats are consumed only by `system`; tenants' jobs and commands only
-    by `worker`: a tenant that fills the workers' pools cannot hold up the system's work."""
+    by `worker` and `io`: a tenant that fills the workers' pools cannot hold up the system's
+    work."""
     assert queues_of("system") == set(names.SYSTEM_QUEUES)
-    assert queues_of("worker") == set(names.TENANT_QUEUES)
-    assert set(names.TENANT_QUEUES) == {names.JOBS_QUEUE, names.AGENTS_QUEUE}
+    assert queues_of("worker") | queues_of("io") == set(names.TENANT_QUEUES)
+    assert not queues_of("worker") & queues_of("io")
+    assert set(names.TENANT_QUEUES) == {names.JOBS_QUEUE, names.IO_QUEUE, names.AGENTS_QUEUE}
+
+
+def test_the_io_worker_runs_a_gevent_pool_of_its_own():
+    """The `io` queue's worker is a gevent pool as large as IO_CONCURRENCY; only the kinds
+    that wait on a remote service are sent to it."""
+    from app import generators, jobs
+
+    assert re.search(r"-P gevent -c \$\{IO_CONCURRENCY:-200\}", procfile()["io"])
+    io_kinds = {k for k in generators.all_generators() if jobs.queue_of(k) == names.IO_QUEUE}
+    assert io_kinds == {"http", "chat"}
+    assert jobs.queue_of("sleep") == jobs.queue_of("echo") == names.JOBS_QUEUE
 
 
 def _route(task: str) -> str:
