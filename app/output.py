@@ -1,29 +1,37 @@
 """A job's streamed output: what a run appends as it goes, coalesced into events, read back.
 
 A generator appends text (`ctx.append`) and JSON values (`ctx.append_delta`, the deltas of a
-structured output). The run's `OutputStream` buffers them and a thread of its own writes
-what is pending as one `job.output.appended` event (its text's `offset` in the attempt's
-output, its deltas' `delta_offset`), at most every OUTPUT_FLUSH_INTERVAL_S, sooner once
-OUTPUT_FLUSH_BYTES wait; the first append goes at once (time to first token). What is still
-pending when the generator returns is written in the outcome's transaction, before the
-status event. Each event is stored with the job's other events and published live, so a
-client that subscribes late or comes back with its last `seq` is replayed every chunk once,
-in order, by the same replay as any event.
+structured output). The run's `OutputStream` buffers them; the process's one `Writer` thread
+writes, in rounds, what every stream of the process has pending: one transaction per round
+(each stream's chunk one `job.output.appended` event: its text's `offset` in the attempt's
+output, its deltas' `delta_offset`), so 200 runs streaming at once cost Postgres ten
+transactions a second, not two thousand. Rounds are at least OUTPUT_FLUSH_INTERVAL_S apart
+(a stream's first append waits for none when the last round is that old), sooner once a
+stream holds OUTPUT_FLUSH_BYTES. What is still pending when the generator returns is
+written in the outcome's transaction, before the status event. Each event is stored with
+the job's other events and published live, so a client that subscribes late or comes back
+with its last `seq` is replayed every chunk once, in order, by the same replay as any event.
+
+A round also tells each stream that its run still owns the job and that nobody cancelled it
+(`confirmed_at`): a run streaming output needs no read of the cancel flag of its own.
 
 The events are the output's only store: `read` assembles the current attempt's output from
 them. Each chunk names its `attempt`: a run that is retried starts its output again at 0,
 and a reader keeps the latest attempt's chunks only, so it never shows a mix.
 
-Hand-written: the coalescing is this run's own (its cancel checks, its transaction).
+Hand-written: the coalescing across runs is this worker's own (its ownership and cancel
+checks, its one transaction per round).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Integer, cast, select
 
@@ -35,31 +43,35 @@ from app.tenants import TenantRef
 
 OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
 
+# `write(items)` writes each `(owner, chunk)` in one go and returns, by item index, what
+# stopped the ones it did not write (`Cancelled`, `Superseded`); raising fails them all.
+WriteMany = Callable[[list[tuple[Any, dict]]], dict[int, BaseException]]
+
 
 class OutputStream:
-    """One run's appended output, written by a flusher thread in coalesced chunks.
+    """One run's appended output, pending until its process's `Writer` writes it.
 
-    `write(payload)` writes one chunk (`{"offset", "text"}`, with `delta_offset` and
-    `deltas` when there are any) and its event, and raises what the run must stop on
-    (`Cancelled`, `Superseded`); that is raised again at the generator's next append. A
-    chunk whose write failed stays pending: nothing appended is dropped.
+    A chunk is `{"offset", "text"}`, with `delta_offset` and `deltas` when there are any.
+    What a round's write raised for this stream is raised again at the generator's next
+    append (and by `raise_failure`); its chunk stays pending: nothing appended is dropped.
     """
 
-    def __init__(self, write: Callable[[dict], None], interval_s: float, flush_bytes: int,
-                 max_bytes: int):
-        self._write = write
-        self._interval, self._flush_bytes, self._max_bytes = interval_s, flush_bytes, max_bytes
+    def __init__(self, owner, writer: Writer, max_bytes: int):
+        self.owner = owner  # what the writer's `write` is given with each chunk (the run)
+        self._writer, self._max_bytes = writer, max_bytes
         self._cond = threading.Condition()
         self._text: list[str] = []
         self._deltas: list = []
-        self._pending_bytes = 0
+        self.pending_bytes = 0
         self.total_bytes = 0
         self.offset = 0  # characters of text written before what is pending
         self.delta_offset = 0
-        self._last = -math.inf  # monotonic time of the last write
+        self._in_flight: dict | None = None  # the chunk a round is writing
         self._failed: BaseException | None = None
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        # Monotonic time of the last round that wrote this stream's chunk: the run owned the
+        # job then, and it was not cancelled.
+        self.confirmed_at = -math.inf
 
     def append(self, text: str) -> None:
         """Add text to the output."""
@@ -81,18 +93,25 @@ class OutputStream:
                 raise NotStorable(OUTPUT_TOO_LARGE, f"the output is over MAX_OUTPUT_BYTES "
                                                     f"({self._max_bytes})")
             self.total_bytes += size
-            self._pending_bytes += size
+            self.pending_bytes += size
             if text:
                 self._text.append(text)
             if delta:
                 self._deltas.extend(delta)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, daemon=True, name="output")
-                self._thread.start()
-            self._cond.notify()
+        self._writer.add(self)
+
+    def raise_failure(self) -> None:
+        """Raise what a round's write raised for this stream, if anything."""
+        with self._cond:
+            if self._failed is not None:
+                raise self._failed
+
+    def has_pending(self) -> bool:
+        with self._cond:
+            return bool(self._text or self._deltas)
 
     def pending(self) -> dict | None:
-        """The chunk of everything not yet written, or None (the caller holds no lock)."""
+        """The chunk of everything not yet written, or None."""
         with self._cond:
             return self._pending()
 
@@ -104,6 +123,25 @@ class OutputStream:
             chunk |= {"delta_offset": self.delta_offset, "deltas": list(self._deltas)}
         return chunk
 
+    def take(self) -> dict | None:
+        """The chunk a round is to write now (None: nothing pending, failed or stopping)."""
+        with self._cond:
+            if self._stopping or self._failed is not None or self._in_flight is not None:
+                return None
+            self._in_flight = self._pending()
+            return self._in_flight
+
+    def done(self, chunk: dict, failure: BaseException | None) -> None:
+        """The round wrote `chunk` (or failed to, with `failure`)."""
+        with self._cond:
+            self._in_flight = None
+            if failure is not None:
+                self._failed = failure
+            else:
+                self._written(chunk)
+                self.confirmed_at = time.monotonic()
+            self._cond.notify_all()
+
     def _written(self, chunk: dict) -> None:
         """Take what `chunk` held off the pending (more may have been appended since)."""
         text = "".join(self._text)[len(chunk["text"]):]
@@ -112,47 +150,85 @@ class OutputStream:
         self._deltas = self._deltas[len(deltas):]
         self.offset += len(chunk["text"])
         self.delta_offset += len(deltas)
-        self._pending_bytes = len(text.encode("utf-8")) + sum(
+        self.pending_bytes = len(text.encode("utf-8")) + sum(
             len(json.dumps(d, ensure_ascii=False).encode("utf-8")) for d in self._deltas)
-        self._last = time.monotonic()
 
-    def _next_chunk(self) -> dict | None:
-        """Wait until a chunk is due (its interval passed, or enough bytes wait); None once
-        stopping. Called with the lock held."""
-        while not self._stopping:
-            if self._text or self._deltas:
-                left = self._last + self._interval - time.monotonic()
-                if left <= 0 or self._pending_bytes >= self._flush_bytes:
-                    return self._pending()
+    def stop(self) -> dict | None:
+        """Take the stream out of the rounds (a round writing its chunk finishes first);
+        what is still pending, for the outcome's transaction to write. Idempotent."""
+        with self._cond:
+            self._stopping = True
+            while self._in_flight is not None:
+                self._cond.wait()
+        self._writer.forget(self)
+        return self.pending()
+
+
+class Writer:
+    """A process's output writer: one thread that writes every stream's pending chunk in
+    rounds, one `write` (one transaction) per round.
+
+    `settings()` gives `(interval_s, flush_bytes)`, read at each round, so tests that
+    install other settings see them.
+    """
+
+    def __init__(self, write: WriteMany, settings: Callable[[], tuple[float, int]]):
+        self._write, self._settings = write, settings
+        self._cond = threading.Condition()
+        self._streams: set[OutputStream] = set()  # those that may have something pending
+        self._urgent = False
+        self._last = -math.inf  # monotonic start of the last round
+        self._pid: int | None = None
+
+    def add(self, stream: OutputStream) -> None:
+        """`stream` has something pending (called after each append)."""
+        urgent = stream.pending_bytes >= self._settings()[1]
+        with self._cond:
+            if stream in self._streams and not urgent:
+                return
+            self._streams.add(stream)
+            self._urgent = self._urgent or urgent
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid = os.getpid()
+                threading.Thread(target=self._loop, daemon=True, name="output").start()
+            self._cond.notify()
+
+    def forget(self, stream: OutputStream) -> None:
+        with self._cond:
+            self._streams.discard(stream)
+
+    def _next_round(self) -> list[OutputStream]:
+        """Wait until a round is due; the streams it is for. Called with the lock held."""
+        while True:
+            if self._streams:
+                left = self._last + self._settings()[0] - time.monotonic()
+                if left <= 0 or self._urgent:
+                    self._urgent = False
+                    self._last = time.monotonic()
+                    return list(self._streams)
                 self._cond.wait(left)
             else:
                 self._cond.wait()
-        return None
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                chunk = self._next_chunk()
-            if chunk is None:
-                return
-            try:
-                self._write(chunk)
-            except BaseException as exc:  # noqa: BLE001 - the generator's next append raises it
-                with self._cond:
-                    self._failed = exc
-                return
-            with self._cond:
-                self._written(chunk)
+                streams = self._next_round()
+            self.round(streams)
+            with self._cond:  # drop the streams left with nothing to write
+                self._streams -= {s for s in streams if not s.has_pending()}
 
-    def stop(self) -> dict | None:
-        """Stop the flusher (a write under way finishes first); what is still pending, for
-        the outcome's transaction to write. Idempotent."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-        return self.pending()
+    def round(self, streams: list[OutputStream]) -> None:
+        """Write the pending chunk of each of `streams` in one `write`."""
+        items = [(s, chunk) for s in streams if (chunk := s.take()) is not None]
+        if not items:
+            return
+        try:
+            failures = self._write([(s.owner, chunk) for s, chunk in items])
+        except BaseException as exc:  # noqa: BLE001 - each stream's next append raises it
+            failures = dict.fromkeys(range(len(items)), exc)
+        for i, (s, chunk) in enumerate(items):
+            s.done(chunk, failures.get(i))
 
 
 def chunks_of(conn, job_id, attempt: int) -> list[dict]:

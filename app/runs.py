@@ -33,7 +33,7 @@ from app.generators import Cancelled, Held, Output, PermanentError, TransientErr
 from app.jobs import load, subject, transition
 from app.models import Job, JobStatus
 from app.outbox import unit_of_work
-from app.output import OutputStream
+from app.output import OutputStream, Writer
 from app.rows import JobRow
 from app.scheduling.reasons import PROVIDER_LIMITED
 from app.storable import NotStorable
@@ -116,10 +116,16 @@ class Run:
         """
         if self.in_claim:
             return  # claimed in this very transaction: no cancel can have come in between
+        if self.output is not None:
+            self.output.raise_failure()  # a round of the output writer found it cancelled
         if self.pending is not None and self._due(self.written_at):
             self._write_progress()
-        elif self._due(self.checked_at):
+        elif self._due(max(self.checked_at, self._confirmed_at())):
             self._read_cancel_flag()
+
+    def _confirmed_at(self) -> float:
+        """When a round of the output writer last saw this run own the job, uncancelled."""
+        return -math.inf if self.output is None else self.output.confirmed_at
 
     @_persist
     def _read_cancel_flag(self) -> None:
@@ -151,19 +157,8 @@ class Run:
         if self.in_claim:
             raise RuntimeError("an instant generator streams no output")
         if self.output is None:
-            settings = config.current()
-            self.output = OutputStream(self._write_output, settings.output_flush_interval_s,
-                                       settings.output_flush_bytes, settings.max_output_bytes)
+            self.output = OutputStream(self, _WRITER, config.current().max_output_bytes)
         return self.output
-
-    @_persist
-    def _write_output(self, chunk: dict) -> None:
-        """One chunk of output and its event (the output stream's thread)."""
-        with unit_of_work("worker") as uow:
-            job = self._owned(uow.conn, lock=True)
-            if job.cancel_requested:
-                raise Cancelled(self.job_id)
-            uow.record(subject(job), events.JOB_OUTPUT_APPENDED, self._chunk_payload(chunk))
 
     def _chunk_payload(self, chunk: dict) -> dict:
         return {"job_id": self.job_id, "attempt": self.attempt, **chunk}
@@ -233,6 +228,55 @@ class Run:
                 .where(Job.id == uuid.UUID(self.job_id), Job.run_id == self.run_id)
                 .values(heartbeat_at=_now())
             )
+
+
+@_persist
+def write_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
+    """Write many runs' output chunks, each as its job's `job.output.appended` event, in
+    one transaction (a round of the process's output writer); by item index, what stopped
+    those not written: `Cancelled`, or `Superseded` for a run that no longer owns its job.
+
+    The jobs are locked in id order, so two rounds (or a round and a run's own write) never
+    wait for each other in a cycle. A write the database refuses is tried again item by
+    item, so one run's refusal is not the others'.
+    """
+    try:
+        with unit_of_work("worker") as uow:
+            return _record_outputs(uow, items)
+    except StatementError:
+        if len(items) == 1:
+            raise
+    failures = {}
+    for i, item in enumerate(items):
+        try:
+            failures.update({i: exc for exc in write_outputs([item]).values()})
+        except StatementError as exc:
+            failures[i] = exc
+    return failures
+
+
+def _record_outputs(uow, items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
+    owners = {str(job.id): job for job in jobs.load_many(uow.conn, [r.job_id for r, _ in items])}
+    failures, recorded = {}, []
+    for i, (run, chunk) in enumerate(items):
+        job = owners.get(run.job_id)
+        if job is None or job.run_id != run.run_id or job.status != JobStatus.PROCESSING:
+            failures[i] = Superseded(run.job_id)
+        elif job.cancel_requested:
+            failures[i] = Cancelled(run.job_id)
+        else:
+            recorded.append((subject(job), events.JOB_OUTPUT_APPENDED, run._chunk_payload(chunk)))
+    uow.record_many(recorded)
+    return failures
+
+
+def _output_settings() -> tuple[float, int]:
+    settings = config.current()
+    return settings.output_flush_interval_s, settings.output_flush_bytes
+
+
+# The process's output writer: every run's output is written in its rounds (`app/output.py`).
+_WRITER = Writer(write_outputs, _output_settings)
 
 
 @_persist
