@@ -249,9 +249,11 @@ def write_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
     failures = {}
     for i, item in enumerate(items):
         try:
-            failures.update({i: exc for exc in write_outputs([item]).values()})
+            alone = write_outputs([item])
         except StatementError as exc:
-            failures[i] = exc
+            alone = {0: exc}
+        if alone:
+            failures[i] = alone[0]
     return failures
 
 
