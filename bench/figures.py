@@ -311,6 +311,42 @@ def fairness_parts(r: dict) -> tuple[list[Row], list[Target]]:
     return rows, targets
 
 
+def streams_parts(r: dict) -> tuple[list[Row], list[Target]]:
+    """Live output: token delivery beside the fake server's own floor, and Postgres's writes
+    per job per second of streaming."""
+    orch, direct = r["orchestra"], r["direct"]
+    s = "live output"
+    note = (f"{r['streams']} chat streams at once, {r['tokens']} tokens at {r['rate']:.0f}/s "
+            "each; io worker (gevent), one relay")
+    rows = [
+        Row(s, "token delivery p50: fake server -> Socket.IO client vs -> direct SSE client",
+            "ms", [orch["latency"]["p50_ms"]], [direct["latency"]["p50_ms"]], note),
+        Row(s, "token delivery p99: fake server -> Socket.IO client vs -> direct SSE client",
+            "ms", [orch["latency"]["p99_ms"]], [direct["latency"]["p99_ms"]], note),
+        Row(s, "token delivery p99, first leg: sent -> its event stored", "ms",
+            [orch["to_stored"]["p99_ms"]], None, "the worker: SSE read, coalescing, the round"),
+        Row(s, "token delivery p99, second leg: event stored -> Socket.IO client", "ms",
+            [orch["stored_to_client"]["p99_ms"]], None, "commit, publish, relay, client"),
+        Row(s, "output events written per job per second", "rows", [orch["output_rows_per_job_s"]],
+            None, "one per flush of a job: OUTPUT_FLUSH_INTERVAL_S 0.1"),
+        Row(s, "Postgres rows written per job per second, all tables", "rows",
+            [orch["rows_per_job_s"]], None,
+            "pg_stat_database: events, their counters and published marks, heartbeats, outcomes"),
+        Row(s, "Postgres transactions per job per second", "commits",
+            [orch["commits_per_job_s"]], None, "one round of the output writer for every stream"),
+        Row(s, "clients that saw every token once, in order", "streams", [orch["whole"]],
+            [r["streams"]], f"{orch['failed']} jobs failed"),
+    ]
+    targets = [
+        Target("live output: token delivery p99 <= 150 ms", spread([orch["latency"]["p99_ms"]]),
+               "ms", 150.0, "<=", baseline=spread([direct["latency"]["p99_ms"]]),
+               note="baseline: direct SSE clients of the same server"),
+        Target("live output: Postgres writes (output events) per job per second <= 10",
+               spread([orch["output_rows_per_job_s"]]), "rows", 10.0, "<="),
+    ]
+    return rows, targets
+
+
 def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
     """The rows and targets of whatever sections ran."""
     rows, targets = [], []
@@ -319,6 +355,7 @@ def assemble(raw: dict) -> tuple[list[Row], list[Target]]:
         targets += e2e_targets(raw["baseline"], raw["e2e"])
     for name, parts in (
         ("fairness", fairness_parts),
+        ("streams", streams_parts),
         ("relay", relay_parts),
         ("retention", retention_parts),
         ("large", large_parts),

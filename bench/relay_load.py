@@ -62,7 +62,7 @@ def publish(r: redis.Redis, tenant: str, job_ids: list[str], rate: float, second
     return i
 
 
-def _next(q, workers, relay, timeout_s: float = 600):
+def next_report(q, workers, relay, timeout_s: float = 600):
     """The next report of a swarm process; raise early if one of them or the relay died."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -92,7 +92,7 @@ def run(settings: Settings, n_clients: int, rate: float, seconds: float) -> dict
             workers.append(w)
         connected, errors = 0, []
         for _ in workers:
-            n, errs = _next(ready, workers, relay)
+            n, errs = next_report(ready, workers, relay)
             connected, errors = connected + n, errors + errs
         connect_s = time.time() - t0
         log(f"relay: {connected}/{n_clients} clients subscribed in {connect_s:.0f} s {errors}")
@@ -101,7 +101,7 @@ def run(settings: Settings, n_clients: int, rate: float, seconds: float) -> dict
         stop.set()
         delays = []
         for _ in workers:
-            delays.extend(_next(out, workers, relay, 60))
+            delays.extend(next_report(out, workers, relay, 60))
         relay.check()
     finally:
         stop.set()

@@ -33,6 +33,7 @@ from bench import (
     relay_load,
     report,
     retention_load,
+    streams,
 )
 from bench.measure import latency_stats
 from bench.sandbox import ROOT, log, sandbox
@@ -62,6 +63,8 @@ SIZES = {
     "batch_s": 10,
     "noisy_jobs": 5000,
     "noisy_slots": 25,
+    "streams": 200,
+    "stream_tokens": 500,
 }
 QUICK_SIZES = {
     "repeats": 1,
@@ -84,8 +87,10 @@ QUICK_SIZES = {
     "batch_s": 5,
     "noisy_jobs": 1000,
     "noisy_slots": 25,
+    "streams": 50,
+    "stream_tokens": 150,
 }
-SECTIONS = ("e2e", "batch", "fairness", "peers", "relay", "retention", "large")
+SECTIONS = ("e2e", "batch", "fairness", "streams", "peers", "relay", "retention", "large")
 WARM = 10
 # High enough that the bench measures the limiter's cost, never its refusals.
 RATE_LIMIT = "100000000/minute"
@@ -189,6 +194,8 @@ def measure(settings: Settings, sizes: dict, sections) -> dict:
         raw["batch"] = batch.run(settings, sizes["batch_s"])
     if "fairness" in sections:
         raw["fairness"] = fairness.run(settings, sizes["noisy_jobs"], sizes["noisy_slots"])
+    if "streams" in sections:
+        raw["streams"] = streams.run(settings, sizes["streams"], sizes["stream_tokens"])
     if "peers" in sections:
         raw["peers"] = run_peers(settings, sizes)
     if "relay" in sections:
