@@ -438,13 +438,27 @@ def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> JobRow
     return JobRow.of(row)
 
 
-def load_many(conn: Connection, job_ids) -> list[JobRow]:
-    """Jobs by id, locked in id order (two callers locking some of the same jobs never wait
-    for each other in a cycle); those that exist."""
-    ids = sorted({_as_uuid(i) for i in job_ids})
-    rows = conn.execute(select_job().where(Job.id.in_(ids)).order_by(Job.id)
-                        .with_for_update(of=_JOB)).mappings()
-    return [JobRow.of(row) for row in rows]
+# What a streaming run's output round reads of each job, locked: whether the run still owns
+# it, whether it was cancelled, and its events' subject (not the whole row: its params may
+# be a long chat).
+_OWNERS = (
+    select(Job.id, Job.run_id, Job.status, Job.cancel_requested, Job.tenant_id,
+           Job.correlation_id, Job.card_id, Tenant.name.label("tenant"))
+    .join(Tenant, Tenant.id == Job.tenant_id)
+    .where(Job.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Job.id)
+    .with_for_update(of=_JOB)
+)
+
+
+def owners(conn: Connection, job_ids) -> dict[str, tuple]:
+    """Jobs' owning run, status, cancel flag and event subject, by id, locked in id order
+    (two callers locking some of the same jobs never wait for each other in a cycle):
+    `{id: (run_id, status, cancel_requested, subject)}` for those that exist."""
+    rows = conn.execute(_OWNERS, {"ids": sorted({_as_uuid(i) for i in job_ids})})
+    return {str(r.id): (r.run_id, r.status, r.cancel_requested,
+                        Subject("job", r.id, r.tenant_id, r.tenant, r.correlation_id, r.card_id))
+            for r in rows}
 
 
 def transition(uow: UnitOfWork, job: JobRow, status: JobStatus, **values) -> JobRow:

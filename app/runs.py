@@ -258,16 +258,16 @@ def write_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
 
 
 def _record_outputs(uow, items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
-    owners = {str(job.id): job for job in jobs.load_many(uow.conn, [r.job_id for r, _ in items])}
+    found = jobs.owners(uow.conn, [run.job_id for run, _ in items])
     failures, recorded = {}, []
     for i, (run, chunk) in enumerate(items):
-        job = owners.get(run.job_id)
-        if job is None or job.run_id != run.run_id or job.status != JobStatus.PROCESSING:
+        run_id, status, cancel_requested, job_subject = found.get(run.job_id, (None,) * 4)
+        if run_id != run.run_id or status != JobStatus.PROCESSING:
             failures[i] = Superseded(run.job_id)
-        elif job.cancel_requested:
+        elif cancel_requested:
             failures[i] = Cancelled(run.job_id)
         else:
-            recorded.append((subject(job), events.JOB_OUTPUT_APPENDED, run._chunk_payload(chunk)))
+            recorded.append((job_subject, events.JOB_OUTPUT_APPENDED, run._chunk_payload(chunk)))
     uow.record_many(recorded)
     return failures
 
