@@ -53,11 +53,16 @@ db: install services
 .flower-password:
 	@umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(18))" > $@
 
-run: db .demo-key .flower-password console
+# The secret that encrypts chat providers' API keys (PROVIDER_KEY_SECRETS): a Fernet key of this
+# machine's own, made once and kept like .demo-key (the stored keys cannot be read without it).
+.provider-key-secret:
+	@umask 077 && $(BIN)/python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())" > $@
+
+run: db .demo-key .flower-password .provider-key-secret console
 	@# A key from a database that has since been dropped is useless: make a new one.
 	@$(BIN)/flask --app api keys verify "$$(cat .demo-key)" >/dev/null 2>&1 || \
 		{ rm -f .demo-key && $(MAKE) --no-print-directory .demo-key; }
-	@chmod 600 .demo-key .flower-password  # files made before this rule were world-readable
+	@chmod 600 .demo-key .flower-password .provider-key-secret  # older files were world-readable
 	@echo
 	@echo "API key of tenant 'demo': $$(cat .demo-key)"
 	@echo "Flower login: $${FLOWER_BASIC_AUTH:-admin:$$(cat .flower-password)}"
@@ -68,6 +73,7 @@ run: db .demo-key .flower-password console
 	@echo "API :$${API_PORT:-8000}  relay :$${RELAY_PORT:-8001}  Flower :$${FLOWER_PORT:-5555}  (Ctrl-C stops all)"
 	@echo
 	@FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-admin:$$(cat .flower-password)}" \
+		PROVIDER_KEY_SECRETS="$${PROVIDER_KEY_SECRETS:-$$(cat .provider-key-secret)}" \
 		$(BIN)/honcho start -f Procfile
 
 lint: install console/node_modules/.ci-done

@@ -15,6 +15,7 @@ from api import (
     jobs,
     metrics,
     openapi,
+    providers,
     ratelimit,
     scheduling,
 )
@@ -38,16 +39,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["celery"] = celery
     app.extensions["orchestra.settings"] = settings
 
-    ratelimit.install(app, settings, jobs.bp, agents.bp, scheduling.bp)
+    ratelimit.install(app, settings, jobs.bp, agents.bp, scheduling.bp, providers.bp)
     correlation.install(app)
     _allow_origins(app, settings)
     # Each route's input, answer and refusals are declared on it; the document gathers them.
     openapi.install(
-        app, (jobs.bp, "/api/v1"), (scheduling.bp, "/api/v1"), (agents.bp, "/api/v1"),
-        (health.bp, None), (metrics.bp, None),
+        app, (jobs.bp, "/api/v1"), (scheduling.bp, "/api/v1"), (providers.bp, "/api/v1"),
+        (agents.bp, "/api/v1"), (health.bp, None), (metrics.bp, None),
     )
     app.register_blueprint(cli.bp)
     app.register_blueprint(cli.scheduling_bp)
+    app.register_blueprint(cli.providers_bp)
     app.register_blueprint(console.bp)
     errors.register(app)
     return app

@@ -269,8 +269,9 @@ def agent_events(q: dict, agent_id: str):
 def audit_trail(q: dict):
     """Who did what to the tenant's agents, newest first
 
-    The audit trail: which key created, changed, commanded or deleted which agent. Filter by
-    `agent_id`; pass `next_before` as `before` for the next page.
+    The audit trail: which key created, changed, commanded or deleted which agent, and which
+    configured or deleted which chat provider (`provider.put`, `provider.delete`: its name and
+    URL, never its key). Filter by `agent_id`; pass `next_before` as `before` for the next page.
     """
     agent_id = str(q["agent_id"]) if q.get("agent_id") else None
     items, next_before = audit.entries(current_tenant(), agent_id, q["limit"], q.get("before"))

@@ -1,12 +1,12 @@
-"""Operator commands: `flask --app api keys create|revoke|list|verify` and
-`flask --app api scheduling limits|pause|resume|pauses`."""
+"""Operator commands: `flask --app api keys create|revoke|list|verify`,
+`flask --app api scheduling limits|pause|resume|pauses` and `flask --app api providers reseal`."""
 
 from __future__ import annotations
 
 import click
 from flask import Blueprint
 
-from app import tenants
+from app import providers, tenants
 from app.errors import ServiceError
 from app.scheduling import limits, pauses
 
@@ -129,3 +129,19 @@ def list_pauses() -> None:
     """Every pause in force."""
     for p in pauses.paused():
         click.echo(f"{p['tenant'] or '*'}  {p['kind'] or '*'}  since {p['since']}")
+
+
+# --- chat providers: `flask --app api providers reseal` ------------------------------------
+
+providers_bp = Blueprint("providers_cli", __name__, cli_group="providers")
+
+
+@providers_bp.cli.command("reseal")
+def reseal() -> None:
+    """Re-encrypt every stored provider key with the first of PROVIDER_KEY_SECRETS (after a
+    new secret was put first); then the old secrets can be dropped from the list."""
+    try:
+        count = providers.reseal()
+    except providers.KeyUnreadable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"re-encrypted {count} provider key(s) with the first secret")

@@ -77,7 +77,8 @@ EVENTS_LIMIT_TOO_BIG = error(
 
 def _area(path: str) -> str:
     """The scope area of an `/api/v1` path: the blueprint that serves it."""
-    return "jobs" if path.startswith(("/api/v1/jobs", "/api/v1/event-types")) else "agents"
+    agents = path.startswith(("/api/v1/agents", "/api/v1/agent-types", "/api/v1/audit"))
+    return "agents" if agents else "jobs"
 
 
 def shared_errors(path: str, method: str) -> dict[str, dict]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from app import providers
 from app.batches import MAX_ITEMS
+from app.generators.http import URL_PATTERN
 from app.models import AgentStatus, CommandName, JobStatus
 from app.scheduling import limits
 
@@ -564,3 +566,38 @@ class KeyLimitSetSchema(Schema):
 
     max_running = fields.Integer(required=True, strict=True,
                                  validate=validate.Range(0, 100000))
+
+
+# --- chat providers ---------------------------------------------------------------------
+
+
+class ProviderSchema(Schema):
+    name = fields.String(required=True)
+    base_url = fields.String(required=True)
+    has_key = fields.Boolean(required=True, metadata={
+        "description": "whether a key is stored; nothing of the key itself is ever shown"})
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class ProviderListSchema(Schema):
+    items = fields.List(fields.Nested(ProviderSchema), required=True)
+
+
+class ProviderSetSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    base_url = fields.String(
+        required=True,
+        validate=[validate.Length(1, providers.MAX_URL_CHARS),
+                  validate.Regexp(URL_PATTERN, error="an http(s) URL without whitespace")],
+        metadata={"description": "the API's base, e.g. https://api.example.com/v1; "
+                                 "no credentials in it"},
+    )
+    api_key = fields.String(
+        load_only=True,
+        validate=validate.Regexp(providers.KEY_PATTERN, error=providers.KEY_RULE),
+        metadata={"description": "sent as `Authorization: Bearer <api_key>`; stored encrypted, "
+                                 "never shown again (left out: the provider has no key)"},
+    )

@@ -1,4 +1,5 @@
-"""The audit trail: which key did what to what, when; written in the operation's transaction."""
+"""The audit trail: which key did what to what (an agent, a chat provider), when; written in
+the operation's transaction."""
 
 from __future__ import annotations
 

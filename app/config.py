@@ -97,6 +97,22 @@ def host_rates(value: str) -> dict[str, str]:
     return rates
 
 
+@functools.lru_cache(maxsize=8)
+def fernet_keys(value: str) -> tuple[bytes, ...]:
+    """PROVIDER_KEY_SECRETS as Fernet keys, first the one that encrypts; each checked (the
+    message names an entry by its place, never its value: it is a secret)."""
+    from cryptography.fernet import Fernet
+
+    keys = tuple(k.strip().encode() for k in value.split(",") if k.strip())
+    for place, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ValueError(f"entry {place} is not a Fernet key (32 url-safe base64-encoded "
+                             "bytes)") from None
+    return keys
+
+
 def _db_timeout(what: str, role: str, default: float, why: str):
     return Field(default, description=f"Postgres `{what}_timeout` (seconds) of every connection "
                                       f"of a `{role}` process: {why}.")
@@ -470,6 +486,17 @@ class Settings(BaseSettings):
         description="The most a job's attempt may stream as output (text and deltas, UTF-8 "
         "bytes); past it the attempt fails, `OUTPUT_TOO_LARGE`.",
     )
+    provider_key_secrets: str = Field(
+        "",
+        repr=False,  # a secret: never in a printed Settings
+        description="Fernet keys (each 32 url-safe base64-encoded bytes: `python -c 'from "
+        "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`), comma "
+        "separated, that encrypt the API keys of chat providers (`PUT /api/v1/providers/"
+        "{name}`) in Postgres: the first encrypts, every one decrypts. To rotate, put a new key "
+        "first and keep the old one after it until `flask --app api providers reseal` has "
+        "re-encrypted every stored key. The api and every worker need the same list. Empty: no "
+        "provider key can be stored (409).",
+    )
     metrics_tenant_labels: bool = Field(
         False,
         description="Whether `/metrics` shows the scheduler's gauges per tenant (a `tenant` "
@@ -496,6 +523,12 @@ class Settings(BaseSettings):
     @classmethod
     def _rate(cls, value: str) -> str:
         return _check_rate(value) if value else value
+
+    @field_validator("provider_key_secrets")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        fernet_keys(value)
+        return value
 
     @field_validator("http_host_rates")
     @classmethod
@@ -561,7 +594,8 @@ def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
     for error in exc.errors():
         name = str(error["loc"][0]).upper() if error["loc"] else "settings"
         reason = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{name}: {reason} (got {env.get(name)!r})")
+        got = "withheld" if name in SECRET_VARIABLES else repr(env.get(name))
+        lines.append(f"{name}: {reason} (got {got})")
     return "; ".join(lines)
 
 

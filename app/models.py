@@ -225,6 +225,22 @@ class ConcurrencyLimit(Base):
     __table_args__ = (CheckConstraint("max_running >= 0", name="ck_concurrency_limits_max"),)
 
 
+class ChatProvider(Base):
+    """A chat server a tenant's admin named for its `chat` jobs (`provider`): its base URL and
+    its API key, encrypted with PROVIDER_KEY_SECRETS (a Fernet token; null: no key)."""
+
+    __tablename__ = "chat_providers"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    base_url: Mapped[str] = mapped_column(String(2000))
+    api_key_sealed: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_chat_providers_name"),)
+
+
 # Admission passes' tickets (`app/scheduling/admission.py`).
 ADMISSION_TICKETS = Sequence("admission_tickets", metadata=Base.metadata)
 
@@ -455,7 +471,8 @@ class AgentLog(Base):
 
 
 class AuditEntry(Base):
-    """Who (which key) did what to which agent, and when; kept after the agent is deleted."""
+    """Who (which key) did what to which agent or chat provider, and when; kept after it is
+    deleted."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -30,5 +30,16 @@ def schema_errors(validator: Draft202012Validator, value: Any, prefix: str) -> d
     details: dict[str, list[str]] = {}
     for err in sorted(validator.iter_errors(value), key=lambda e: list(e.path)):
         key = ".".join([prefix, *(str(p) for p in err.path)])
-        details.setdefault(key, []).append(err.message)
+        details.setdefault(key, []).append(_message(err))
     return details
+
+
+def _message(err: ValidationError) -> str:
+    """The error's words. jsonschema's own for a `oneOf` repeat the whole value (a chat job's
+    messages, say); when every choice has a `title`, the choices are named instead."""
+    titles = [s.get("title") for s in err.validator_value] if err.validator == "oneOf" else []
+    if not titles or None in titles:
+        return err.message
+    # `context` holds each choice's failures: empty when more than one choice matched.
+    choices = ", ".join(titles)
+    return f"one of {choices} is required" if err.context else f"only one of {choices} may be given"

@@ -50,6 +50,8 @@ def fake_llm(fake_llm_server):
 @pytest.fixture(scope="session")
 def base_settings(run_name, gen_service_port, llm_port):
     """Settings pointing at this run's own database, Redis db and channel prefix."""
+    from cryptography.fernet import Fernet
+
     database_url = isolation.create_database(f"orchestra_test_{run_name}")
     redis_url = sandbox.claim_redis_db(isolation.BASE_REDIS_URL, run_name)
     settings = Settings(
@@ -70,6 +72,8 @@ def base_settings(run_name, gen_service_port, llm_port):
         # Many tests queue jobs no worker ever takes, and the broker's room is shared by all
         # tenants: the scheduling tests set their own (tests/integration/test_scheduler.py).
         scheduler_ahead=10000,
+        # Chat providers' keys are encrypted with it (a secret of this run's own).
+        provider_key_secrets=Fernet.generate_key().decode(),
         log_level="INFO",
     )
     yield settings

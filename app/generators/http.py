@@ -56,6 +56,11 @@ EXCERPT_CHARS = 200
 # http(s), and no whitespace or control characters: they would end up in errors and events.
 URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
 
+REDACTED = "[redacted]"
+
+# The secrets the current call carries (a chat provider's API key): remote text quoted in an
+# error never repeats them (`excerpt`), nor does anything raised while they are kept (`keeping`).
+_secrets: ContextVar[tuple[str, ...]] = ContextVar("http_secrets", default=())
 # The state changes the current call made, for its job to record (set around each call).
 _changes: ContextVar[list | None] = ContextVar("breaker_changes", default=None)
 # True while this process's breaker itself moves the state (not merely notices a move).
@@ -357,12 +362,69 @@ def excerpt(value) -> str:
     """A short excerpt of remote text, printable characters only, for an error message.
 
     Remote bodies never go into errors, results or logs whole: a refusal's text may be
-    anything, up to a whole page of another service.
+    anything, up to a whole page of another service. A secret the call carries is replaced
+    before the text is cut (a 401 may echo the key it was sent; cut first, a piece of it
+    would stay).
     """
-    raw = value[: EXCERPT_CHARS * 4] if isinstance(value, bytes | str) else str(value)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    hidden = _secrets.get()
+    if not isinstance(value, bytes | str):
+        raw = str(value)
+    else:
+        raw = value if hidden else value[: EXCERPT_CHARS * 4]
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    for secret in hidden:
+        text = text.replace(secret, REDACTED)
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "\u2026"
+
+
+@contextmanager
+def keeping(secret: str | None):
+    """While the block runs, `secret` (a key the calls carry) is kept out of the excerpts of
+    remote text, and out of whatever the block raises: the job's error, its events and the
+    worker's log show `[redacted]` instead."""
+    if not secret:
+        yield
+        return
+    token = _secrets.set((*_secrets.get(), secret))
+    try:
+        yield
+    except BaseException as exc:
+        clean = scrubbed(exc, secret)
+        if clean is exc:
+            raise
+        raise clean from None
+    finally:
+        _secrets.reset(token)
+
+
+def _chain(exc: BaseException | None):
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _text(exc: BaseException) -> str:
+    """Every text of an exception and of what led to it (messages and arguments)."""
+    return "\n".join(" ".join([str(e), *map(str, e.args)]) for e in _chain(exc))
+
+
+def scrubbed(exc: BaseException, secret: str) -> BaseException:
+    """`exc` with `secret` replaced in its messages and its chain's (its class, code and
+    delay kept); if it still shows somewhere, the chain is cut, and failing that, a permanent
+    failure that says only what it was."""
+    if secret not in _text(exc):
+        return exc
+    for e in _chain(exc):
+        e.args = tuple(a.replace(secret, REDACTED) if isinstance(a, str) else a for a in e.args)
+    if secret in _text(exc):  # a message not made of its arguments (OSError), say
+        exc.__cause__ = exc.__context__ = None
+        exc.__suppress_context__ = True
+    if secret in _text(exc):
+        return PermanentError(f"{type(exc).__name__} (its message held a secret: withheld)")
+    return exc
 
 
 def _refused(url: str, exc: netguard.AddressNotAllowed) -> PermanentError:

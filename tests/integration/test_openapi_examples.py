@@ -263,6 +263,30 @@ def replay_scheduling(replay: Replay) -> None:
     assert admin.each("delete", KEY, ids)[0].json["own"] is False
 
 
+PROVIDER = "/api/v1/providers/{name}"
+
+
+def replay_providers(replay: Replay) -> None:
+    """The chat provider routes, the changes with an admin key of the same tenant; the
+    examples' vLLM server is on a private address, listed as the operator's own."""
+    from app import config, tenants
+
+    before = config.current()
+    config.install(before.with_(http_private_hosts=f"{before.http_private_hosts},10.0.0.5:8000"))
+    try:
+        tenant = tenants.authenticate(replay.auth["Authorization"].split()[1]).name
+        secret = tenants.create_key(tenant, ["admin"])
+        admin = Replay(replay.client, {"Authorization": f"Bearer {secret}"}, replay.doc)
+        admin.replayed = replay.replayed
+        ids = {"name": "vllm"}
+        assert [r.json["has_key"] for r in admin.each("put", PROVIDER, ids)] == [True, False]
+        assert replay.each("get", "/api/v1/providers")[0].json["items"][0]["name"] == "vllm"
+        assert replay.each("get", PROVIDER, ids)[0].json["base_url"] == "http://10.0.0.5:8000/v1"
+        admin.each("delete", PROVIDER, ids, expect=204)
+    finally:
+        config.install(before)
+
+
 def replay_operations(replay: Replay) -> None:
     for path in ("/health/liveness", "/health/readiness", "/metrics", "/api/v1/openapi.json"):
         replay.each("get", path)
@@ -285,6 +309,10 @@ def test_the_scheduling_examples_replay_with_their_documented_status(replay):
     replay_scheduling(replay)
 
 
+def test_the_provider_examples_replay_with_their_documented_status(replay):
+    replay_providers(replay)
+
+
 def test_the_operations_examples_replay_with_their_documented_status(replay):
     replay_operations(replay)
 
@@ -294,6 +322,7 @@ def test_every_operation_but_the_result_is_replayed(replay):
     replay_jobs(replay)
     replay_agents(replay)
     replay_scheduling(replay)
+    replay_providers(replay)
     replay_operations(replay)
     every = {(method, path) for path, method, _ in operations(replay.doc)}
     assert every - replay.replayed == {("get", JOB + "/result")}
@@ -393,6 +422,12 @@ ERROR_CASES = [
     ("put", KEY, {"json": {"max_running": -1}}, 422, "bad_limit", {"key": "user-42"}),
     ("get", "/api/v1/concurrency-keys", {"query_string": {"limit": 0}}, 422, "bad_limit", {}),
     ("get", KEY, {}, 422, "bad_key", {"key": "a b"}),
+    ("put", PROVIDER, {"json": {"base_url": "http://10.0.0.5:8000/v1"}}, 403, "not_admin",
+     {"name": "vllm"}),
+    ("put", PROVIDER, {"json": {"base_url": "ftp://10.0.0.5/v1"}}, 422, "not_a_url",
+     {"name": "vllm"}),
+    ("get", PROVIDER, {}, 404, "no_such_provider", {"name": "gone"}),
+    ("get", PROVIDER, {}, 422, "bad_name", {"name": "Bad%20Name"}),
 ]
 
 

@@ -71,6 +71,20 @@ def test_make_generates_flowers_password_readable_by_its_owner_only(domain, tmp_
     assert (again / ".flower-password").read_text() != secret.read_text()  # random each time
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_generates_the_provider_key_secret_readable_by_its_owner_only(domain, tmp_path):
+    """The secret that encrypts chat providers' keys ships with nothing: `make run` makes a
+    Fernet key (kept in .provider-key-secret) that the settings accept."""
+    from app.config import Settings
+
+    result = _make(".provider-key-secret", tmp_path, _env(domain))
+    assert result.returncode == 0, result.stderr
+    secret = tmp_path / ".provider-key-secret"
+    assert _mode(secret) == 0o600
+    value = secret.read_text().strip()
+    assert Settings.from_env({"PROVIDER_KEY_SECRETS": value}).provider_key_secrets == value
+
+
 def _flower(settings, tmp_path, **extra) -> procfile.Proc:
     """Flower from its Procfile line, as `make run` and compose start it."""
     port = free_port()

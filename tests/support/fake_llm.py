@@ -9,8 +9,10 @@ Told what to do over HTTP (`POST /_control`), it misbehaves on demand: `{"fail_n
 "fail_status": 503, "retry_after": "2"}` refuses the next N calls; `{"stall_after": K}` stops
 sending after K tokens of each call (the connection left open), `{"cut_after": K}` closes
 it after K tokens with no end, `{"rate": R}` sets the tokens a second, `{"error_after": K}`
-sends an error event after K tokens. `GET /_stats` lists each call (its `Idempotency-Key`,
-when it came, how many tokens went out, when the client closed the connection, if it did),
+sends an error event after K tokens, `{"require_key": "sk-..."}` answers 401 to a call
+without `Authorization: Bearer sk-...`, echoing the key it was sent (as hosted APIs do).
+`GET /_stats` lists each call (its `Idempotency-Key` and `Authorization` headers, when it
+came, how many tokens went out, when the client closed the connection, if it did),
 and the time each token was sent (`sent`: epoch seconds, by the token's text, for the
 bench's latency).
 
@@ -37,7 +39,7 @@ class _State:
         self.lock = threading.Lock()
         self.control = {"fail_next": 0, "fail_status": 503, "retry_after": None,
                         "stall_after": None, "cut_after": None, "error_after": None,
-                        "rate": 200.0, "record_sent": False}
+                        "rate": 200.0, "record_sent": False, "require_key": None}
         self.calls: list[dict] = []
         self.sent: dict[str, float] = {}
 
@@ -84,11 +86,18 @@ class Handler(JsonHandler):
         if self.path != "/v1/chat/completions":
             return self.answer_json(404, {"error": {"message": "no such route"}})
         request = self.read_json()
+        sent_auth = self.headers.get("Authorization")
         call = {"idempotency_key": self.headers.get("Idempotency-Key"), "at": time.time(),
-                "tokens_sent": 0, "closed_at": None, "model": request.get("model")}
+                "tokens_sent": 0, "closed_at": None, "model": request.get("model"),
+                "authorization": sent_auth}
         with STATE.lock:
             STATE.calls.append(call)
             control = dict(STATE.control)
+        if control["require_key"] and sent_auth != f"Bearer {control['require_key']}":
+            given = (sent_auth or "").removeprefix("Bearer ")
+            return self.answer_json(401, {"error": {
+                "message": f"Incorrect API key provided: {given}. You can find your API key "
+                           "in your account settings.", "type": "invalid_request_error"}})
         status, retry_after = STATE.take_failure()
         if status is not None:
             headers = {"Retry-After": retry_after} if retry_after else {}
@@ -167,7 +176,8 @@ class FakeLLM(ServiceProcess):
     def reset(self) -> None:
         """Behave again: no failures, stalls or cuts, the default rate, no calls seen."""
         self.control(fail_next=0, retry_after=None, stall_after=None, cut_after=None,
-                     error_after=None, rate=200.0, record_sent=False, reset=True)
+                     error_after=None, rate=200.0, record_sent=False, require_key=None,
+                     reset=True)
 
 
 def main(port: int) -> None:

@@ -25,6 +25,7 @@ REQUIRED_SECRETS = {
     "POSTGRES_PASSWORD": "pg-secret",
     "REDIS_PASSWORD": "redis-secret",
     "FLOWER_BASIC_AUTH": "ops:flower-secret",
+    "PROVIDER_KEY_SECRETS": "u3EOXOlfgZmI_m6lnTBArkR4Ls4d7X7q8Q0ZJQqQZ4M=",
 }
 PUBLISHED_PORTS = {"api": 8000, "relay": 8001, "flower": 5555}
 # Variables the compose file may set although Settings.from_env does not read them: those
