@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from scripts import procfile
 from scripts.sandbox import free_port
 from tests.e2e.browser import launch, local_only, screenshot, sign_in
 from tests.e2e.conftest import Client, _ping_workers
@@ -25,19 +26,24 @@ LIVE_TIMEOUT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def console_stack(domain):
-    """api, relay (known port, CORS = the api's origin), one worker and beat."""
+    """api, relay (known port, CORS = the api's origin), one worker (and the io worker, where
+    the Procfile has one: the `chat` jobs' queue), the system worker and beat."""
     api_port, relay_port = free_port(), free_port()
     origin, relay_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{relay_port}"
     stack = Stack(stack_env(domain, RELAY_CORS_ORIGINS=origin, CONSOLE_RELAY_URL=relay_url))
+    workers = 2
     try:
         api = stack.start("api", port=api_port, API_WORKERS=2)
         relay = stack.start("relay", port=relay_port)
         stack.start("worker")
+        if "io" in procfile.read_procfile():
+            stack.start("io", IO_CONCURRENCY=20)
+            workers += 1
         stack.start("system")
         stack.start("beat")
         stack.wait_http(api)
         stack.wait_http(relay)
-        wait_until(lambda: _ping_workers(domain, 2), 60, 0.5, "a worker")
+        wait_until(lambda: _ping_workers(domain, workers), 60, 0.5, f"{workers} workers")
     except BaseException:
         print(stack.logs())
         stack.stop()
@@ -82,6 +88,11 @@ def assert_not_reloaded(page) -> None:
 
 def row(job_id: str) -> str:
     return f'#jobs tr[data-id="{job_id}"]'
+
+
+def the_relay(stack):
+    """The relay now running (a test before may have restarted it: the latest started)."""
+    return stack.procs_named("relay")[-1]
 
 
 def test_relay_accepts_the_console_origin_and_refuses_others(console_stack):
@@ -340,14 +351,14 @@ def test_job_page_resumes_after_the_relay_restarts(console, console_stack):
     mark_no_reload(table)
     page.wait_for_selector('#job-summary [data-field="status"] .status-processing')
     table.wait_for_selector(f"{row(job['id'])} .status-processing")
-    (relay,) = console_stack.procs_named("relay")
+    relay = the_relay(console_stack)
     console_stack.kill(relay)
     page.wait_for_selector('#conn:not([data-state="live"])')
     client.wait_status(job["id"], "completed", timeout=60)  # finished while the page was away
     later = client.submit("echo", {"after": "restart"})  # a job the table never heard of
     client.wait_status(later["id"], "completed")
     console_stack.start("relay", port=relay.port)
-    console_stack.wait_http(console_stack.procs_named("relay")[-1])
+    console_stack.wait_http(the_relay(console_stack))
     page.wait_for_selector('#conn[data-state="live"]')
     page.wait_for_selector('#job-summary [data-field="status"] .status-completed')
     table.wait_for_selector(f"{row(job['id'])} .status-completed")
@@ -358,6 +369,291 @@ def test_job_page_resumes_after_the_relay_restarts(console, console_stack):
     assert len(seqs) >= 14  # queued, processing, 12 progress steps, completed
     assert_not_reloaded(page)
     screenshot(page, "console-job-after-relay-restart")
+
+
+PANEL = "#job-output"
+
+
+def words(n: int) -> str:
+    """The fake chat server's reply of `n` tokens (`tests/support/fake_llm.py`)."""
+    return "".join(f"tok{i} " for i in range(n))
+
+
+def submit_chat(client, fake_llm, tokens: int, **fields) -> dict:
+    params = {"base_url": fake_llm.base_url, "model": "fake-1",
+              "messages": [{"role": "user", "content": "Go on."}], "max_tokens": tokens}
+    return client.submit("chat", params, **fields)
+
+
+def panel_text(page) -> str:
+    return page.text_content(PANEL) or ""
+
+
+def panel_longer_than(page, n: int) -> str | None:
+    """The panel's text once it has more than `n` characters (else None: wait on)."""
+    text = panel_text(page)
+    return text if len(text) > n else None
+
+
+def stored_output(client, job_id: str) -> dict:
+    return client.get(f"/api/v1/jobs/{job_id}/output").json()
+
+
+def record_panel(page) -> None:
+    """From now on, note every state the Output panel shows (attempt and text) in the page,
+    each time the page changes it: `panel_history` reads them back."""
+    page.wait_for_selector(PANEL, state="attached")
+    page.evaluate(
+        """() => {
+          const pre = document.getElementById("job-output");
+          window.__panel = [];
+          const note = () => window.__panel.push([pre.dataset.attempt, pre.textContent]);
+          note();
+          new MutationObserver(note).observe(
+            pre, {childList: true, characterData: true, subtree: true, attributes: true});
+        }"""
+    )
+
+
+def panel_history(page) -> list[tuple[str, str]]:
+    return [tuple(state) for state in page.evaluate("window.__panel")]
+
+
+def timeline_seqs(page) -> list[int]:
+    """Every seq the timeline covers; a row of output chunks covers `seq` to `lastSeq`."""
+    spans = page.eval_on_selector_all(
+        "#timeline tbody tr",
+        "rows => rows.map(r => [+r.dataset.seq, +(r.dataset.lastSeq || r.dataset.seq)])",
+    )
+    return [seq for first, last in spans for seq in range(first, last + 1)]
+
+
+def pump(page, ms: int = 20) -> None:
+    """Let Playwright deliver the page's events (route handlers) for a moment."""
+    page.wait_for_timeout(ms)
+
+
+def test_job_page_shows_a_chat_reply_as_it_streams_through_a_reload_and_a_relay_restart(
+    console, console_stack, fake_llm
+):
+    """The Output panel grows live while the job is processing; after a reload (whose read of
+    the output is held back while chunks it will hold are also replayed) and after a relay
+    restart mid-stream, it ends with the reply exactly: nothing missing, nothing twice."""
+    page, client = console
+    tokens = 240  # 12 s at 20 tokens a second: the reload and the restart happen mid-stream
+    reply = words(tokens)
+    fake_llm.control(rate=20)
+    job = submit_chat(client, fake_llm, tokens)
+    base = page.url.split("#")[0]
+    page.goto(base + f"#/jobs/{job['id']}")
+    record_panel(page)
+
+    # Live: the text grows while the job runs, and is always the start of the reply.
+    first = wait_until(lambda: panel_longer_than(page, len(words(10))), 30, 0.05,
+                       "ten tokens on the page")
+    assert client.job(job["id"])["status"] == "processing"
+    assert reply.startswith(first)
+    grown = wait_until(lambda: panel_longer_than(page, len(first)), 15, 0.05, "more text")
+    assert reply.startswith(grown)
+    history = panel_history(page)
+
+    # A reload, its read of the output held until more chunks are stored: the room replays
+    # those after the events the page listed, and the read has them too.
+    held = []
+
+    def hold(route):
+        held.append(route)
+
+    page.route("**/api/v1/jobs/*/output*", hold)
+    page.reload()
+    wait_until(lambda: pump(page) or held, 30, 0.01, "the page to read the output")
+    record_panel(page)
+    stored = len(stored_output(client, job["id"])["text"])
+    wait_until(lambda: len(stored_output(client, job["id"])["text"]) >= stored + len(words(8)),
+               15, 0.05, "more chunks stored while the read is held")
+    held[0].continue_()
+    page.unroute("**/api/v1/jobs/*/output*", hold)
+    mark_no_reload(page)
+    after_reload = wait_until(lambda: panel_longer_than(page, stored + len(words(8))), 15,
+                              0.05, "the text to go on after the reload")
+    assert reply.startswith(after_reload), "doubled or missing after the reload"
+    assert client.job(job["id"])["status"] == "processing"
+
+    # The relay goes away mid-stream and comes back on its port: the page resubscribes from
+    # the last seq it saw and is replayed what it missed.
+    relay = the_relay(console_stack)
+    console_stack.kill(relay)
+    page.wait_for_selector('#conn:not([data-state="live"])')
+    at_kill = panel_text(page)
+    wait_until(lambda: len(stored_output(client, job["id"])["text"]) >= len(at_kill)
+               + len(words(8)), 15, 0.05, "chunks stored while the relay is down")
+    console_stack.start("relay", port=relay.port)
+    console_stack.wait_http(the_relay(console_stack))
+    page.wait_for_selector('#conn[data-state="live"]')
+    wait_until(lambda: len(panel_text(page)) >= len(at_kill) + len(words(8)), 15, 0.05,
+               "the missed chunks on the page")
+
+    done = client.wait_status(job["id"], "completed", timeout=60)
+    page.wait_for_selector('#job-summary [data-field="status"] .status-completed')
+    wait_until(lambda: len(panel_text(page)) >= len(reply), 10, 0.05, "the whole reply")
+    shown = panel_text(page)
+    assert shown == reply == done["result"]["text"]
+    answer = stored_output(client, job["id"])
+    assert answer["done"] and answer["attempt"] == 1 and answer["text"] == shown
+    assert page.get_attribute(PANEL, "data-attempt") == "1"
+    assert page.text_content("#job-output-attempt") == "attempt 1"
+    assert_not_reloaded(page)
+    # Whatever the page showed on its way, it was the start of the reply: never a doubled chunk.
+    history += panel_history(page)
+    assert all(reply.startswith(text) for _, text in history), "the panel showed a wrong text"
+    # The timeline covers every event once; the chunks share one row.
+    seqs = timeline_seqs(page)
+    assert seqs == list(range(1, len(seqs) + 1)), "a gap or a duplicate in the timeline"
+    events = client.get(f"/api/v1/jobs/{job['id']}/events?limit=1000").json()["items"]
+    assert len(seqs) == len(events)
+    chunks = sum(e["event_type"] == "job.output.appended" for e in events)
+    assert chunks > 20 and page.locator("#timeline tr.output-run").count() == 1
+    screenshot(page, "console-job-output")
+
+
+def test_a_retried_attempts_output_replaces_the_earlier_one_on_the_page(
+    admin_console, fake_llm
+):
+    """The first attempt's stream is cut midway; the page shows its text, then, as the next
+    attempt streams, that attempt's output alone, marked as such: never a mix of the two."""
+    page, client = admin_console
+    tokens = 60
+    reply = words(tokens)
+    # Held back while the page opens, so the page hears the first attempt from its start.
+    assert client.post("/api/v1/pauses", {"kind": "chat"}).status_code == 200
+    try:
+        fake_llm.control(rate=20, cut_after=15)
+        job = submit_chat(client, fake_llm, tokens, max_retries=2)
+        page.goto(page.url.split("#")[0] + f"#/jobs/{job['id']}")
+        page.wait_for_selector('#waiting-reason[data-code="paused"]')
+        record_panel(page)
+        mark_no_reload(page)
+    finally:
+        assert client.post("/api/v1/pauses/resume", {"kind": "chat"}).status_code == 200
+    # The first call took its cut with it; the calls after it stream the whole reply.
+    wait_until(lambda: any(c["idempotency_key"] == job["id"] for c in fake_llm.stats()["calls"]),
+               30, 0.02, "the first attempt's call")
+    fake_llm.control(cut_after=None, rate=40)
+
+    done = client.wait_status(job["id"], {"completed", "failed"}, timeout=60)
+    assert done["status"] == "completed" and done["attempts"] >= 2, done
+    page.wait_for_selector('#job-summary [data-field="status"] .status-completed')
+    wait_until(lambda: len(panel_text(page)) >= len(reply), 10, 0.05, "the whole reply")
+    assert panel_text(page) == reply == done["result"]["text"]
+    assert stored_output(client, job["id"])["text"] == reply
+    attempt = str(done["attempts"])
+    assert page.get_attribute(PANEL, "data-attempt") == attempt
+    assert page.text_content("#job-output-attempt") == f"attempt {attempt}"
+    assert_not_reloaded(page)
+
+    history = panel_history(page)
+    first = [text for a, text in history if a == "1"]
+    assert any(first), "the first attempt's output was never shown"
+    assert all(words(15).startswith(text) for text in first)
+    assert all(reply.startswith(text) for _, text in history), "a mix of two attempts"
+    shown_attempts = [int(a) for a, _ in history]
+    assert shown_attempts == sorted(shown_attempts)  # an attempt, once replaced, never back
+    # The timeline keeps one row per attempt's chunks.
+    assert page.locator("#timeline tr.output-run").count() == done["attempts"]
+
+
+PANEL_SCRIPT = """async () => {
+  const { outputPanel } = await import("/console/views/output.js");
+  // The API's side: each attempt's whole output; `read` answers GET .../output from there on.
+  let server = { attempt: 1, text: "héllo 🎉 ", deltas: [] };
+  const reads = [];
+  const read = async (offset, deltaOffset) => {
+    reads.push([offset, deltaOffset]);
+    const chars = [...server.text];
+    return { attempt: server.attempt, offset: chars.length, text: chars.slice(offset).join(""),
+             delta_offset: server.deltas.length, deltas: server.deltas.slice(deltaOffset) };
+  };
+  const panel = outputPanel(read);
+  document.body.append(panel.node);
+  const pre = panel.node.querySelector("#job-output");
+  const seen = {};
+  const note = (name) => {
+    seen[name] = {
+      text: pre.textContent,
+      attempt: panel.node.querySelector("#job-output-attempt").textContent,
+      deltas: [...panel.node.querySelectorAll("#job-output-deltas li")].map((li) => li.textContent),
+      reads: reads.length,
+    };
+  };
+  await panel.load();
+  note("load");
+  await panel.chunk({ attempt: 1, offset: 0, text: "héllo " });
+  note("duplicate");
+  await panel.chunk({ attempt: 1, offset: 6, text: "🎉 wö" });
+  note("overlap");
+  await panel.chunk({ attempt: 1, offset: 10, text: "rld", delta_offset: 0, deltas: [{ a: 1 }] });
+  note("next");
+  server = { attempt: 1, text: "héllo 🎉 wörld, and more", deltas: [{ a: 1 }, [2], "three"] };
+  await panel.chunk({ attempt: 1, offset: 19, text: "more", delta_offset: 2, deltas: ["three"] });
+  note("gap");
+  const hostile = "<img src=x onerror=window.__pwned=1>";
+  await panel.chunk({ attempt: 2, offset: 0, text: hostile });
+  note("new attempt");
+  await panel.chunk({ attempt: 1, offset: 23, text: "late" });
+  note("old attempt");
+  server = { attempt: 3, text: "third try", deltas: [] };
+  await panel.chunk({ attempt: 3, offset: 6, text: "try" });
+  note("new attempt with a gap");
+  server = { attempt: 4, text: "fourth", deltas: [] };
+  await panel.chunk({ attempt: 3, offset: 20, text: "x" });
+  note("gap read finds a newer attempt");
+  // Scrolled to its end while it grows, unless the reader scrolled up.
+  const many = (from, n) => Array.from({ length: n }, (_, i) => `line ${from + i}\\n`).join("");
+  server = { attempt: 5, text: many(0, 400), deltas: [] };
+  await panel.chunk({ attempt: 5, offset: 0, text: many(0, 200) });
+  const atEnd = () => pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8;
+  const followed = pre.scrollHeight > pre.clientHeight && atEnd();
+  pre.scrollTop = 0;
+  await panel.chunk({ attempt: 5, offset: [...many(0, 200)].length, text: many(200, 200) });
+  return { seen, reads, followed, stayedUp: pre.scrollTop === 0,
+           pwned: window.__pwned ?? null, imgs: panel.node.querySelectorAll("img").length };
+}"""
+
+
+def test_the_output_panel_places_each_chunk_by_its_offset(browser, console_stack):
+    """The panel's rules, chunk by chunk, in Chromium: a chunk already shown is skipped, one
+    that overlaps adds only its new characters (code points, as the server counts), a gap is
+    read from the API from what is shown, an older attempt's chunk is dropped and a newer
+    attempt replaces the text; deltas are listed, and text is never markup."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    foreign = local_only(context)
+    try:
+        page = context.new_page()
+        page.goto(console_stack.origin + "/")
+        page.wait_for_selector("#key")
+        got = page.evaluate(PANEL_SCRIPT)
+    finally:
+        context.close()
+    seen = got["seen"]
+    assert seen["load"] == {"text": "héllo 🎉 ", "attempt": "attempt 1", "deltas": [], "reads": 1}
+    assert seen["duplicate"]["text"] == "héllo 🎉 "
+    assert seen["overlap"]["text"] == "héllo 🎉 wö"
+    assert seen["next"]["text"] == "héllo 🎉 wörld" and seen["next"]["deltas"] == ['{"a":1}']
+    assert seen["gap"] == {"text": "héllo 🎉 wörld, and more", "attempt": "attempt 1",
+                           "deltas": ['{"a":1}', "[2]", '"three"'], "reads": 2}
+    assert seen["new attempt"] == {"text": "<img src=x onerror=window.__pwned=1>",
+                                   "attempt": "attempt 2", "deltas": [], "reads": 2}
+    assert seen["old attempt"] == seen["new attempt"]
+    assert seen["new attempt with a gap"]["text"] == "third try"
+    assert seen["new attempt with a gap"]["attempt"] == "attempt 3"
+    assert seen["gap read finds a newer attempt"]["text"] == "fourth"
+    assert seen["gap read finds a newer attempt"]["attempt"] == "attempt 4"
+    # load, the gap from (13 characters, 1 delta), the new attempt's from 0, the gap of
+    # attempt 3 from 9 (which found attempt 4) and attempt 4's from 0
+    assert got["reads"][:5] == [[0, 0], [13, 1], [0, 0], [9, 0], [0, 0]]
+    assert got["followed"] and got["stayedUp"]
+    assert got["pwned"] is None and got["imgs"] == 0
+    assert foreign == []
 
 
 def test_agent_page_follows_a_start_live(console):

@@ -1,4 +1,5 @@
-// One job: its fields, live status and progress, its event timeline and its result.
+// One job: its fields, live status and progress, its streamed output, its event timeline and
+// its result.
 import { api, describe, fetchBlob } from "/console/api.js";
 import { duration, el, fill, flash, jsonBlock, when } from "/console/dom.js";
 import * as live from "/console/live.js";
@@ -11,8 +12,10 @@ import {
   statusBadge,
 } from "/console/views/common.js";
 import { cancelJob } from "/console/views/jobs.js";
+import { codePoints, outputPanel } from "/console/views/output.js";
 
 const WAITING_RELOAD_TICKS = 3; // seconds between reads of a waiting job
+const OUTPUT = "job.output.appended";
 
 /** Render job `id` into `view`; returns the function that leaves it. */
 export function jobPage(view, id) {
@@ -23,10 +26,15 @@ export function jobPage(view, id) {
   const summary = el("div", { id: "job-summary" });
   const timeline = el("tbody");
   const result = el("div", { id: "job-result" });
+  const output = outputPanel((offset, deltaOffset) =>
+    api(`${path}/output?offset=${offset}&delta_offset=${deltaOffset}`),
+  );
   fill(
     view,
     el("h1", {}, "Job ", el("code", {}, id)),
     summary,
+    el("h2", {}, "Output"),
+    output.node,
     el("h2", {}, "Result"),
     result,
     el("h2", {}, "Events"),
@@ -35,25 +43,48 @@ export function jobPage(view, id) {
 
   let job = null;
   async function start() {
-    // Events first, then the job: the job is then at least as new as the last event listed,
-    // and the room replays from that event on (what the job already shows is skipped).
+    // Events first, then the job and its output: they are then at least as new as the last
+    // event listed, and the room replays from that event on (what they already show is
+    // skipped: the output panel places each chunk by its offset).
     const events = (await api(`${path}/events`)).items;
     job = await api(path);
+    await output.load();
     if (left) return;
     drawSummary(summary, job, actions);
-    events.forEach((env) => timeline.append(eventRow(env)));
+    events.forEach(addToTimeline);
     const last = events.length ? events[events.length - 1].seq : 0;
     stop = live.subscribe(`job:${job.id}`, last, onEvent);
     if (TERMINAL.has(job.status)) showResult();
   }
 
   async function onEvent(envelope) {
-    timeline.append(eventRow(envelope));
+    addToTimeline(envelope);
+    if (envelope.event_type === OUTPUT) {
+      output.chunk(envelope.payload);
+      return; // the job's fields do not change with its output
+    }
     applyJobEvent(job, envelope);
+    // Chunks come before their attempt's outcome; should a read of a gap have failed, the
+    // end is read once more (from what is shown on: nothing shown twice).
+    if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) output.load();
     // A new status changes why the job waits (or that it does): read the job again.
     if (envelope.payload.status) await reload();
     if (envelope.payload.status && TERMINAL.has(envelope.payload.status)) showResult();
     if (!left) drawSummary(summary, job, actions);
+  }
+
+  /** One row per event, but a run of output chunks of one attempt shares a row. */
+  function addToTimeline(env) {
+    const lastRow = timeline.lastElementChild;
+    if (
+      env.event_type === OUTPUT &&
+      lastRow?.outputRun &&
+      lastRow.outputRun.attempt === env.payload?.attempt
+    ) {
+      updateOutputRow(lastRow, env);
+    } else {
+      timeline.append(env.event_type === OUTPUT ? outputRow(env) : eventRow(env));
+    }
   }
 
   async function reload() {
@@ -155,6 +186,32 @@ function waitingReason(reason) {
     " ",
     el("code", {}, reason.code),
   );
+}
+
+/** A row for a run of `job.output.appended` events of one attempt (seq `first`–`last`). */
+function outputRow(env) {
+  const row = el("tr", { class: "output-run", dataset: { seq: env.seq } });
+  row.outputRun = { attempt: env.payload?.attempt, count: 0, chars: 0, deltas: 0 };
+  return updateOutputRow(row, env);
+}
+
+function updateOutputRow(row, env) {
+  const run = row.outputRun;
+  const p = env.payload || {};
+  run.count += 1;
+  run.chars += codePoints(p.text || "");
+  run.deltas += Array.isArray(p.deltas) ? p.deltas.length : 0;
+  row.dataset.lastSeq = String(env.seq);
+  const first = row.dataset.seq;
+  const deltas = run.deltas ? `, ${run.deltas} deltas` : "";
+  fill(
+    row,
+    el("td", {}, run.count > 1 ? `${first}–${env.seq}` : first),
+    el("td", {}, when(env.timestamp)),
+    el("td", {}, env.event_type, run.count > 1 ? ` ×${run.count}` : ""),
+    el("td", {}, `attempt ${run.attempt}: ${run.chars} characters${deltas}`),
+  );
+  return row;
 }
 
 function eventRow(env) {
