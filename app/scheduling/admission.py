@@ -35,7 +35,7 @@ from app.models import Job, Tenant
 from app.outbox import unit_of_work
 from app.outbox.send import Sendable
 from app.rows import JobRow
-from app.scheduling.fair import Candidate, TenantQueue, pick
+from app.scheduling.fair import IO_LANE, JOBS_LANE, Candidate, TenantQueue, pick
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,20 @@ WITH RECURSIVE waiting(tenant_id) AS (
 ),
 held AS (
     SELECT tenant_id, {HOLDING_COST} AS n,
-           count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)) AS ahead,
-           count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) AS instant
+           count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant)
+                            AND NOT kind = ANY(:io)) AS ahead,
+           count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant)) AS instant,
+           count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:io)) AS ahead_io
     FROM jobs WHERE {HOLDING} GROUP BY tenant_id
 ),
-budget AS (
+lanes AS (
     SELECT (:ahead - coalesce(sum(ahead), 0)
-            - ceil(coalesce(sum(instant), 0) / CAST(:group AS numeric)))::int AS n
+            - ceil(coalesce(sum(instant), 0) / CAST(:group AS numeric)))::int AS jobs,
+           (:ahead - coalesce(sum(ahead_io), 0))::int AS io
     FROM held
 ),
+-- The rows worth reading: the room of both lanes (each lane's own is `fair.pick`'s).
+budget AS (SELECT greatest(jobs, 0) + greatest(io, 0) AS n, jobs, io FROM lanes),
 room AS (
     SELECT t.id AS tenant_id,
            coalesce(t.weight, :weight) AS weight,
@@ -150,16 +155,17 @@ summary AS (
 -- fill a slot); rows past it are not sent back.
 SELECT tenant_id, weight, holding, id, kind, run_after, nth,
        NULL AS looked, NULL AS wanted, NULL AS room, NULL AS fitting, NULL AS fitting_cost,
-       (SELECT n FROM budget) AS budget
+       (SELECT jobs FROM budget) AS budget, (SELECT io FROM budget) AS budget_io
 FROM fits WHERE spent <= least(room, (SELECT n FROM budget))
 UNION ALL
 SELECT tenant_id, NULL, NULL, NULL, NULL, NULL, NULL, looked, wanted, room, fitting,
-       fitting_cost, (SELECT n FROM budget)
+       fitting_cost, (SELECT jobs FROM budget), (SELECT io FROM budget)
 FROM summary
 ORDER BY tenant_id, nth
 """).bindparams(
     bindparam("only", type_=ARRAY(UUID(as_uuid=True))),
     bindparam("instant", type_=ARRAY(Job.kind.type)),
+    bindparam("io", type_=ARRAY(Job.kind.type)),
     bindparam("now", type_=Job.run_after.type),
 )
 
@@ -198,11 +204,16 @@ SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE admitted_at IS NULL AND {WAITING}
                    AND (p.kind IS NULL OR p.kind = :kind)) AS unpaused,
        (SELECT {HOLDING_COST} FROM jobs WHERE tenant_id = :tenant AND {HOLDING}) AS taken,
        (SELECT coalesce(max_running, :max_running) FROM tenants WHERE id = :tenant) AS most,
-       (SELECT count(*) FILTER (WHERE status <> 'processing' AND NOT kind = ANY(:instant))
-               + ceil(count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:instant))
-                      / CAST(:group AS numeric))
+       (SELECT CASE WHEN :kind = ANY(:io)
+                    THEN count(*) FILTER (WHERE status <> 'processing' AND kind = ANY(:io))
+                    ELSE count(*) FILTER (WHERE status <> 'processing'
+                                          AND NOT kind = ANY(:instant) AND NOT kind = ANY(:io))
+                         + ceil(count(*) FILTER (WHERE status <> 'processing'
+                                                 AND kind = ANY(:instant))
+                                / CAST(:group AS numeric)) END
         FROM jobs WHERE {HOLDING}) AS ahead
-""").bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)))
+""").bindparams(bindparam("instant", type_=ARRAY(Job.kind.type)),
+                bindparam("io", type_=ARRAY(Job.kind.type)))
 
 
 def admits_at_once(conn, tenant_id, kind: str, settings: config.Settings) -> bool:
@@ -214,7 +225,7 @@ def admits_at_once(conn, tenant_id, kind: str, settings: config.Settings) -> boo
         return False
     instant = instant_kinds()
     r = conn.execute(_ALONE, {"tenant": tenant_id, "kind": kind, "instant": instant,
-                              "max_running": settings.tenant_max_running,
+                              "io": io_kinds(), "max_running": settings.tenant_max_running,
                               "group": settings.dispatch_group_max}).one()
     fits = float(r.taken) + cost_of(kind) <= r.most + 1e-9
     room = r.ahead + (1 if kind not in instant else 0) <= settings.scheduler_ahead
@@ -231,6 +242,12 @@ def instant_kinds() -> list[str]:
             if getattr(g, "instant", False)]
 
 
+def io_kinds() -> list[str]:
+    """The kinds of the io lane (`io_bound` generators: the gevent worker's queue)."""
+    return [name for name, g in generators.all_generators().items()
+            if getattr(g, "io_bound", False)]
+
+
 def choose(conn, now: datetime, settings: config.Settings) -> list:
     """The ids of the jobs to admit now, in fair order (the caller holds the lock)."""
     instant = instant_kinds()
@@ -243,34 +260,37 @@ def choose(conn, now: datetime, settings: config.Settings) -> list:
         "key_limit": settings.concurrency_key_limit,
         "lookahead": settings.scheduler_lookahead,
         "instant": instant,
+        "io": io_kinds(),
         "now": now,
     }
     rows = conn.execute(_CANDIDATES, {**params, "short": True, "everyone": True, "only": [],
                                       "deep": 0})
-    queues, again, keyed, budget = _queues(rows, instant, group)
+    queues, again, keyed, rooms = _queues(rows, instant, params["io"], group)
     if again:
         # Tenants whose head had jobs over their key's limit: read on, up to the lookahead.
         # As far as the lookahead where keys held jobs back, else as many instant jobs as
         # the room takes.
-        deep = settings.scheduler_lookahead if keyed else budget * group
+        instants = max(rooms[JOBS_LANE], 0) * group + max(rooms[IO_LANE], 0)
+        deep = settings.scheduler_lookahead if keyed else instants
         rows = conn.execute(_CANDIDATES, {**params, "short": False, "everyone": False,
                                           "only": again, "deep": deep})
-        queues.update(_queues(rows, instant, group)[0])
-    return pick(list(queues.values()), budget)
+        queues.update(_queues(rows, instant, params["io"], group)[0])
+    return pick(list(queues.values()), rooms)
 
 
-def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, bool, int]:
+def _queues(rows, instant: list[str], io: list[str], group: int
+            ) -> tuple[dict, list, bool, dict[str, int]]:
     """From `_CANDIDATES`: `(queues by tenant, tenants to read further, whether keys held
-    any back, the broker's room)`. Each tenant's head is read first: as many jobs as it could
-    start if each took a whole slot. A tenant whose head was all read is read further when
-    keys held some of it back, or when it took less than the room (instant jobs take a share
-    of a slot)."""
+    any back, the broker's room by lane)`. Each tenant's head is read first: as many jobs as
+    it could start if each took a whole slot. A tenant whose head was all read is read
+    further when keys held some of it back, or when it took less than the room (instant
+    jobs take a share of a slot)."""
     queues: dict = {}
     again, keyed = [], False
-    budget = 0
+    rooms = {JOBS_LANE: 0, IO_LANE: 0}
     instant_cost = 1.0 / group
     for r in rows:
-        budget = r.budget
+        rooms = {JOBS_LANE: r.budget, IO_LANE: r.budget_io}
         if r.id is None:  # a tenant's summary
             held_back = r.fitting < r.looked
             if r.looked >= r.wanted and (held_back or r.fitting_cost < r.room):
@@ -282,8 +302,9 @@ def _queues(rows, instant: list[str], group: int) -> tuple[dict, list, bool, int
             queue = queues[r.tenant_id] = TenantQueue(r.tenant_id, float(r.weight),
                                                       float(r.holding))
         cost = instant_cost if r.kind in instant else 1.0
-        queue.candidates.append(Candidate(r.id, r.run_after, cost))
-    return queues, again, keyed, budget
+        lane = IO_LANE if r.kind in io else JOBS_LANE
+        queue.candidates.append(Candidate(r.id, r.run_after, cost, lane))
+    return queues, again, keyed, rooms
 
 
 def _pass(sendable: Sendable) -> tuple[int, int | None]:

@@ -155,6 +155,29 @@ def test_another_tenants_next_job_goes_before_a_backlog_as_soon_as_a_slot_frees(
     assert admitted(backlog) == backlog[:AHEAD]
 
 
+CHAT = {"kind": "chat", "params": {"base_url": "http://127.0.0.1:9/v1", "model": "m",
+                                   "messages": [{"role": "user", "content": "hi"}]}}
+
+
+def test_a_backlog_of_prefork_jobs_leaves_the_io_lane_its_own_room():
+    """The io worker's jobs (`chat`, `http`) have a broker room of their own: a backlog of
+    another pool's jobs that fills the jobs lane holds none of them back."""
+    a, b = new_tenant(), new_tenant()
+    filled = submit(a, AHEAD)  # made while nothing waits: each admitted as it is made
+    assert admitted(filled) == filled  # the jobs lane's room is full, nothing waits
+    alone = jobs.submit(b, CHAT)[0].id  # admitted in its own transaction: its lane has room
+    backlog = submit(a, 5)
+    chats = [jobs.submit(t, CHAT)[0].id for t in (a, b, b)]
+    assert admitted(backlog) == []
+    assert admitted([alone, *chats]) == [alone, *chats]
+    with db.transaction() as conn:
+        made = conn.execute(select(Job.admitted_at, Job.created_at).where(Job.id == alone)).one()
+    assert made.admitted_at == made.created_at
+    more = [jobs.submit(b, CHAT)[0].id for _ in range(AHEAD)]
+    assert len(admitted(more)) == AHEAD - 4  # the io lane is full in its turn
+    assert reason(b, more[-1])["code"] == "fair_share"
+
+
 def test_slots_are_shared_in_proportion_to_the_tenants_weights():
     heavy, light = new_tenant(weight=3.0), new_tenant()
     pauses.pause(None, "sleep")  # both backlogs wait; then one pass shares the room
