@@ -9,7 +9,8 @@ Told what to do over HTTP (`POST /_control`), it misbehaves on demand: `{"fail_n
 "fail_status": 503, "retry_after": "2"}` refuses the next N calls; `{"stall_after": K}` stops
 sending after K tokens of each call (the connection left open), `{"cut_after": K}` closes
 it after K tokens with no end, `{"rate": R}` sets the tokens a second, `{"error_after": K}`
-sends an error event after K tokens, `{"require_key": "sk-..."}` answers 401 to a call
+sends an error event after K tokens, `{"hold": true}` keeps new streams from starting until
+`{"hold": false}`, `{"require_key": "sk-..."}` answers 401 to a call
 without `Authorization: Bearer sk-...`, echoing the key it was sent (as hosted APIs do).
 `GET /_stats` lists each call (its `Idempotency-Key` and `Authorization` headers, when it
 came, how many tokens went out, when the client closed the connection, if it did),
@@ -39,7 +40,8 @@ class _State:
         self.lock = threading.Lock()
         self.control = {"fail_next": 0, "fail_status": 503, "retry_after": None,
                         "stall_after": None, "cut_after": None, "error_after": None,
-                        "rate": 200.0, "record_sent": False, "require_key": None}
+                        "rate": 200.0, "record_sent": False, "require_key": None,
+                        "hold": False}
         self.calls: list[dict] = []
         self.sent: dict[str, float] = {}
 
@@ -116,6 +118,8 @@ class Handler(JsonHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         call_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        while STATE.control["hold"]:  # the bench starts every stream at once
+            time.sleep(0.01)
         gap = 1.0 / float(control["rate"])
         start = time.monotonic()
         try:
@@ -177,7 +181,7 @@ class FakeLLM(ServiceProcess):
         """Behave again: no failures, stalls or cuts, the default rate, no calls seen."""
         self.control(fail_next=0, retry_after=None, stall_after=None, cut_after=None,
                      error_after=None, rate=200.0, record_sent=False, require_key=None,
-                     reset=True)
+                     hold=False, reset=True)
 
 
 def main(port: int) -> None:
