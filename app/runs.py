@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 import math
 import random
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import tuple_, update
 from sqlalchemy.exc import StatementError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -37,6 +36,7 @@ from app.output import OutputStream, Writer
 from app.rows import JobRow
 from app.scheduling.reasons import PROVIDER_LIMITED
 from app.storable import NotStorable
+from app.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
+@dataclass(eq=False)  # one run is itself only: the process's watcher keeps a set of them
 class Run:
     """One attempt of a job on this worker; the `Context` its generator sees."""
 
@@ -79,12 +79,12 @@ class Run:
     # When this attempt became due and when it started (for the queue-wait histogram).
     due_at: datetime | None = None
     started_at: datetime | None = None
-    # Progress not yet written (`(fraction, message)`); when this run last wrote progress and
-    # last read the cancel flag (monotonic; a progress write reads it too). Each happens at
-    # most once per PROGRESS_MIN_INTERVAL_S.
+    # Progress not yet written (`(fraction, message)`), and when this run last wrote it
+    # (monotonic): at most once per PROGRESS_MIN_INTERVAL_S.
     pending: tuple[float, str | None] | None = field(default=None, repr=False)
     written_at: float = field(default=-math.inf, repr=False)
-    checked_at: float = field(default=-math.inf, repr=False)
+    # What the process's watcher found: `Cancelled`, or `Superseded` (no longer this run's).
+    stopped: BaseException | None = field(default=None, repr=False)
     # While an instant generator runs in the claim's transaction: progress stays pending
     # (written with the outcome) and nothing opens a transaction of its own, which would
     # find the job not yet claimed (that write is the outcome's).
@@ -110,29 +110,19 @@ class Run:
     def check_cancelled(self) -> None:
         """Raise `Cancelled` if the job was cancelled; `Superseded` if it is no longer ours.
 
-        Reads the flag at most every PROGRESS_MIN_INTERVAL_S (a generator checking between
-        thousands of small steps would otherwise read it thousands of times a second), and
-        writes the pending progress, if any, in the same visit.
+        Reads no database: the process's watcher (`app/watch.py`) reads every run's flag
+        every PROGRESS_MIN_INTERVAL_S, and each round of the output writer checks those it
+        writes. Writes the pending progress, if any is due, in the same visit (that write
+        checks the flag too).
         """
         if self.in_claim:
             return  # claimed in this very transaction: no cancel can have come in between
+        if self.stopped is not None:
+            raise self.stopped
         if self.output is not None:
             self.output.raise_failure()  # a round of the output writer found it cancelled
         if self.pending is not None and self._due(self.written_at):
             self._write_progress()
-        elif self._due(max(self.checked_at, self._confirmed_at())):
-            self._read_cancel_flag()
-
-    def _confirmed_at(self) -> float:
-        """When a round of the output writer last saw this run own the job, uncancelled."""
-        return -math.inf if self.output is None else self.output.confirmed_at
-
-    @_persist
-    def _read_cancel_flag(self) -> None:
-        with db.transaction() as conn:
-            if self._owned(conn, lock=False).cancel_requested:
-                raise Cancelled(self.job_id)
-        self.checked_at = time.monotonic()
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress and its event, coalesced: at most one write per
@@ -171,7 +161,7 @@ class Run:
                 raise Cancelled(self.job_id)
             self.record_pending(uow, job)
         self.pending = None
-        self.written_at = self.checked_at = time.monotonic()
+        self.written_at = time.monotonic()
 
     def record_pending(self, uow, job: JobRow) -> None:
         """Write the pending progress and its event in the caller's transaction (the caller
@@ -219,15 +209,6 @@ class Run:
                 "job_id": self.job_id,
             }
             uow.record(subject(job), events.CIRCUIT_BREAKER_STATE_CHANGED, payload)
-
-    def heartbeat(self) -> None:
-        """Renew this run's lease, so the orphan sweep leaves it alone."""
-        with db.transaction() as conn:
-            conn.execute(
-                update(Job)
-                .where(Job.id == uuid.UUID(self.job_id), Job.run_id == self.run_id)
-                .values(heartbeat_at=_now())
-            )
 
 
 @_persist
@@ -537,28 +518,33 @@ def cancelled(run: Run) -> None:
         transition(uow, job, JobStatus.CANCELLED, run_id=None)
 
 
-class _Heartbeat:
-    """Renews a run's lease from a thread while its generator works."""
+def _check_flags(watched: list[Run]) -> None:
+    """Leave each watched run what its job's row says: cancelled, or no longer its own."""
+    with db.transaction() as conn:
+        found = jobs.owners(conn, [run.job_id for run in watched], lock=False)
+    for run in watched:
+        run_id, status, cancel_requested, _ = found.get(run.job_id, (None,) * 4)
+        if run_id != run.run_id or status != JobStatus.PROCESSING:
+            run.stopped = run.stopped or Superseded(run.job_id)
+        elif cancel_requested:
+            run.stopped = run.stopped or Cancelled(run.job_id)
 
-    def __init__(self, run: Run, interval_s: float):
-        self._run, self._interval = run, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="heartbeat")
 
-    def __enter__(self):
-        self._thread.start()
-        return self
+def _renew_leases(watched: list[Run]) -> None:
+    """Renew the watched runs' leases, so the orphan sweep leaves them alone."""
+    pairs = [(uuid.UUID(run.job_id), run.run_id) for run in watched]
+    with db.transaction() as conn:
+        conn.execute(update(Job).where(tuple_(Job.id, Job.run_id).in_(pairs))
+                     .values(heartbeat_at=_now()))
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._run.heartbeat()
-            except Exception as exc:  # noqa: BLE001 - keep beating; the sweep is the judge
-                log.warning("job %s: heartbeat failed: %s", self._run.job_id, exc)
+# The process's runs, watched together (`app/watch.py`).
+_WATCHER = Watcher(
+    _check_flags,
+    _renew_leases,
+    check_s=lambda: config.current().progress_min_interval_s,
+    renew_s=lambda: max(0.5, config.current().worker_lost_redelivery_s / 6),
+)
 
 
 def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) -> str | None:
@@ -573,13 +559,14 @@ def execute(job_id: str, token: str, worker: str, timeout_errors: tuple = ()) ->
         return None
     if run.outcome is not None:
         return run.outcome  # counted in the claim's publish
-    settings = config.current()
     started, out = time.monotonic(), None
+    _WATCHER.add(run)
     try:
-        with _Heartbeat(run, max(0.5, settings.worker_lost_redelivery_s / 6)):
-            out = _run_generator(run, timeout_errors)
+        out = _run_generator(run, timeout_errors)
     except Superseded:
         log.info("job %s: run %s superseded, its outcome dropped", job_id, run.run_id)
+    finally:
+        _WATCHER.discard(run)
     ran_s = None if out is None else time.monotonic() - started
     telemetry.job_attempt(run.kind, run.due_at, run.started_at, ran_s)
     return out
