@@ -133,6 +133,14 @@ def read_scalar(statement, params: dict | None = None):
             return conn.execute(statement, params or {}).scalar_one()
 
 
+def execute_autocommit(statement, params: dict | None = None) -> list:
+    """The rows of one statement run outside a transaction (autocommit: it commits alone, in
+    one round trip)."""
+    with _unavailable_on_failure():
+        with engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return conn.execute(statement, params or {}).all()
+
+
 @contextmanager
 def _unavailable_on_failure() -> Iterator[None]:
     try:

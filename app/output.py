@@ -30,14 +30,18 @@ import math
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, cast, select
+from sqlalchemy import Integer, Text, bindparam, cast, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
-from app import db, jobs, storable
+from app import db, events, jobs, storable
 from app.events import JOB_OUTPUT_APPENDED
 from app.models import TERMINAL, Event
+from app.outbox import marks, publish
 from app.storable import NotStorable
 from app.tenants import TenantRef
 
@@ -229,6 +233,73 @@ class Writer:
             failures = dict.fromkeys(range(len(items)), exc)
         for i, (s, chunk) in enumerate(items):
             s.done(chunk, failures.get(i))
+
+
+# A round's chunks, each its job's next `job.output.appended` event, in one statement run
+# outside a transaction (one round trip: under the io worker's load each round trip waits
+# for the other greenlets, and a transaction takes five). A job takes its event only if the
+# chunk's run still owns it and nobody cancelled it; the jobs are locked in id order, so two
+# rounds, or a round and a run's own write, never wait for each other in a cycle.
+_STORE_ROUND = text("""
+WITH given AS (
+    SELECT * FROM unnest(CAST(:job_ids AS uuid[]), CAST(:run_ids AS uuid[]),
+                         CAST(:event_ids AS uuid[]), CAST(:payloads AS text[]))
+        AS g(job_id, run_id, event_id, payload)
+),
+owned AS (
+    SELECT j.id, j.tenant_id, j.correlation_id, j.card_id, t.name AS tenant
+    FROM jobs j JOIN given g ON g.job_id = j.id JOIN tenants t ON t.id = j.tenant_id
+    WHERE j.run_id = g.run_id AND j.status = 'processing' AND NOT j.cancel_requested
+    ORDER BY j.id
+    FOR UPDATE OF j
+),
+bumped AS (
+    INSERT INTO event_counters AS c (subject_type, subject_id, last_seq)
+    SELECT 'job', id, 1 FROM owned ORDER BY id
+    ON CONFLICT (subject_type, subject_id) DO UPDATE SET last_seq = c.last_seq + 1
+    RETURNING subject_id, last_seq
+)
+INSERT INTO events (id, tenant_id, subject_type, subject_id, seq, event_type, source_service,
+                    payload, metadata, created_at)
+SELECT g.event_id, o.tenant_id, 'job', o.id, b.last_seq, CAST(:event_type AS text), 'worker',
+       CAST(g.payload AS jsonb),
+       jsonb_build_object('tenant', o.tenant, 'correlation_id', o.correlation_id,
+                          'card_id', o.card_id, 'version', CAST(:version AS text)),
+       :now
+FROM owned o JOIN bumped b ON b.subject_id = o.id JOIN given g ON g.job_id = o.id
+RETURNING id, tenant_id, subject_type, subject_id, seq, event_type, source_service, payload,
+          metadata, created_at
+""").bindparams(
+    bindparam("job_ids", type_=ARRAY(UUID(as_uuid=True))),
+    bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
+    bindparam("event_ids", type_=ARRAY(UUID(as_uuid=True))),
+    bindparam("payloads", type_=ARRAY(Text)),
+    bindparam("now", type_=Event.created_at.type),
+)
+
+
+def store_round(chunks: list[tuple[str, uuid.UUID, dict]]) -> tuple[list[dict], set[str]]:
+    """Store each `(job_id, run_id, payload)` as its job's next output event where that run
+    still owns the job, uncancelled, and publish them; `(their envelopes, the job ids whose
+    chunk was refused)`."""
+    for _, _, payload in chunks:
+        events.check(JOB_OUTPUT_APPENDED, payload)
+    params = {
+        "job_ids": [uuid.UUID(str(job_id)) for job_id, _, _ in chunks],
+        "run_ids": [run_id for _, run_id, _ in chunks],
+        "event_ids": [uuid.uuid4() for _ in chunks],
+        "payloads": [json.dumps(payload, ensure_ascii=False) for _, _, payload in chunks],
+        "event_type": JOB_OUTPUT_APPENDED,
+        "version": events.ENVELOPE_VERSION,
+        "now": datetime.now(UTC),
+    }
+    rows = db.execute_autocommit(_STORE_ROUND, params)
+    envelopes = [events.envelope(row) for row in rows]
+    published = publish.try_publish(envelopes)
+    if published:
+        marks.add(published, [])
+    stored = {env["subject"]["id"] for env in envelopes}
+    return envelopes, {str(job_id) for job_id, _, _ in chunks} - stored
 
 
 def chunks_of(conn, job_id, attempt: int) -> list[dict]:

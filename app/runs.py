@@ -22,11 +22,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import StatementError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import artifacts, config, db, events, generators, jobs, logs, storable, telemetry
+from app import artifacts, config, db, events, generators, jobs, logs, output, storable, telemetry
 from app.errors import NotFound, Unavailable, ValidationFailed
 from app.generators import Cancelled, Held, Output, PermanentError, TransientError
 from app.jobs import load, subject, transition
@@ -222,8 +222,7 @@ def write_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
     item, so one run's refusal is not the others'.
     """
     try:
-        with unit_of_work("worker") as uow:
-            return _record_outputs(uow, items)
+        return _store_outputs(items)
     except StatementError:
         if len(items) == 1:
             raise
@@ -238,18 +237,22 @@ def write_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
     return failures
 
 
-def _record_outputs(uow, items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
-    found = jobs.owners(uow.conn, [run.job_id for run, _ in items])
-    failures, recorded = {}, []
-    for i, (run, chunk) in enumerate(items):
-        run_id, status, cancel_requested, job_subject = found.get(run.job_id, (None,) * 4)
-        if run_id != run.run_id or status != JobStatus.PROCESSING:
-            failures[i] = Superseded(run.job_id)
-        elif cancel_requested:
+def _store_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
+    _, refused = output.store_round([(run.job_id, run.run_id, run._chunk_payload(chunk))
+                                     for run, chunk in items])
+    if not refused:
+        return {}
+    with db.transaction() as conn:  # why: read after the round, so it sees what refused it
+        found = jobs.owners(conn, refused, lock=False)
+    failures = {}
+    for i, (run, _) in enumerate(items):
+        if run.job_id not in refused:
+            continue
+        run_id, status, cancel_requested, _ = found.get(run.job_id, (None,) * 4)
+        if run_id == run.run_id and status == JobStatus.PROCESSING and cancel_requested:
             failures[i] = Cancelled(run.job_id)
         else:
-            recorded.append((job_subject, events.JOB_OUTPUT_APPENDED, run._chunk_payload(chunk)))
-    uow.record_many(recorded)
+            failures[i] = Superseded(run.job_id)
     return failures
 
 
@@ -533,8 +536,11 @@ def _check_flags(watched: list[Run]) -> None:
 def _renew_leases(watched: list[Run]) -> None:
     """Renew the watched runs' leases, so the orphan sweep leaves them alone."""
     pairs = [(uuid.UUID(run.job_id), run.run_id) for run in watched]
+    # Locked in id order, as the output rounds lock them: the two never deadlock.
+    mine = (select(Job.id).where(tuple_(Job.id, Job.run_id).in_(pairs)).order_by(Job.id)
+            .with_for_update())
     with db.transaction() as conn:
-        conn.execute(update(Job).where(tuple_(Job.id, Job.run_id).in_(pairs))
+        conn.execute(update(Job).where(Job.id.in_(mine.scalar_subquery()))
                      .values(heartbeat_at=_now()))
 
 

@@ -161,10 +161,14 @@ def run_direct(fake: FakeLLM, n: int, tokens: int) -> dict:
     return {"latency": latency_stats(_token_latencies(chunks, sent)), "tokens": len(chunks)}
 
 
+IO_WORKERS = 2  # a gevent process runs on one core: one per core of this machine
+
+
 def _stack(settings: Settings, n: int) -> list[procs.Proc]:
     commands, env = procs.read_procfile(), procs.child_env(settings)
-    started = [procs.start("relay", commands["relay"], env),
-               procs.start("io", commands["io"], {**env, "IO_CONCURRENCY": str(n + 20)})]
+    each = {**env, "IO_CONCURRENCY": str(n // IO_WORKERS + 20)}
+    started = [procs.start("relay", commands["relay"], env)]
+    started += [procs.start(f"io-{k}", commands["io"], each) for k in range(IO_WORKERS)]
     started += [procs.start(name, commands[name], env) for name in ("system", "beat")]
     return started
 
