@@ -128,3 +128,34 @@ def test_another_tenants_job_output_is_not_found(http, other_tenant):
     assert get(http, f"/api/v1/jobs/{job.id}/output").status_code == 404
     bad = get(http, f"/api/v1/jobs/{job.id}/output?offset=-1")
     assert bad.status_code == 422 and "offset" in bad.get_json()["error"]["details"]
+
+
+def test_a_round_stores_only_the_chunks_whose_run_owns_its_uncancelled_job(tenant):
+    """One statement for a round: each owned job takes its next seq; a cancelled job and one
+    given to another run take nothing, and are named as refused."""
+    import uuid
+
+    from sqlalchemy import update
+
+    from app import db, output
+    from app.models import Job
+
+    made = [jobs.submit(tenant[1], {"kind": "sleep", "params": {"seconds": 1}})[0].id
+            for _ in range(3)]
+    run_ids = {job_id: uuid.uuid4() for job_id in made}
+    with db.transaction() as conn:
+        for job_id, run_id in run_ids.items():
+            conn.execute(update(Job).where(Job.id == job_id)
+                         .values(status="processing", run_id=run_id))
+        conn.execute(update(Job).where(Job.id == made[1]).values(cancel_requested=True))
+    before = {j: max(e["seq"] for e in chunk_events(tenant, j)) for j in made}
+    chunks = [(str(j), run_ids[j] if j != made[2] else uuid.uuid4(),
+               {"job_id": str(j), "attempt": 1, "offset": 0, "text": "hello"}) for j in made]
+    envelopes, refused = output.store_round(chunks)
+    assert refused == {str(made[1]), str(made[2])}
+    assert [(e["subject"]["id"], e["seq"]) for e in envelopes] == [(str(made[0]),
+                                                                     before[made[0]] + 1)]
+    stored = chunk_events(tenant, made[0])[-1]
+    assert stored["event_type"] == JOB_OUTPUT_APPENDED and stored["payload"]["text"] == "hello"
+    assert stored["metadata"]["tenant"] == tenant[1].name
+    assert all(chunk_events(tenant, j)[-1]["seq"] == before[j] for j in made[1:])
