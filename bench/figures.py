@@ -337,6 +337,11 @@ def streams_parts(r: dict) -> tuple[list[Row], list[Target]]:
         Row(s, "clients that saw every token once, in order", "streams", [orch["whole"]],
             [r["streams"]], f"{orch['failed']} jobs failed"),
     ]
+    rows += [Row(s, f"token delivery p99 at {size['streams']} streams", "ms",
+                 [size["latency"]["p99_ms"]], None,
+                 f"p50 {size['latency']['p50_ms']:.0f} ms; "
+                 f"{size['output_rows_per_job_s']:.1f} output events per job-second")
+             for size in r.get("scaling", [])[:-1]]
     targets = [
         Target("live output: token delivery p99 <= 150 ms", spread([orch["latency"]["p99_ms"]]),
                "ms", 150.0, "<=", baseline=spread([direct["latency"]["p99_ms"]]),

@@ -181,7 +181,8 @@ def run_orchestra(settings: Settings, fake: FakeLLM, n: int, tokens: int) -> dic
     try:
         fake.control(reset=True, rate=RATE, record_sent=True, hold=True)
         ids = [str(jobs.submit(o.tenant, _chat(fake, tokens))[0].id) for _ in range(n)]
-        wait_until(lambda: _count(Job.status == "processing") >= n, 180,
+        mine = Job.id.in_([uuid.UUID(i) for i in ids])
+        wait_until(lambda: _count(mine, Job.status == "processing") >= n, 180,
                    f"{n} chat jobs running at once", running[1].check)
         url = f"http://127.0.0.1:{settings.relay_port}"
         w = SPAWN.Process(target=swarm.run,
@@ -193,14 +194,14 @@ def run_orchestra(settings: Settings, fake: FakeLLM, n: int, tokens: int) -> dic
         time.sleep(STATS_SETTLE_S)
         before, started = _writes(), time.time()
         fake.control(hold=False)
-        wait_until(lambda: _count(Job.status == "completed") >= n, 120 + 3 * tokens / RATE,
+        wait_until(lambda: _count(mine, Job.status == "completed") >= n, 120 + 3 * tokens / RATE,
                    f"{n} streams to complete", running[1].check)
         streamed_s = time.time() - started
         time.sleep(STATS_SETTLE_S)
         after = _writes()
         stop.set()
         chunks = relay_load.next_report(out, clients, running[0], 120)
-        failed = _count(Job.status.in_(("failed", "cancelled")))
+        failed = _count(mine, Job.status.in_(("failed", "cancelled")))
         rows = _output_rows(ids)
     finally:
         stop.set()
@@ -228,15 +229,19 @@ def run_orchestra(settings: Settings, fake: FakeLLM, n: int, tokens: int) -> dic
 
 
 def run(settings: Settings, n: int, tokens: int) -> dict:
-    """The streams section: the floor, then Orchestra, on one fake server."""
+    """The streams section: the floor, then Orchestra at a quarter, half and all of `n`
+    streams (where the machine's two cores run out), on one fake server."""
     fake = FakeLLM().start()
     try:
         settings = settings.with_(http_private_hosts=f"127.0.0.1:{fake.port}",
                                   tenant_max_running=max(n, 1000))
         log(f"streams: {n} direct SSE clients, {tokens} tokens at {RATE:.0f}/s")
         direct = run_direct(fake, n, tokens)
-        log(f"streams: {n} chat jobs through the io worker and the relay")
-        orch = run_orchestra(settings, fake, n, tokens)
+        scaling = []
+        for size in sorted({max(1, n // 4), max(1, n // 2), n}):
+            log(f"streams: {size} chat jobs through the io workers and the relay")
+            scaling.append({"streams": size, **run_orchestra(settings, fake, size, tokens)})
     finally:
         fake.stop()
-    return {"streams": n, "tokens": tokens, "rate": RATE, "direct": direct, "orchestra": orch}
+    return {"streams": n, "tokens": tokens, "rate": RATE, "direct": direct,
+            "orchestra": scaling[-1], "scaling": scaling}
