@@ -547,6 +547,9 @@ def checked(req: dict, settings: config.Settings, tenant: TenantRef) -> float:
         generators.validate_params(req["kind"], req["params"])
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message, {**exc.details, **details}) from None
+    tenant_checks = getattr(generators.find(req["kind"]), "check_for_tenant", None)
+    if tenant_checks is not None:
+        details.update(tenant_checks(tenant.id, req["params"]))
     if details:
         raise ValidationFailed("job request rejected", details)
     return timeout_s

@@ -208,6 +208,15 @@ def remove(who: TenantRef, name: str) -> None:
         audit.record(conn, who, "provider.delete", ("provider", gone), {"name": name})
 
 
+def exists(tenant_id: uuid.UUID, name: str) -> bool:
+    """Whether the tenant has a provider `name` (a submit's check; the run looks it up
+    again, as it may be deleted meanwhile)."""
+    q = select(ChatProvider.id).where(ChatProvider.tenant_id == tenant_id,
+                                      ChatProvider.name == name)
+    with db.transaction() as conn:
+        return conn.execute(q).first() is not None
+
+
 def for_job(job_id: str, name: str) -> Resolved | None:
     """The provider `name` of the job's own tenant, its key decrypted; None if it has none
     of that name (never another tenant's). Raises `KeyUnreadable`."""

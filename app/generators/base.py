@@ -93,6 +93,14 @@ class Generator(Protocol):
     def run(self, params: dict, ctx: Context) -> Output: ...
 
 
+class TenantChecks(Protocol):
+    """Optional, beside `Generator`: checks of params that depend on the tenant (a name of
+    one of its own resources), run at submit once the params match the schema."""
+
+    def check_for_tenant(self, tenant_id, params: dict) -> dict[str, list[str]]:
+        """What is wrong, by field (`params.<name>`); empty when nothing is."""
+
+
 CANCEL_CHECK_S = 0.5
 
 

@@ -108,6 +108,14 @@ class Chat:
         "additionalProperties": False,
     }
 
+    def check_for_tenant(self, tenant_id, params: dict) -> dict[str, list[str]]:
+        """A `provider` must be one of the tenant's own, at submit already."""
+        name = params.get("provider")
+        if name is None or providers.exists(tenant_id, name):
+            return {}
+        return {"params.provider": [f"no provider named {name!r} for this tenant "
+                                    "(PUT /api/v1/providers/{name} makes one)"]}
+
     def run(self, params: dict, ctx: Context) -> Output:
         base_url, api_key = _server(params, ctx)
         with http.keeping(api_key):

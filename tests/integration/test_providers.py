@@ -19,6 +19,7 @@ from app.agents.builtin import Generator
 from app.errors import ValidationFailed
 from app.generators import http as http_gen
 from app.models import ChatProvider
+from app.scheduling import pauses
 from tests.integration.test_chat import run_to_end
 from tests.integration.test_tasks import celery_app_worker  # noqa: F401
 
@@ -224,7 +225,7 @@ def test_a_rotated_secret_still_reads_old_keys_and_reseal_moves_them(flask_app, 
 # --- the chat generator ---------------------------------------------------------------------
 
 
-def test_submit_takes_exactly_one_of_base_url_or_provider(http, fake_llm):
+def test_submit_takes_exactly_one_of_base_url_or_provider(admin, http, fake_llm):
     client, auth = http
     cases = [({}, "one of base_url, provider is required"),
              ({"base_url": fake_llm.base_url, "provider": "p"},
@@ -235,6 +236,11 @@ def test_submit_takes_exactly_one_of_base_url_or_provider(http, fake_llm):
         assert resp.json["error"]["details"] == {"params": [why]}
     resp = client.post("/api/v1/jobs", json=chat_job(provider="No Such"), headers=auth)
     assert list(resp.json["error"]["details"]) == ["params.provider"]
+    resp = client.post("/api/v1/jobs", json=chat_job(provider="p"), headers=auth)
+    assert resp.status_code == 422  # a name the tenant has none of: refused at submit
+    assert resp.json["error"]["details"]["params.provider"][0].startswith(
+        "no provider named 'p' for this tenant")
+    put(*admin, "p", base_url=fake_llm.base_url, api_key=KEY)
     assert client.post("/api/v1/jobs", json=chat_job(provider="p"),
                        headers=auth).status_code == 202
 
@@ -281,15 +287,17 @@ def test_a_provider_gone_or_another_tenants_fails_the_job_for_good(
     celery_app_worker, admin, tenant, other_tenant, fake_llm  # noqa: F811
 ):
     put(*admin, "llm", base_url=fake_llm.base_url, api_key=KEY)
-    theirs, _ = jobs.submit(other_tenant[1], chat_job(provider="llm"))
-    done = run_to_end(other_tenant, theirs.id)
-    assert done.status == "failed" and done.error["code"] == "PROVIDER_NOT_FOUND"
-    assert done.attempts == 1 and fake_llm.stats()["calls"] == []  # nothing was sent
+    with pytest.raises(ValidationFailed) as refused:  # another tenant's: none of its own
+        jobs.submit(other_tenant[1], chat_job(provider="llm"))
+    assert list(refused.value.details) == ["params.provider"]
+    pauses.pause(tenant[1].id, "chat")  # made while the provider is there, run once it is gone
+    mine, _ = jobs.submit(tenant[1], chat_job(provider="llm"))
     client, auth = admin
     assert client.delete(f"{PATH}/llm", headers=auth).status_code == 204
-    mine, _ = jobs.submit(tenant[1], chat_job(provider="llm"))
+    pauses.resume(tenant[1].id, "chat")
     done = run_to_end(tenant, mine.id)
-    assert done.error["code"] == "PROVIDER_NOT_FOUND"
+    assert done.status == "failed" and done.error["code"] == "PROVIDER_NOT_FOUND"
+    assert done.attempts == 1 and fake_llm.stats()["calls"] == []  # nothing was sent
     assert "no provider named 'llm'" in done.error["message"]
 
 
@@ -308,7 +316,7 @@ def test_a_job_naming_a_provider_finds_it_only_through_its_own_tenant(admin, ten
                                                                      other_tenant, fake_llm):
     put(*admin, "llm", base_url=fake_llm.base_url, api_key=KEY)
     mine, _ = jobs.submit(tenant[1], chat_job(provider="llm"))
-    theirs, _ = jobs.submit(other_tenant[1], chat_job(provider="llm"))
+    theirs, _ = jobs.submit(other_tenant[1], chat_job(base_url=fake_llm.base_url))
     assert providers.for_job(mine.id, "llm").api_key == KEY
     assert providers.for_job(theirs.id, "llm") is None
     assert providers.for_job(str(uuid.uuid4()), "llm") is None
