@@ -2,25 +2,26 @@
 
 A generator appends text (`ctx.append`) and JSON values (`ctx.append_delta`, the deltas of a
 structured output). The run's `OutputStream` buffers them; the process's one `Writer` thread
-writes, in rounds, what every stream of the process has pending: one transaction per round
-(each stream's chunk one `job.output.appended` event: its text's `offset` in the attempt's
-output, its deltas' `delta_offset`), so 200 runs streaming at once cost Postgres ten
-transactions a second, not two thousand. Rounds are at least OUTPUT_FLUSH_INTERVAL_S apart
+writes, in rounds, what every stream of the process has pending: one statement per round
+(`store_round`: each stream's chunk one `job.output.appended` event, its text's `offset` in
+the attempt's output, its deltas' `delta_offset`), so 200 runs streaming at once cost
+Postgres ten statements a second, not two thousand transactions. Rounds are at least
+OUTPUT_FLUSH_INTERVAL_S apart
 (a stream's first append waits for none when the last round is that old), sooner once a
 stream holds OUTPUT_FLUSH_BYTES. What is still pending when the generator returns is
 written in the outcome's transaction, before the status event. Each event is stored with
 the job's other events and published live, so a client that subscribes late or comes back
 with its last `seq` is replayed every chunk once, in order, by the same replay as any event.
 
-A round also tells each stream that its run still owns the job and that nobody cancelled it
-(`confirmed_at`): a run streaming output needs no read of the cancel flag of its own.
+A round writes a chunk only where its run still owns the job and nobody cancelled it; a
+refused chunk stops its run at the generator's next append.
 
 The events are the output's only store: `read` assembles the current attempt's output from
 them. Each chunk names its `attempt`: a run that is retried starts its output again at 0,
 and a reader keeps the latest attempt's chunks only, so it never shows a mix.
 
 Hand-written: the coalescing across runs is this worker's own (its ownership and cancel
-checks, its one transaction per round).
+checks, its one statement per round).
 """
 
 from __future__ import annotations
@@ -73,9 +74,6 @@ class OutputStream:
         self._in_flight: dict | None = None  # the chunk a round is writing
         self._failed: BaseException | None = None
         self._stopping = False
-        # Monotonic time of the last round that wrote this stream's chunk: the run owned the
-        # job then, and it was not cancelled.
-        self.confirmed_at = -math.inf
 
     def append(self, text: str) -> None:
         """Add text to the output."""
@@ -143,7 +141,6 @@ class OutputStream:
                 self._failed = failure
             else:
                 self._written(chunk)
-                self.confirmed_at = time.monotonic()
             self._cond.notify_all()
 
     def _written(self, chunk: dict) -> None:

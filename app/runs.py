@@ -214,12 +214,10 @@ class Run:
 @_persist
 def write_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
     """Write many runs' output chunks, each as its job's `job.output.appended` event, in
-    one transaction (a round of the process's output writer); by item index, what stopped
-    those not written: `Cancelled`, or `Superseded` for a run that no longer owns its job.
-
-    The jobs are locked in id order, so two rounds (or a round and a run's own write) never
-    wait for each other in a cycle. A write the database refuses is tried again item by
-    item, so one run's refusal is not the others'.
+    one statement (a round of the process's output writer: `output.store_round`); by item
+    index, what stopped those not written: `Cancelled`, or `Superseded` for a run that no
+    longer owns its job. A write the database refuses is tried again item by item, so one
+    run's refusal is not the others'.
     """
     try:
         return _store_outputs(items)
@@ -242,7 +240,7 @@ def _store_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
                                      for run, chunk in items])
     if not refused:
         return {}
-    with db.transaction() as conn:  # why: read after the round, so it sees what refused it
+    with db.transaction() as conn:  # read after the round: it sees what refused the chunks
         found = jobs.owners(conn, refused, lock=False)
     failures = {}
     for i, (run, _) in enumerate(items):
