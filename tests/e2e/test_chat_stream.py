@@ -116,3 +116,43 @@ def test_the_io_worker_ends_a_run_at_its_timeout_and_records_it(stack, client, f
                   and e["payload"]["status"] == "failed")
     assert failed["source_service"] == "worker"  # the run's own record, not the sweep's
     assert text_of(items, 1) == words(2)  # what it streamed before the limit is kept
+
+
+def test_a_429_with_retry_after_holds_the_job_and_a_cut_stream_is_retried_seen_live(
+    stack, client, tenant, fake_llm
+):
+    """Through the API, the io worker and the relay, watched by a Socket.IO client: the
+    server's 429 holds the job `queued` for its Retry-After (no attempt spent); a 503 and a
+    stream cut midway are transient, so the job runs again and the client sees the latest
+    attempt's output whole, under its own attempt number."""
+    relay = stack.url(stack.procs_named("relay")[0])
+    watcher = EventClient(relay, tenant[0])
+    try:
+        fake_llm.control(fail_next=1, fail_status=429, retry_after="1", rate=100)
+        held = chat(client, fake_llm, 20, max_retries=0)
+        watcher.subscribe(f"job:{held['id']}", since=0)
+        seen = watcher.wait_for_status(held["id"], "completed", timeout=60)
+        statuses = [e["payload"]["status"] for e in seen if e["event_type"] == "job.status.updated"]
+        assert statuses == ["queued", "processing", "queued", "processing", "completed"]
+        # Completed with max_retries=0: the held claim spent no retry; its output is the
+        # second claim's.
+        assert client.job(held["id"])["status"] == "completed"
+        assert text_of(seen, 1) == "" and text_of(seen, 2) == words(20)
+
+        fake_llm.control(fail_next=1, fail_status=503, cut_after=8)
+        cut = chat(client, fake_llm, 20, max_retries=3)
+        watcher.subscribe(f"job:{cut['id']}", since=0)
+        def calls_of(job_id):
+            return [c for c in fake_llm.stats()["calls"] if c["idempotency_key"] == job_id]
+
+        wait_until(lambda: len(calls := calls_of(cut["id"])) >= 2
+                   and calls[1]["tokens_sent"] >= 8, 30, 0.05, "a cut stream")
+        fake_llm.control(cut_after=None)  # before the retry's backoff ends
+        seen = watcher.wait_for_status(cut["id"], "completed", timeout=60)
+        done = client.job(cut["id"])
+        assert done["attempts"] == 3  # the 503, the cut, then the whole reply
+        assert text_of(seen, 2) == words(8) and text_of(seen, 3) == words(20)
+        answer = client.get(f"/api/v1/jobs/{cut['id']}/output").json()
+        assert answer["attempt"] == 3 and answer["text"] == words(20) == done["result"]["text"]
+    finally:
+        watcher.close()
