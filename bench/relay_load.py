@@ -75,6 +75,15 @@ def next_report(q, workers, relay, timeout_s: float = 600):
     raise TimeoutError("no report from the swarm processes")
 
 
+def stop_swarm(stop, workers) -> None:
+    """Tell the swarm processes to stop, and end those that do not within 30 s."""
+    stop.set()
+    for w in workers:
+        w.join(30)
+        if w.is_alive():
+            w.terminate()
+
+
 def run(settings: Settings, n_clients: int, rate: float, seconds: float) -> dict:
     """Connect `n_clients`, publish, and report connection and delivery figures."""
     o = orchestra.connect(settings)
@@ -104,11 +113,7 @@ def run(settings: Settings, n_clients: int, rate: float, seconds: float) -> dict
             delays.extend(next_report(out, workers, relay, 60))
         relay.check()
     finally:
-        stop.set()
-        for w in workers:
-            w.join(30)
-            if w.is_alive():
-                w.terminate()
+        stop_swarm(stop, workers)
         procs.stop(relay)
         orchestra.close(o)
     return {

@@ -204,11 +204,7 @@ def run_orchestra(settings: Settings, fake: FakeLLM, n: int, tokens: int) -> dic
         failed = _count(mine, Job.status.in_(("failed", "cancelled")))
         rows = _output_rows(ids)
     finally:
-        stop.set()
-        for c in clients:
-            c.join(30)
-            if c.is_alive():
-                c.terminate()
+        relay_load.stop_swarm(stop, clients)
         for p in reversed(running):
             procs.stop(p)
         orchestra.close(o)
