@@ -438,26 +438,20 @@ def load(conn: Connection, job_id, tenant_id=None, lock: bool = False) -> JobRow
     return JobRow.of(row)
 
 
-# What a run's watcher and its output rounds read of each job: whether the run still owns
-# it, whether it was cancelled, and its events' subject (not the whole row: its params may
-# be a long chat).
+# What a run's watcher reads of each job: whether the run still owns it, whether it was
+# cancelled, and its events' subject (not the whole row: its params may be a long chat).
 _OWNERS = (
     select(Job.id, Job.run_id, Job.status, Job.cancel_requested, Job.tenant_id,
            Job.correlation_id, Job.card_id, Tenant.name.label("tenant"))
     .join(Tenant, Tenant.id == Job.tenant_id)
     .where(Job.id.in_(bindparam("ids", expanding=True)))
-    .order_by(Job.id)
 )
-_OWNERS_LOCKED = _OWNERS.with_for_update(of=_JOB)
 
 
-def owners(conn: Connection, job_ids, lock: bool = True) -> dict[str, tuple]:
-    """Jobs' owning run, status, cancel flag and event subject, by id, locked in id order
-    unless `lock` is False (two callers locking some of the same jobs never wait for each
-    other in a cycle): `{id: (run_id, status, cancel_requested, subject)}` for those that
-    exist."""
-    rows = conn.execute(_OWNERS_LOCKED if lock else _OWNERS,
-                        {"ids": sorted({_as_uuid(i) for i in job_ids})})
+def owners(conn: Connection, job_ids) -> dict[str, tuple]:
+    """Jobs' owning run, status, cancel flag and event subject, by id (unlocked):
+    `{id: (run_id, status, cancel_requested, subject)}` for those that exist."""
+    rows = conn.execute(_OWNERS, {"ids": sorted({_as_uuid(i) for i in job_ids})})
     return {str(r.id): (r.run_id, r.status, r.cancel_requested,
                         Subject("job", r.id, r.tenant_id, r.tenant, r.correlation_id, r.card_id))
             for r in rows}

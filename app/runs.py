@@ -241,7 +241,7 @@ def _store_outputs(items: list[tuple[Run, dict]]) -> dict[int, BaseException]:
     if not refused:
         return {}
     with db.transaction() as conn:  # read after the round: it sees what refused the chunks
-        found = jobs.owners(conn, refused, lock=False)
+        found = jobs.owners(conn, refused)
     failures = {}
     for i, (run, _) in enumerate(items):
         if run.job_id not in refused:
@@ -522,7 +522,7 @@ def cancelled(run: Run) -> None:
 def _check_flags(watched: list[Run]) -> None:
     """Leave each watched run what its job's row says: cancelled, or no longer its own."""
     with db.transaction() as conn:
-        found = jobs.owners(conn, [run.job_id for run in watched], lock=False)
+        found = jobs.owners(conn, [run.job_id for run in watched])
     for run in watched:
         run_id, status, cancel_requested, _ = found.get(run.job_id, (None,) * 4)
         if run_id != run.run_id or status != JobStatus.PROCESSING:
